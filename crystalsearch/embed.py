@@ -1,0 +1,184 @@
+"""The public ``Encoder``: load a pretrained CGCNN encoder and embed structures into representations h."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from crystalsearch.errors import CheckpointError
+
+if TYPE_CHECKING:
+    import torch
+    from pymatgen.core import Structure
+
+    from crystalsearch.graph.build import CrystalGraph
+    from crystalsearch.graph.store import GraphStore
+    from crystalsearch.model.cgcnn import CGCNNEncoder
+
+ENCODER_CLASS = "crystalsearch.model.cgcnn.CGCNNEncoder"
+
+
+def select_device(device: str | None = None) -> torch.device:
+    """``device`` if given, else CUDA when available, else CPU. Enables flush-to-zero on CPU."""
+    import torch
+
+    if device in (None, "auto"):
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise CheckpointError("--device cuda requested but no CUDA device is available")
+    if dev.type == "cpu":
+        # Some Gaussian edge features are subnormal floats; flushing them is ~3x faster on CPU.
+        torch.set_flush_denormal(True)
+    return dev
+
+
+class Encoder:
+    """A frozen CGCNN encoder f mapping crystals to 128-d representations h.
+
+    >>> enc = Encoder.load("default")
+    >>> h = enc.embed([structure])   # float32 [1, 128]
+    """
+
+    def __init__(
+        self,
+        model: CGCNNEncoder,
+        *,
+        radius: float,
+        max_neighbors: int,
+        name: str = "untrained",
+        digest: str = "",
+        device: str | None = None,
+    ) -> None:
+        self.device = select_device(device)
+        self.model = model.to(self.device).eval()
+        self.radius = radius
+        self.max_neighbors = max_neighbors
+        self.name = name
+        self.digest = digest or self._weights_digest()
+
+    # -- construction --------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, name_or_path: str | os.PathLike[str] = "default", *, device: str | None = None) -> Encoder:
+        """Load a shipped encoder (``default``, ``crystalclr``, ``crystalclr_cs``) or a checkpoint folder.
+
+        A fine-tuned property checkpoint also works: its encoder part is used.
+        """
+        from crystalsearch.model.cgcnn import CGCNNEncoder, EncoderConfig
+        from crystalsearch.model.checkpoint import load_state_dict, read_info
+
+        info = read_info(name_or_path)
+        state = load_state_dict(info)
+        if info.model_class != ENCODER_CLASS:
+            prefix = "encoder."
+            state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+            if not state:
+                raise CheckpointError(f"{info.path}: {info.model_class} holds no CGCNN encoder weights")
+        try:
+            config = EncoderConfig(**info.config)
+        except TypeError as exc:
+            raise CheckpointError(f"{info.path}: unknown encoder arguments ({exc})") from None
+        model = CGCNNEncoder(config)
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as exc:
+            first = str(exc).splitlines()[0]
+            raise CheckpointError(f"{info.path}: weights do not fit the encoder ({first})") from None
+        return cls(
+            model,
+            radius=info.radius,
+            max_neighbors=info.max_neighbors,
+            name=str(name_or_path),
+            digest=info.weights_sha256[:16],
+            device=device,
+        )
+
+    @classmethod
+    def random(cls, *, seed: int = 0, device: str | None = None) -> Encoder:
+        """An untrained encoder with seeded weights (for tests and baselines)."""
+        import torch
+
+        from crystalsearch.graph.build import DEFAULT_MAX_NEIGHBORS, DEFAULT_RADIUS
+        from crystalsearch.model.cgcnn import CGCNNEncoder
+
+        torch.manual_seed(seed)
+        return cls(
+            CGCNNEncoder(),
+            radius=DEFAULT_RADIUS,
+            max_neighbors=DEFAULT_MAX_NEIGHBORS,
+            name=f"random(seed={seed})",
+            device=device,
+        )
+
+    # -- properties -----------------------------------------------------------------------------------
+    @property
+    def dim(self) -> int:
+        return int(self.model.config.h_dim)
+
+    @property
+    def hash(self) -> str:
+        """Identifier of the weights (first 16 hex digits of their SHA-256)."""
+        return self.digest
+
+    def _weights_digest(self) -> str:
+        import hashlib
+
+        h = hashlib.sha256()
+        for key, value in sorted(self.model.state_dict().items()):
+            h.update(key.encode())
+            h.update(value.detach().cpu().numpy().tobytes())
+        return h.hexdigest()[:16]
+
+    def __repr__(self) -> str:
+        return f"Encoder(name={self.name!r}, hash={self.hash}, dim={self.dim}, device={self.device})"
+
+    # -- embedding ------------------------------------------------------------------------------------
+    def graphs(self, structures: Iterable[Structure]) -> list[CrystalGraph]:
+        from crystalsearch.graph.build import build_graph
+
+        return [build_graph(s, radius=self.radius, max_neighbors=self.max_neighbors) for s in structures]
+
+    def embed(self, structures: Iterable[Structure], *, batch_size: int = 256) -> np.ndarray:
+        """Representations h of ``structures`` as float32 [n, dim]."""
+        return self.embed_graphs(self.graphs(structures), batch_size=batch_size)
+
+    def embed_graphs(self, graphs: Sequence[CrystalGraph], *, batch_size: int = 256) -> np.ndarray:
+        """Representations h of prebuilt graphs as float32 [n, dim]."""
+        from crystalsearch.graph.batch import GraphBatch
+
+        chunks = [
+            self._forward(GraphBatch.from_graphs(graphs[i : i + batch_size]))
+            for i in range(0, len(graphs), batch_size)
+        ]
+        return np.concatenate(chunks) if chunks else np.zeros((0, self.dim), dtype=np.float32)
+
+    def embed_store(
+        self,
+        store: GraphStore,
+        indices: Sequence[int] | np.ndarray | None = None,
+        *,
+        batch_size: int = 512,
+        progress: Callable[[int], None] | None = None,
+    ) -> np.ndarray:
+        """Representations h of crystals in a graph store (all of them by default)."""
+        idx = np.arange(len(store)) if indices is None else np.asarray(indices)
+        out = np.zeros((idx.shape[0], self.dim), dtype=np.float32)
+        for start in range(0, idx.shape[0], batch_size):
+            sel = idx[start : start + batch_size]
+            out[start : start + sel.shape[0]] = self._forward(store.batch(sel))
+            if progress is not None:
+                progress(int(sel.shape[0]))
+        return out
+
+    def _forward(self, batch: object) -> np.ndarray:
+        import torch
+
+        from crystalsearch.graph.batch import GraphBatch
+
+        assert isinstance(batch, GraphBatch)
+        with torch.inference_mode():
+            h = self.model(batch.to(self.device))
+        return h.float().cpu().numpy()

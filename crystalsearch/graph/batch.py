@@ -1,0 +1,71 @@
+"""Batches of crystal graphs as flat tensors (no padding)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import torch
+
+    from crystalsearch.graph.build import CrystalGraph
+
+
+@dataclass(frozen=True)
+class GraphBatch:
+    """B crystal graphs concatenated into one disconnected graph of N atoms and E edges.
+
+    Attributes:
+        atomic_numbers: long [N] atomic numbers (index into the CGCNN atom table).
+        edge_index: long [2, E] global atom indices; row 0 the centre, row 1 the neighbour.
+        distances: float32 [E] neighbour distances in Å.
+        graph_index: long [N] which graph (0..B-1) each atom belongs to.
+        num_atoms: long [B] atoms per graph.
+    """
+
+    atomic_numbers: torch.Tensor
+    edge_index: torch.Tensor
+    distances: torch.Tensor
+    graph_index: torch.Tensor
+    num_atoms: torch.Tensor
+
+    @property
+    def num_graphs(self) -> int:
+        return int(self.num_atoms.shape[0])
+
+    @classmethod
+    def from_graphs(cls, graphs: Sequence[CrystalGraph]) -> GraphBatch:
+        """Concatenate graphs, offsetting edge indices by the atoms that come before."""
+        import torch
+
+        if not graphs:
+            raise ValueError("cannot batch zero graphs")
+        counts = np.fromiter((g.num_atoms for g in graphs), dtype=np.int64, count=len(graphs))
+        offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        edge_index = np.concatenate([g.edge_index + off for g, off in zip(graphs, offsets)], axis=1)
+        return cls(
+            atomic_numbers=torch.from_numpy(np.concatenate([g.atomic_numbers for g in graphs])),
+            edge_index=torch.from_numpy(edge_index),
+            distances=torch.from_numpy(np.concatenate([g.distances for g in graphs]).astype(np.float32)),
+            graph_index=torch.from_numpy(np.repeat(np.arange(len(graphs)), counts)),
+            num_atoms=torch.from_numpy(counts),
+        )
+
+    def to(self, device: torch.device | str, *, non_blocking: bool = False) -> GraphBatch:
+        """The same batch on ``device``."""
+        return replace(
+            self,
+            atomic_numbers=self.atomic_numbers.to(device, non_blocking=non_blocking),
+            edge_index=self.edge_index.to(device, non_blocking=non_blocking),
+            distances=self.distances.to(device, non_blocking=non_blocking),
+            graph_index=self.graph_index.to(device, non_blocking=non_blocking),
+            num_atoms=self.num_atoms.to(device, non_blocking=non_blocking),
+        )
+
+
+def collate(graphs: Sequence[CrystalGraph]) -> GraphBatch:
+    """Batch graphs into a :class:`GraphBatch` (alias of ``GraphBatch.from_graphs``)."""
+    return GraphBatch.from_graphs(graphs)
