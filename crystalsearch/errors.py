@@ -23,5 +23,8 @@ class CheckpointError(CrystalSearchError):
     """A model checkpoint is missing, corrupted or incompatible."""
 
 
-class IndexError_(CrystalSearchError):
+class IndexFileError(CrystalSearchError):
     """A search index is missing, corrupted or built with another encoder."""
+
+
+IndexError_ = IndexFileError  # former name

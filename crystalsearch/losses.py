@@ -18,7 +18,8 @@ def _logits(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Ten
         raise ValueError(f"z1 and z2 must both be [N, D]; got {tuple(z1.shape)} and {tuple(z2.shape)}")
     if temperature <= 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
-    z = F.normalize(torch.cat([z1, z2], dim=0).float(), dim=1)
+    z = torch.cat([z1, z2], dim=0)
+    z = F.normalize(z.to(torch.promote_types(z.dtype, torch.float32)), dim=1)
     logits = z @ z.T / temperature
     eye = torch.eye(logits.shape[0], dtype=torch.bool, device=logits.device)
     return logits.masked_fill(eye, float("-inf"))
@@ -62,13 +63,13 @@ def composition_similarity_loss(
     n = z1.shape[0]
     if elements.shape[0] != n:
         raise ValueError(f"elements has {elements.shape[0]} rows for {n} crystals")
-    el = elements.to(device=logits.device, dtype=torch.float32)
+    el = elements.to(device=logits.device, dtype=logits.dtype)
     shares = (el @ el.T) > 0  # [N, N] crystal-level
     shares = shares | torch.eye(n, dtype=torch.bool, device=logits.device)  # a crystal shares with itself
     positives = shares.repeat(2, 2)
     positives.fill_diagonal_(False)
     pos_logits = logits.masked_fill(~positives, float("-inf"))
-    log_mean_pos = torch.logsumexp(pos_logits, dim=1) - torch.log(positives.sum(dim=1).float())
+    log_mean_pos = torch.logsumexp(pos_logits, dim=1) - torch.log(positives.sum(dim=1).to(logits.dtype))
     log_denominator = torch.logsumexp(logits, dim=1)
     return (log_denominator - log_mean_pos).mean()
 

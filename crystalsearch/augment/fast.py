@@ -112,7 +112,8 @@ def augment(
     eid[src, rank] = np.arange(src.shape[0])
     k = min(max_neighbors, width)
     t = torch.from_numpy(table)
-    vals, pos = torch.topk(t, k, dim=1, largest=False, sorted=True)
+    # Unmoved: keep the store's exact graph (its order within tied shells); moved: re-pick the k nearest.
+    vals, pos = (t[:, :k], torch.arange(k).expand(n, k)) if not moved else torch.topk(t, k, 1, largest=False)
     keep = (vals <= radius + NUMERICAL_TOL).numpy()
     chosen = np.take_along_axis(eid, pos.numpy(), axis=1)[keep]
     e_src, e_dst, e_dist = src[chosen], dst[chosen], dist[chosen]

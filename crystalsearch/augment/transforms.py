@@ -113,7 +113,7 @@ class ColumnReplace(Transform):
 
         partners, counts = partner_table()
         numbers = np.array([site.specie.Z for site in structure])
-        eligible = np.nonzero(counts[np.minimum(numbers, 100)] > 0)[0]
+        eligible = np.nonzero((numbers <= 100) & (counts[np.minimum(numbers, 100)] > 0))[0]
         if eligible.size == 0:
             return structure
         site = int(rng.choice(eligible))

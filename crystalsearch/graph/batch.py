@@ -69,3 +69,24 @@ class GraphBatch:
 def collate(graphs: Sequence[CrystalGraph]) -> GraphBatch:
     """Batch graphs into a :class:`GraphBatch` (alias of ``GraphBatch.from_graphs``)."""
     return GraphBatch.from_graphs(graphs)
+
+
+def concat_batches(batches: Sequence[GraphBatch]) -> GraphBatch:
+    """Concatenate batches into one (graphs of ``batches[1]`` follow those of ``batches[0]``, ...)."""
+    import torch
+
+    atom_off = 0
+    graph_off = 0
+    edges, gidx = [], []
+    for b in batches:
+        edges.append(b.edge_index + atom_off)
+        gidx.append(b.graph_index + graph_off)
+        atom_off += int(b.atomic_numbers.shape[0])
+        graph_off += b.num_graphs
+    return GraphBatch(
+        atomic_numbers=torch.cat([b.atomic_numbers for b in batches]),
+        edge_index=torch.cat(edges, dim=1),
+        distances=torch.cat([b.distances for b in batches]),
+        graph_index=torch.cat(gidx),
+        num_atoms=torch.cat([b.num_atoms for b in batches]),
+    )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -266,7 +267,7 @@ def cached_store(
     if path.exists():
         try:
             return GraphStore.load(path)
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
             path.unlink(missing_ok=True)  # corrupted or stale: rebuild
     store = build_store(
         crystals, radius=radius, max_neighbors=max_neighbors, num_candidates=num_candidates, progress=progress

@@ -49,12 +49,21 @@ def shipped_models_dir() -> Path:
 
 
 def resolve(name_or_path: str | os.PathLike[str]) -> Path:
-    """A shipped model name (``default``, ``crystalclr``, ``crystalclr_cs``, ``heads/<p>``) or a folder."""
+    """A model name or a folder path.
+
+    Names: ``default`` (= ``crystalclr_cs``), ``crystalclr``, ``crystalclr_cs``, ``heads/<property>/...``.
+    A name resolves to the user's rebuilt model (``crystalsearch train`` installs them under
+    :func:`crystalsearch.paths.user_models_dir`) when there is one, else to the shipped checkpoint.
+    """
+    from crystalsearch.paths import user_models_dir
+
     text = str(name_or_path)
-    if text in SHIPPED:
-        return shipped_models_dir() / SHIPPED[text]
-    if text.startswith("heads/"):
-        return shipped_models_dir() / text
+    if text in SHIPPED or text.startswith("heads/"):
+        rel = SHIPPED.get(text, text)
+        user = user_models_dir() / rel
+        if (user / MODEL_JSON).is_file():
+            return user
+        return shipped_models_dir() / rel
     return Path(text)
 
 

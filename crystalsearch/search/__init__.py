@@ -1,1 +1,35 @@
+"""Similarity search: FAISS index of CrystalCLR embeddings + SQLite metadata of known materials.
 
+- :class:`~crystalsearch.search.catalog.Catalog` opens an index and searches it (``crystalsearch.Catalog``).
+- :func:`~crystalsearch.search.build.build_index` / :func:`~crystalsearch.search.build.add_to_index`
+  write indexes (resumable, atomic); :func:`~crystalsearch.search.build.default_index` finds or
+  builds the default one.
+- :class:`~crystalsearch.search.filters.Filters` are evaluated in SQL (``--where`` parsed with ``ast``).
+- :func:`~crystalsearch.search.retrieval.evaluate_retrieval` measures recall on transformed copies.
+
+Submodules are imported lazily (this package is imported by the CLI).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from crystalsearch.search.build import add_to_index, build_index
+    from crystalsearch.search.catalog import Catalog, Hit, QueryResult
+    from crystalsearch.search.filters import Filters
+
+__all__ = ["Catalog", "Filters", "Hit", "QueryResult", "add_to_index", "build_index"]
+
+_WHERE = {
+    "Catalog": "catalog", "Hit": "catalog", "QueryResult": "catalog", "Filters": "filters",
+    "add_to_index": "build", "build_index": "build",
+}  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        import importlib
+
+        return getattr(importlib.import_module(f"crystalsearch.search.{_WHERE[name]}"), name)
+    raise AttributeError(f"module 'crystalsearch.search' has no attribute {name!r}")

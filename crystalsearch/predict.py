@@ -1,0 +1,196 @@
+"""Property prediction with evidence: an ensemble of fine-tuned heads plus the nearest known materials.
+
+Each answer carries the ensemble mean (the value), the ensemble standard deviation over seeds (the
+uncertainty), the 3 nearest indexed materials that have a known value of the property (the
+evidence), and a warning when the query is far from every material with a known value — its best
+similarity is below the 1st percentile of what held-out materials of the training set see.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from crystalsearch.errors import CheckpointError
+
+if TYPE_CHECKING:
+    from pymatgen.core import Structure
+
+    from crystalsearch.model.cgcnn import PropertyModel
+    from crystalsearch.search.catalog import Catalog
+
+EVIDENCE = 3
+
+
+@dataclass(frozen=True)
+class Neighbor:
+    material_id: str
+    formula: str
+    value: float
+    similarity: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"material_id": self.material_id, "formula": self.formula, "value": round(self.value, 6),
+                "similarity": round(self.similarity, 6)}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Prediction:
+    query: str
+    property: str
+    value: float
+    unit: str
+    uncertainty: float
+    neighbors: tuple[Neighbor, ...]
+    nearest_similarity: float | None = None
+    warning: str | None = None
+    members: tuple[float, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "query": self.query, "property": self.property, "value": round(self.value, 6), "unit": self.unit,
+            "uncertainty": round(self.uncertainty, 6), "neighbors": [n.to_dict() for n in self.neighbors],
+            "nearest_similarity": None if self.nearest_similarity is None else round(self.nearest_similarity, 6),
+            "in_distribution": self.warning is None, "warning": self.warning,
+            "ensemble": [round(m, 6) for m in self.members],
+        }  # fmt: skip
+
+
+def heads_dir(prop: str) -> Path:
+    """The user's rebuilt heads for ``prop`` if any, else the shipped ones."""
+    from crystalsearch.model.checkpoint import shipped_models_dir
+    from crystalsearch.paths import user_models_dir
+
+    user = user_models_dir() / "heads" / prop
+    if any(user.glob("seed*/model.json")):
+        return user
+    return shipped_models_dir() / "heads" / prop
+
+
+def available_properties() -> list[str]:
+    from crystalsearch.train.finetune import PROPERTIES
+
+    return [p for p in PROPERTIES if any(heads_dir(p).glob("seed*/model.json"))]
+
+
+@dataclass
+class _Member:
+    model: PropertyModel
+    log: bool
+    mean: float
+    std: float
+
+    def inverse(self, t: np.ndarray) -> np.ndarray:
+        v = t * self.std + self.mean
+        return np.exp(v) if self.log else v
+
+
+class Predictor:
+    """An ensemble of fine-tuned property heads (one per seed) for one property."""
+
+    def __init__(self, prop: str, members: list[_Member], *, column: str, unit: str, folder: Path) -> None:
+        self.property, self.members, self.column, self.unit, self.folder = prop, members, column, unit, folder
+
+    @classmethod
+    def load(cls, prop: str, *, folder: str | Path | None = None) -> Predictor:
+        import torch
+
+        from crystalsearch.model.cgcnn import EncoderConfig, PropertyModel
+        from crystalsearch.model.checkpoint import load_state_dict, read_info
+        from crystalsearch.train.finetune import property_spec
+
+        spec = property_spec(prop)
+        root = Path(folder) if folder else heads_dir(prop)
+        paths = sorted(p.parent for p in root.glob("seed*/model.json")) or (
+            [root] if (root / "model.json").is_file() else []
+        )
+        if not paths:
+            have = ", ".join(available_properties()) or "none"
+            raise CheckpointError(f"{root}: no fine-tuned heads for {prop} (available: {have}); train them with "
+                                  f"`crystalsearch train finetune --property {prop} --seeds 3`")  # fmt: skip
+        members = []
+        for path in paths:
+            info = read_info(path)
+            meta = info.metadata
+            model = PropertyModel(EncoderConfig(**info.config))
+            model.load_state_dict(load_state_dict(info))
+            model.eval()
+            tr = meta["transform"]
+            members.append(_Member(model, bool(tr["log"]), float(tr["mean"]), float(tr["std"])))
+        torch.set_flush_denormal(True)
+        return cls(prop, members, column=spec.column, unit=spec.unit, folder=root)
+
+    def predict_values(self, structures: list[Structure]) -> np.ndarray:
+        """Ensemble predictions [n_members, n] in the property's units."""
+        import torch
+
+        from crystalsearch.graph.batch import GraphBatch
+        from crystalsearch.graph.build import build_graph
+
+        graphs = [build_graph(s) for s in structures]
+        out = np.zeros((len(self.members), len(graphs)))
+        for start in range(0, len(graphs), 256):
+            batch = GraphBatch.from_graphs(graphs[start : start + 256])
+            with torch.inference_mode():
+                for m, member in enumerate(self.members):
+                    t = member.model(batch).float().numpy()
+                    out[m, start : start + len(t)] = member.inverse(t)
+        return out
+
+    def predict(self, queries: list[tuple[str, Structure]], *, catalog: Catalog | None = None) -> list[Prediction]:
+        """Predictions with uncertainty and evidence for ``(label, structure)`` pairs."""
+        values = self.predict_values([s for _, s in queries]) if queries else np.zeros((len(self.members), 0))
+        threshold = self.similarity_threshold(catalog) if catalog is not None else None
+        results = []
+        for i, (label, structure) in enumerate(queries):
+            neighbors: tuple[Neighbor, ...] = ()
+            nearest, warning = None, None
+            if catalog is not None:
+                hits = catalog.similar(structure, k=EVIDENCE, where=f"{self.column} is not None")
+                neighbors = tuple(
+                    Neighbor(h.material_id, h.formula, float(h.properties[self.column]), h.similarity) for h in hits
+                )
+                nearest = neighbors[0].similarity if neighbors else None
+                if nearest is not None and threshold is not None and nearest < threshold:
+                    warning = (f"far from the training data: nearest material with known {self.property} has "
+                               f"similarity {nearest:.3f} < {threshold:.3f} (1st percentile of held-out materials)")  # fmt: skip
+            members = values[:, i]
+            results.append(Prediction(
+                query=label, property=self.property, value=float(members.mean()), unit=self.unit,
+                uncertainty=float(members.std(ddof=1)) if len(members) > 1 else 0.0, neighbors=neighbors,
+                nearest_similarity=nearest, warning=warning, members=tuple(float(v) for v in members),
+            ))  # fmt: skip
+        return results
+
+    def similarity_threshold(self, catalog: Catalog) -> float | None:
+        """1st percentile of held-out materials' best similarity to a training material with a known value.
+
+        Computed once per (index encoder, property) from the shipped dataset's test split and cached.
+        """
+        from crystalsearch import datasets
+        from crystalsearch.graph.store import cache_dir
+        from crystalsearch.search.faiss_index import normalise
+        from crystalsearch.train.finetune import property_spec
+
+        spec = property_spec(self.property)
+        path = cache_dir() / "calibration" / f"{catalog.manifest.encoder.hash}-{self.property}.json"
+        if path.is_file():
+            return float(json.loads(path.read_text())["threshold"])
+        ds = datasets.load(spec.dataset)
+        split = ds.split(seed=0)
+        rows = [catalog.row_of(ds.records[int(i)].material_id) for i in split.train[:5000]]
+        train_rows = np.array([r for r in rows if r is not None])
+        test = [ds.records[int(i)] for i in split.test[:500]]
+        if len(train_rows) < 10 or not test:
+            return None
+        train_vecs = np.stack([catalog.vectors.vector(int(r)) for r in train_rows])
+        q = normalise(catalog.encoder.embed([r.structure for r in test]))
+        best = (q @ train_vecs.T).max(axis=1)
+        threshold = float(np.percentile(best, 1))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"threshold": threshold, "n_test": len(test), "n_train": len(train_rows)}))
+        return threshold

@@ -1,0 +1,391 @@
+"""Building indexes: resumable chunked embedding, atomic swap-in, incremental ``add``, the default index.
+
+``build_index`` embeds entries in chunks; every finished chunk (normalised embeddings and space
+groups) is saved atomically to ``<out>.partial/``, next to a ``plan.json`` that pins what is being
+built (entry fingerprint, encoder hash, chunk size). A build that is killed (even with ``kill -9``)
+and started again with the same inputs reuses the finished chunks, so nothing is lost or computed
+twice; the final files are written into ``<out>.partial/staging`` and swapped in for ``out`` at once.
+
+``add_to_index`` appends rows under an exclusive lock: the SQLite rows are inserted in one
+transaction (WAL: readers keep searching meanwhile), then the FAISS file and the manifest are
+replaced atomically. A journal lets the next writer or reader roll back an interrupted add.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from crystalsearch.errors import CheckpointError, CrystalSearchError, IndexFileError
+from crystalsearch.search.entries import Entry, as_entries, fingerprint
+from crystalsearch.search.manifest import (
+    DB_FILE, INDEX_FILE, JOURNAL, MANIFEST, EncoderInfo, Manifest, atomic_write_bytes, file_info, locked, now,
+    read_manifest, remember_verified, swap_in, verify_files, versions, write_manifest,
+)  # fmt: skip
+from crystalsearch.search.symmetry import SYMPREC, Symmetry, crystal_system, spacegroup_symbol, symmetry_many
+
+if TYPE_CHECKING:
+    from crystalsearch.embed import Encoder
+
+__all__ = ["AddReport", "add_to_index", "build_index", "default_encoder", "default_index", "shipped_index_dir"]
+
+PLAN = "plan.json"
+Progress = bool | Callable[[int], None]
+
+
+def _notify(message: str) -> None:
+    sys.stderr.write(message.rstrip() + "\n")
+    sys.stderr.flush()
+
+
+def encoder_ref(encoder: Encoder) -> str:
+    """How to load ``encoder`` again (shipped name, ``random(seed=N)`` or an absolute folder path)."""
+    name = encoder.name
+    if name.startswith("random(") or name in ("default", "crystalclr", "crystalclr_cs"):
+        return name
+    path = Path(name)
+    return str(path.resolve()) if path.exists() else name
+
+
+def load_encoder(ref: str) -> Encoder:
+    """Inverse of :func:`encoder_ref`."""
+    from crystalsearch.embed import Encoder
+
+    if ref.startswith("random(seed=") and ref.endswith(")"):
+        return Encoder.random(seed=int(ref[len("random(seed=") : -1]))
+    return Encoder.load(ref)
+
+
+def encoder_from_spec(spec: str, *, notify: Callable[[str], None] = _notify) -> Encoder:
+    """``default`` (random fallback with a note), ``random``/``random:SEED``, a shipped name or a folder."""
+    from crystalsearch.embed import Encoder
+
+    if spec == "default":
+        return default_encoder(notify=notify)
+    if spec == "random" or spec.startswith("random:"):
+        seed = spec.partition(":")[2] or "0"
+        if not seed.isdigit():
+            raise CrystalSearchError(f"--encoder {spec}: expected random or random:SEED")
+        return Encoder.random(seed=int(seed))
+    if spec.startswith("random("):
+        return load_encoder(spec)
+    return Encoder.load(spec)
+
+
+def encoder_info(encoder: Encoder) -> EncoderInfo:
+    return EncoderInfo(encoder_ref(encoder), encoder.hash, encoder.dim, encoder.radius, encoder.max_neighbors)
+
+
+@contextmanager
+def _bar(progress: Progress, total: int, description: str) -> Iterator[Callable[[int], None]]:
+    """A rich progress bar on stderr (``progress=True``), a user callback, or nothing."""
+    if callable(progress):
+        yield progress
+        return
+    if not progress:
+        yield lambda n: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import TimeRemainingColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TimeRemainingColumn())  # fmt: skip
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+def embed_entries(entries: Sequence[Entry], encoder: Encoder, *, advance: Callable[[int], None], batch_size: int = 256) -> np.ndarray:
+    """Normalised embeddings of entries (graphs built straight from the arrays, no pymatgen)."""
+    from crystalsearch.graph.store import build_store
+    from crystalsearch.search.faiss_index import normalise
+
+    if not entries:
+        return np.zeros((0, encoder.dim), dtype=np.float32)
+    k = encoder.max_neighbors
+    store = build_store([e.cell() for e in entries], radius=encoder.radius, max_neighbors=k, num_candidates=k)
+    return normalise(encoder.embed_store(store, batch_size=batch_size, progress=advance))
+
+
+def _embed_chunk(entries: Sequence[Entry], encoder: Encoder, advance: Callable[[int], None]) -> dict[str, np.ndarray]:
+    embeddings = embed_entries(entries, encoder, advance=advance)
+    numbers = np.array([s.number for s in symmetry_many(e.cell() for e in entries)], dtype=np.int16)
+    return {"embeddings": embeddings, "spacegroup": numbers, "n": np.array([len(entries)])}
+
+
+def _load_chunk(path: Path, n: int, dim: int) -> dict[str, np.ndarray] | None:
+    try:
+        with np.load(path) as data:
+            chunk = {k: data[k] for k in ("embeddings", "spacegroup", "n")}
+    except (OSError, ValueError, KeyError, EOFError):
+        return None
+    if int(chunk["n"][0]) != n or chunk["embeddings"].shape != (n, dim) or chunk["spacegroup"].shape != (n,):
+        return None
+    return chunk
+
+
+def _symmetries(numbers: np.ndarray) -> list[Symmetry]:
+    return [Symmetry(int(n), spacegroup_symbol(int(n)), crystal_system(int(n))) for n in numbers]
+
+
+def _source_counts(entries: Sequence[Entry]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for e in entries:
+        for s in e.source.split(","):
+            counts[s] = counts.get(s, 0) + 1
+    return counts
+
+
+def build_index(
+    records_or_dataset: Any,
+    *,
+    encoder: Encoder,
+    out: Path,
+    faiss_factory: str = "Flat",
+    progress: Progress = True,
+    resume: bool = True,
+    chunk_size: int = 2048,
+) -> Manifest:
+    """Build an index folder ``out`` from a dataset name (``"all"``), a Dataset, Records or Entries.
+
+    Resumable (see module doc). Returns the manifest of the finished index.
+    """
+    from crystalsearch.datasets import PROPERTY_UNITS
+    from crystalsearch.search.db import MetadataDB, entry_rows
+    from crystalsearch.search.faiss_index import VectorIndex, make_index, recall_at_k
+
+    entries = as_entries(records_or_dataset)
+    if not entries:
+        raise CrystalSearchError("nothing to index: no structures given")
+    out = Path(out)
+    work = out.with_name(out.name + ".partial")
+    plan = {"fingerprint": fingerprint(entries), "encoder": encoder.hash, "chunk_size": chunk_size, "n": len(entries)}
+    work.mkdir(parents=True, exist_ok=True)
+    with locked(work, exclusive=True, timeout=0.0):
+        if not resume or _read_json(work / PLAN) != plan:
+            for stale in work.iterdir():
+                if stale.name != ".lock":
+                    shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+        atomic_write_bytes(work / PLAN, json.dumps(plan).encode())
+        starts = list(range(0, len(entries), chunk_size))
+        chunks: list[dict[str, np.ndarray]] = []
+        with _bar(progress, len(entries), f"embedding {len(entries):,} crystals") as advance:
+            for i, start in enumerate(starts):
+                part = entries[start : start + chunk_size]
+                path = work / f"chunk_{i:05d}.npz"
+                chunk = _load_chunk(path, len(part), encoder.dim) if path.exists() else None
+                if chunk is None:
+                    chunk = _embed_chunk(part, encoder, advance)
+                    _save_npz(path, chunk)
+                else:
+                    advance(len(part))
+                chunks.append(chunk)
+        vectors = np.concatenate([c["embeddings"] for c in chunks]).astype(np.float32)
+        numbers = np.concatenate([c["spacegroup"] for c in chunks])
+        staging = work / "staging"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
+        db = MetadataDB(staging / DB_FILE, readonly=False)
+        try:
+            db.insert(entry_rows(entries, _symmetries(numbers), start=0))
+            db.checkpoint()
+        finally:
+            db.close()
+        vi = VectorIndex(make_index(vectors, dim=encoder.dim, factory=faiss_factory))
+        vi.write(staging / INDEX_FILE)
+        recall = None if vi.exact else recall_at_k(vi.index, vectors)
+        for leftover in ("-wal", "-shm"):
+            (staging / (DB_FILE + leftover)).unlink(missing_ok=True)
+        created = now()
+        manifest = Manifest(
+            encoder=encoder_info(encoder),
+            count=len(entries),
+            files={name: file_info(staging / name) for name in (INDEX_FILE, DB_FILE)},
+            faiss_factory=faiss_factory,
+            sources=_source_counts(entries),
+            units=dict(PROPERTY_UNITS),
+            symprec=SYMPREC,
+            recall_at_10=recall,
+            versions=versions(),
+            created=created,
+            updated=created,
+        )
+        write_manifest(staging, manifest)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        swap_in(staging, out)
+    shutil.rmtree(work, ignore_errors=True)
+    remember_verified(out, manifest)
+    return manifest
+
+
+def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    from crystalsearch.graph.store import atomic_write_npz
+
+    atomic_write_npz(path, **arrays)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+# -- incremental add ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class AddReport:
+    """Outcome of :func:`add_to_index`: ids added, ids skipped because already indexed, new manifest."""
+
+    added: tuple[str, ...]
+    skipped: tuple[str, ...]
+    manifest: Manifest
+
+
+def check_encoder(manifest: Manifest, encoder: Encoder, *, where: Path) -> None:
+    """Refuse an encoder whose weights differ from the index's (naming both)."""
+    if encoder.hash != manifest.encoder.hash or encoder.dim != manifest.encoder.dim:
+        raise IndexFileError(
+            f"{where}: index built with encoder {manifest.encoder.name} (hash {manifest.encoder.hash}), "
+            f"but encoder {encoder.name} has hash {encoder.hash}; rebuild the index with "
+            f"`crystalsearch index build --encoder {encoder.name}` or query with the index's encoder"
+        )
+
+
+def recover(folder: Path) -> bool:
+    """Roll back an interrupted ``add`` (journal present); call under the exclusive lock."""
+    from crystalsearch.search.db import MetadataDB
+    from crystalsearch.search.faiss_index import VectorIndex
+
+    journal = _read_json(folder / JOURNAL)
+    if journal is None:
+        return False
+    manifest = read_manifest(folder)
+    n0 = int(journal["n0"])
+    if manifest.count == n0:
+        db = MetadataDB(folder / DB_FILE, readonly=False)
+        try:
+            db.delete_from(n0)
+            db.checkpoint()
+        finally:
+            db.close()
+        vi = VectorIndex.read(folder / INDEX_FILE)
+        if vi.ntotal > n0:
+            vi.truncate(n0)
+            vi.write(folder / INDEX_FILE)
+        files = {name: file_info(folder / name) for name in (INDEX_FILE, DB_FILE)}
+        write_manifest(folder, manifest.touched(files=files))
+    (folder / JOURNAL).unlink(missing_ok=True)
+    return True
+
+
+def add_to_index(
+    entries_or_structures: Any, *, index: Path, encoder: Encoder | None = None, progress: Progress = True
+) -> AddReport:
+    """Add entries (or ``(id, Structure)`` pairs) to the index folder ``index``; existing ids are skipped."""
+    from crystalsearch.search.db import MetadataDB, entry_rows
+    from crystalsearch.search.faiss_index import VectorIndex
+
+    index = Path(index)
+    entries = as_entries(entries_or_structures)
+    with locked(index, exclusive=True, timeout=600.0):
+        recover(index)
+        manifest = read_manifest(index)
+        verify_files(index, manifest)
+        enc = encoder or load_encoder(manifest.encoder.name)
+        check_encoder(manifest, enc, where=index)
+        db = MetadataDB(index / DB_FILE, readonly=False)
+        try:
+            present = db.row_ids(e.material_id for e in entries)
+            new = [e for e in entries if e.material_id not in present]
+            if not new:
+                return AddReport((), tuple(present), manifest)
+            vi = VectorIndex.read(index / INDEX_FILE)
+            n0 = vi.ntotal
+            if n0 != manifest.count or db.max_id() != n0 - 1:
+                raise IndexFileError(f"{index}: FAISS rows ({n0}) and database rows disagree; rebuild the index")
+            with _bar(progress, len(new), f"embedding {len(new):,} crystals") as advance:
+                vectors = embed_entries(new, enc, advance=advance)
+            rows = entry_rows(new, symmetry_many(e.cell() for e in new), start=n0)
+            atomic_write_bytes(index / JOURNAL, json.dumps({"n0": n0, "added": len(new)}).encode())
+            db.insert(rows)
+            vi.add(vectors)
+            vi.write(index / INDEX_FILE)
+            db.checkpoint()
+        finally:
+            db.close()
+        sources = dict(manifest.sources)
+        for k, v in _source_counts(new).items():
+            sources[k] = sources.get(k, 0) + v
+        files = {name: file_info(index / name) for name in (INDEX_FILE, DB_FILE)}
+        updated = manifest.touched(count=n0 + len(new), files=files, sources=sources, versions=versions())
+        write_manifest(index, updated)
+        (index / JOURNAL).unlink(missing_ok=True)
+        remember_verified(index, updated)
+    return AddReport(tuple(e.material_id for e in new), tuple(present), updated)
+
+
+# -- the default index --------------------------------------------------------------------------------
+def shipped_index_dir() -> Path:
+    """Where a prebuilt default index ships inside the package (``crystalsearch/models/index``)."""
+    from crystalsearch.model.checkpoint import shipped_models_dir
+
+    return shipped_models_dir() / "index"
+
+
+def cache_index_dir(encoder_hash: str) -> Path:
+    from crystalsearch.graph.store import cache_dir
+
+    return cache_dir() / "index" / encoder_hash
+
+
+def default_encoder(*, notify: Callable[[str], None] = _notify) -> Encoder:
+    """The shipped default encoder, or (with a message) an untrained random one if it is missing."""
+    from crystalsearch.embed import Encoder
+
+    try:
+        return Encoder.load("default")
+    except CheckpointError as exc:
+        notify(
+            f"note: default encoder unavailable ({exc}); using an untrained random encoder (seed 0), "
+            "so similarities reflect composition and local geometry, not learned CrystalCLR features"
+        )
+        return Encoder.random(seed=0)
+
+
+def default_index(
+    *,
+    encoder: Encoder | None = None,
+    progress: Progress = True,
+    notify: Callable[[str], None] = _notify,
+    build: bool = True,
+) -> tuple[Path, Encoder]:
+    """The default index (shipped, else cached, else built now) and the encoder that goes with it."""
+    enc = encoder or default_encoder(notify=notify)
+    shipped = shipped_index_dir()
+    if (shipped / MANIFEST).is_file():
+        manifest = read_manifest(shipped)
+        if manifest.encoder.hash == enc.hash:
+            return shipped, enc
+        notify(f"note: shipped index is for encoder {manifest.encoder.hash}, not {enc.hash}; using a cached index")
+    target = cache_index_dir(enc.hash)
+    if not (target / MANIFEST).is_file():
+        if not build:
+            raise IndexFileError(
+                f"no default index for encoder {enc.hash} yet ({target}); it is built on the first "
+                "`crystalsearch similar` or by `crystalsearch index build`"
+            )
+        notify(
+            f"Building the default search index of all shipped structures with encoder {enc.name} "
+            f"({enc.hash}) into {target}. This happens once and takes a minute or two."
+        )
+        build_index("all", encoder=enc, out=target, progress=progress)
+    return target, enc

@@ -1,0 +1,361 @@
+"""``Catalog``: similarity search over an index of known materials.
+
+>>> from crystalsearch import Catalog
+>>> cat = Catalog.open("default")            # or an index folder
+>>> hits = cat.similar("examples/NaCl.cif", k=5, where="band_gap > 1")
+>>> hits = cat.similar("mp-22862", k=5)       # an indexed id: itself left out of the hits
+>>> hits[0].material_id, hits[0].similarity
+
+Similarity is the cosine similarity of the encoder's representations (inner product of
+L2-normalised vectors). Filters are evaluated in SQL and the search runs over the rows that pass, so
+``k`` hits are returned whenever ``k`` rows pass (fewer only if fewer exist).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Union
+
+import numpy as np
+
+from crystalsearch.errors import InputError, IndexFileError
+from crystalsearch.search.build import _notify, check_encoder, default_index, load_encoder, recover
+from crystalsearch.search.db import Material, MetadataDB
+from crystalsearch.search.entries import structure_from_json
+from crystalsearch.search.faiss_index import VectorIndex, normalise
+from crystalsearch.search.filters import Filters
+from crystalsearch.search.known import MatcherConfig, matching_rows
+from crystalsearch.search.manifest import DB_FILE, INDEX_FILE, JOURNAL, Manifest, Verify, locked, read_manifest
+from crystalsearch.search.manifest import verify_files
+
+if TYPE_CHECKING:
+    from pymatgen.core import Structure
+
+    from crystalsearch.embed import Encoder
+    from crystalsearch.io import ReadReport
+
+__all__ = ["Catalog", "Hit", "QueryResult"]
+
+QueryInput = Union["Structure", str]
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result. ``same_structure`` is set only by ``known=True`` searches."""
+
+    rank: int
+    material_id: str
+    formula: str
+    similarity: float
+    spacegroup: str
+    spacegroup_number: int
+    crystal_system: str
+    nsites: int
+    density: float
+    volume_per_atom: float
+    properties: dict[str, float]
+    source: str
+    same_structure: bool | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "rank": self.rank, "material_id": self.material_id, "formula": self.formula,
+            "similarity": round(self.similarity, 6), "spacegroup": self.spacegroup,
+            "spacegroup_number": self.spacegroup_number, "crystal_system": self.crystal_system,
+            "nsites": self.nsites, "density": round(self.density, 4), "volume_per_atom": round(self.volume_per_atom, 4),
+            "properties": self.properties, "source": self.source,
+        }  # fmt: skip
+        if self.same_structure is not None:
+            out["same_structure"] = self.same_structure
+        return out
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    """Hits for one query; ``error`` if the query could not be read; ``verdict`` with ``known=True``."""
+
+    query: str
+    hits: tuple[Hit, ...] = ()
+    formula: str | None = None
+    error: str | None = None
+    verdict: str | None = None
+    known_as: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"query": self.query, "formula": self.formula, "hits": [h.to_dict() for h in self.hits]}
+        if self.error is not None:
+            out["error"] = self.error
+        if self.verdict is not None:
+            out["verdict"] = self.verdict
+            out["known_as"] = list(self.known_as)
+        return out
+
+
+@dataclass(frozen=True)
+class _Query:
+    label: str
+    vector: np.ndarray
+    row: int | None  # the query's own row when it is an indexed material (left out of its hits)
+    structure: Structure | None
+    formula: str
+
+
+class Catalog:
+    """An opened index: FAISS vectors, SQLite metadata and (loaded on first use) the matching encoder."""
+
+    def __init__(self, folder: Path, manifest: Manifest, vectors: VectorIndex, db: MetadataDB, encoder: Encoder | None = None) -> None:
+        self.path = folder
+        self.manifest = manifest
+        self.vectors = vectors
+        self.db = db
+        self._encoder = encoder
+        self.matcher = MatcherConfig()
+
+    # -- opening ---------------------------------------------------------------------------------------
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str] = "default",
+        *,
+        encoder: Encoder | None = None,
+        verify: Verify = "fast",
+        progress: bool = True,
+        notify: Callable[[str], None] | None = None,
+    ) -> Catalog:
+        """Open an index folder, or ``"default"`` (shipped, cached, or built now with a progress bar).
+
+        ``encoder`` must have the hash recorded in the manifest (else IndexFileError naming both);
+        by default the index's own encoder is loaded when a structure is first embedded.
+        ``verify``: ``"fast"`` checks checksums of files changed since the last check, ``"full"`` always.
+        """
+        say = notify or _notify
+        if str(path) == "default":
+            folder, encoder = default_index(encoder=encoder, progress=progress, notify=say)
+        else:
+            folder = Path(path).expanduser()
+        if not folder.is_dir():
+            raise IndexFileError(f"{folder}: no such index folder (create one with `crystalsearch index build --out {folder}`)")
+        if (folder / JOURNAL).exists() and os.access(folder, os.W_OK):
+            with locked(folder, exclusive=True):
+                recover(folder)
+        manifest, vectors = _load_consistent(folder, verify)
+        if encoder is not None:
+            check_encoder(manifest, encoder, where=folder)
+        return cls(folder, manifest, vectors, MetadataDB(folder / DB_FILE), encoder)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Catalog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __len__(self) -> int:
+        return self.vectors.ntotal
+
+    def __repr__(self) -> str:
+        return f"Catalog({str(self.path)!r}, materials={len(self)}, encoder={self.manifest.encoder.hash})"
+
+    @property
+    def encoder(self) -> Encoder:
+        if self._encoder is None:
+            ref = self.manifest.encoder.name
+            try:
+                enc = load_encoder(ref)
+            except Exception as exc:  # noqa: BLE001 - any failure to load is reported the same way
+                raise IndexFileError(f"{self.path}: cannot load the index's encoder {ref} ({exc})") from None
+            check_encoder(self.manifest, enc, where=self.path)
+            self._encoder = enc
+        return self._encoder
+
+    # -- lookups ---------------------------------------------------------------------------------------
+    def row_of(self, material_id: str) -> int | None:
+        row = self.db.row_ids([material_id]).get(material_id)
+        return row if row is not None and row < len(self) else None
+
+    def structure(self, material_id: str) -> Structure:
+        """The stored structure of an indexed material."""
+        row = self.row_of(material_id)
+        if row is None:
+            raise InputError(material_id, f"not in the index {self.path}")
+        return structure_from_json(self.db.structures([row])[row])
+
+    def embed(self, structures: Sequence[Structure]) -> np.ndarray:
+        """L2-normalised representations [n, dim] of structures with the index's encoder."""
+        from crystalsearch.graph.build import build_graph
+
+        enc = self.encoder
+        graphs = [build_graph(s, radius=enc.radius, max_neighbors=enc.max_neighbors) for s in structures]
+        return normalise(enc.embed_graphs(graphs))
+
+    # -- search ----------------------------------------------------------------------------------------
+    def similar(
+        self,
+        query: QueryInput,
+        *,
+        k: int = 10,
+        elements: str | Sequence[str] | None = None,
+        exclude_elements: str | Sequence[str] | None = None,
+        spacegroup: str | int | None = None,
+        max_sites: int | None = None,
+        where: str | None = None,
+        known: bool = False,
+    ) -> list[Hit]:
+        """The ``k`` indexed materials most similar to a Structure, an indexed id, or a structure file."""
+        filters = Filters.make(elements=elements, exclude_elements=exclude_elements, spacegroup=spacegroup,
+                               max_sites=max_sites, where=where)  # fmt: skip
+        (result,) = self.search([query], k=k, filters=filters, known=known)
+        if result.error:
+            raise InputError(result.query, result.error.split(": ", 1)[-1])
+        return list(result.hits)
+
+    def search(
+        self,
+        queries: Sequence[QueryInput],
+        *,
+        k: int = 10,
+        filters: Filters | None = None,
+        known: bool = False,
+        report: ReadReport | None = None,
+    ) -> list[QueryResult]:
+        """Search many queries at once (structures embedded in one batch). Strings are indexed ids,
+        files, folders or globs; unreadable ones give a result with ``error`` (and go in ``report``)."""
+        if k < 1:
+            raise InputError("-k", f"must be at least 1, got {k}")
+        filters = filters or Filters()
+        resolved = self._resolve(queries, report)
+        allowed = self.db.ids_where(filters.condition(), below=len(self)) if filters.active else None
+        results = []
+        for item in resolved:
+            if isinstance(item, QueryResult):
+                results.append(item)
+                continue
+            exclude = [] if item.row is None else [item.row]
+            if allowed is None:
+                sims, rows = self.vectors.search(item.vector, k, exclude=exclude)
+            else:
+                sims, rows = self.vectors.search_subset(item.vector, k, allowed, exclude=exclude)
+            pairs = list(zip(rows.tolist(), sims.tolist()))
+            verdict, known_as, same = None, (), None
+            if known:
+                matched = self._known_rows(item)
+                known_as = tuple(self._ids(matched))
+                verdict = f"known: {', '.join(known_as)}" if known_as else "novel"
+                passing = [r for r in matched if allowed is None or _contains(allowed, r)]
+                first = [(r, float(self.vectors.vector(r) @ item.vector)) for r in passing]
+                first.sort(key=lambda p: (-p[1], p[0]))
+                pairs = (first + [p for p in pairs if p[0] not in set(matched)])[:k]
+                same = set(matched)
+            results.append(QueryResult(item.label, self._hits(pairs, same), item.formula, None, verdict, known_as))
+        return results
+
+    # -- internals -------------------------------------------------------------------------------------
+    def _resolve(self, queries: Sequence[QueryInput], report: ReadReport | None) -> list[_Query | QueryResult]:
+        """Turn inputs into query vectors (structures embedded together), keeping input order."""
+        from crystalsearch.io import ReadReport, read_structures
+
+        report = report if report is not None else ReadReport()
+        slots: list[Any] = []
+        pending: list[tuple[int, str, Structure]] = []
+        for q in queries:
+            if not isinstance(q, str):
+                pending.append((len(slots), "structure", q))
+                slots.append(None)
+                continue
+            row = None if _looks_like_path(q) else self.row_of(q.strip())
+            if row is not None:
+                slots.append(self._indexed_query(q.strip(), row))
+                continue
+            n_failed = len(report.failed)
+            for label, structure in read_structures(q, report=report):
+                pending.append((len(slots), label, structure))
+                slots.append(None)
+            for err in report.failed[n_failed:]:
+                reason = err.reason
+                if "unknown Materials Project id" in reason:
+                    reason = f"unknown material id (not in the index {self.path} nor in the shipped data)"
+                slots.append(QueryResult(err.source, error=f"{err.source}: {reason}"))
+        if pending:
+            vectors = self.embed([s for _, _, s in pending])
+            for (slot, label, structure), v in zip(pending, vectors):
+                formula = str(structure.composition.reduced_formula)
+                slots[slot] = _Query(label, v, None, structure, formula)
+        return slots
+
+    def _indexed_query(self, material_id: str, row: int) -> _Query:
+        m = self.db.materials([row])[row]
+        return _Query(material_id, self.vectors.vector(row), row, None, m.reduced_formula)
+
+    def _known_rows(self, item: _Query) -> list[int]:
+        structure = item.structure
+        if structure is None:
+            assert item.row is not None
+            structure = structure_from_json(self.db.structures([item.row])[item.row])
+        rows = self.db.ids_with_formula(item.formula)
+        rows = rows[(rows < len(self)) & (rows != (-1 if item.row is None else item.row))]
+        if rows.size == 0:
+            return []
+        sims = self.vectors.vectors()[rows] @ item.vector
+        order = np.lexsort((rows, -sims))[: self.matcher.max_candidates]
+        chosen = rows[order].tolist()
+        texts = self.db.structures(chosen)
+        candidates = [(r, structure_from_json(texts[r])) for r in chosen]
+        return matching_rows(structure, candidates, config=self.matcher)
+
+    def _ids(self, rows: Sequence[int]) -> list[str]:
+        found = self.db.materials(rows)
+        return [found[r].material_id for r in rows if r in found]
+
+    def _hits(self, pairs: Sequence[tuple[int, float]], same: set[int] | None) -> tuple[Hit, ...]:
+        found = self.db.materials([r for r, _ in pairs])
+        hits = []
+        for rank, (row, sim) in enumerate(pairs, 1):
+            m: Material = found[row]
+            hits.append(
+                Hit(rank, m.material_id, m.formula, float(sim), m.spacegroup_symbol, m.spacegroup_number,
+                    m.crystal_system, m.nsites, m.density, m.volume_per_atom, m.properties(), m.source,
+                    None if same is None else row in same)  # fmt: skip
+            )
+        return tuple(hits)
+
+
+def _contains(sorted_ids: np.ndarray, row: int) -> bool:
+    i = int(np.searchsorted(sorted_ids, row))
+    return i < sorted_ids.size and int(sorted_ids[i]) == row
+
+
+def _looks_like_path(text: str) -> bool:
+    return Path(text).expanduser().exists() or any(c in text for c in "*?[")
+
+
+def _load_consistent(folder: Path, verify: Verify) -> tuple[Manifest, VectorIndex]:
+    """Manifest, verified files and FAISS index that agree; waits out a concurrent writer."""
+    last: IndexFileError | None = None
+    for attempt in range(3):
+        try:
+            manifest = read_manifest(folder)
+            verify_files(folder, manifest, verify=verify)
+            vectors = VectorIndex.read(folder / INDEX_FILE)
+            if vectors.ntotal != manifest.count or vectors.dim != manifest.encoder.dim:
+                raise IndexFileError(f"{folder / INDEX_FILE}: {vectors.ntotal} vectors of dim {vectors.dim}, "
+                                     f"manifest says {manifest.count} of dim {manifest.encoder.dim}")  # fmt: skip
+            return manifest, vectors
+        except IndexFileError as exc:
+            last = exc
+            if attempt == 2:
+                break
+            if (folder / ".lock").exists():
+                with locked(folder, exclusive=False):  # a writer holds it exclusively until it is done
+                    pass
+            old = folder.with_name(f".{folder.name}.old")
+            if not old.exists() and not (folder / ".lock").exists():
+                break
+            time.sleep(0.1)
+    assert last is not None
+    raise last

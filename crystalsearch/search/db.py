@@ -1,0 +1,245 @@
+"""The SQLite metadata database of an index (SQLAlchemy 2.0 ORM, WAL mode).
+
+``materials`` has one row per material; its integer primary key ``id`` is the row of the material's
+vector in the FAISS index. ``material_elements`` makes elements queryable; ``properties`` lists the
+property columns with their units. Readers open the file read-only (``immutable`` when the folder
+is not writable, e.g. an index shipped inside an installed package).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import numpy as np
+from sqlalchemy import Float, ForeignKey, Index, Integer, String, Text, create_engine, func, insert, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, defer, mapped_column
+from sqlalchemy.sql.elements import ColumnElement
+
+from crystalsearch.datasets import PROPERTY_UNITS
+from crystalsearch.search.entries import PROPERTIES, Entry
+from crystalsearch.search.symmetry import Symmetry, density_and_volume
+
+__all__ = ["Base", "Material", "MaterialElement", "MetadataDB", "PropertyUnit", "entry_rows"]
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Material(Base):
+    """One material. ``id`` = FAISS row. Properties are NULL where unknown (units: ``properties`` table)."""
+
+    __tablename__ = "materials"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    material_id: Mapped[str] = mapped_column(String, unique=True)
+    formula: Mapped[str] = mapped_column(String)
+    reduced_formula: Mapped[str] = mapped_column(String, index=True)
+    chemsys: Mapped[str] = mapped_column(String, index=True)
+    nelements: Mapped[int] = mapped_column(Integer)
+    nsites: Mapped[int] = mapped_column(Integer)
+    spacegroup_number: Mapped[int] = mapped_column(Integer, index=True)
+    spacegroup_symbol: Mapped[str] = mapped_column(String)
+    crystal_system: Mapped[str] = mapped_column(String)
+    density: Mapped[float] = mapped_column(Float)
+    volume_per_atom: Mapped[float] = mapped_column(Float)
+    formation_energy_per_atom: Mapped[float | None] = mapped_column(Float)
+    band_gap: Mapped[float | None] = mapped_column(Float)
+    efermi: Mapped[float | None] = mapped_column(Float)
+    bulk_modulus_vrh: Mapped[float | None] = mapped_column(Float)
+    shear_modulus_vrh: Mapped[float | None] = mapped_column(Float)
+    thermal_conductivity: Mapped[float | None] = mapped_column(Float)
+    melting_temperature: Mapped[float | None] = mapped_column(Float)
+    source: Mapped[str] = mapped_column(String)
+    structure: Mapped[str] = mapped_column(Text, deferred=True)
+
+    def properties(self) -> dict[str, float]:
+        """Known (non-NULL) properties."""
+        return {p: v for p in PROPERTIES if (v := getattr(self, p)) is not None}
+
+
+class MaterialElement(Base):
+    __tablename__ = "material_elements"
+
+    material: Mapped[int] = mapped_column(ForeignKey("materials.id"), primary_key=True)
+    element: Mapped[str] = mapped_column(String(3), primary_key=True)
+    __table_args__ = (Index("ix_element_material", "element", "material"),)
+
+
+class PropertyUnit(Base):
+    __tablename__ = "properties"
+
+    name: Mapped[str] = mapped_column(String, primary_key=True)
+    unit: Mapped[str] = mapped_column(String)
+
+
+def entry_rows(entries: Sequence[Entry], symmetries: Sequence[Symmetry], *, start: int) -> list[dict[str, Any]]:
+    """``materials`` rows (dicts) for entries, ids from ``start``."""
+    rows = []
+    for i, (e, sym) in enumerate(zip(entries, symmetries, strict=True)):
+        density, vpa = density_and_volume(e.lattice, e.numbers)
+        elements = e.elements
+        row: dict[str, Any] = {
+            "id": start + i,
+            "material_id": e.material_id,
+            "formula": e.formula,
+            "reduced_formula": e.reduced_formula,
+            "chemsys": "-".join(elements),
+            "nelements": len(elements),
+            "nsites": e.num_sites,
+            "spacegroup_number": sym.number,
+            "spacegroup_symbol": sym.symbol,
+            "crystal_system": sym.crystal_system,
+            "density": density,
+            "volume_per_atom": vpa,
+            "source": e.source,
+            "structure": e.structure_json(),
+        }
+        for p in PROPERTIES:
+            row[p] = e.properties.get(p)
+        rows.append(row)
+    return rows
+
+
+def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
+    if readonly:
+        immutable = "" if os.access(path.parent, os.W_OK) else "&immutable=1"
+        conn = sqlite3.connect(f"file:{quote(str(path.resolve()))}?mode=ro{immutable}", uri=True,
+                               check_same_thread=False)  # fmt: skip
+    else:
+        conn = sqlite3.connect(str(path), check_same_thread=False)
+    conn.execute("PRAGMA busy_timeout = 30000")
+    if not readonly:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+    return conn
+
+
+class MetadataDB:
+    """Access to ``metadata.sqlite`` (create with ``readonly=False``)."""
+
+    def __init__(self, path: Path, *, readonly: bool = True) -> None:
+        if readonly and not path.is_file():
+            from crystalsearch.errors import IndexFileError
+
+            raise IndexFileError(f"{path}: missing metadata database")
+        self.path = path
+        self.readonly = readonly
+        self.engine: Engine = create_engine("sqlite://", creator=lambda: _connect(path, readonly=readonly))
+        if not readonly:
+            Base.metadata.create_all(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def session(self) -> Session:
+        return Session(self.engine, expire_on_commit=False)
+
+    # -- writing ---------------------------------------------------------------------------------------
+    def insert(self, rows: Sequence[dict[str, Any]], *, session: Session | None = None) -> None:
+        """Insert ``materials`` rows (and their elements); one transaction unless a session is given."""
+        own = session is None
+        s = session or self.session()
+        try:
+            for start in range(0, len(rows), 5000):
+                chunk = rows[start : start + 5000]
+                s.execute(insert(Material), chunk)
+                elements = [
+                    {"material": r["id"], "element": el} for r in chunk for el in r["chemsys"].split("-") if el
+                ]
+                s.execute(insert(MaterialElement), elements)
+            if own:
+                existing = set(s.scalars(select(PropertyUnit.name)))
+                units = [{"name": p, "unit": PROPERTY_UNITS[p]} for p in PROPERTIES if p not in existing]
+                if units:
+                    s.execute(insert(PropertyUnit), units)
+                s.commit()
+        finally:
+            if own:
+                s.close()
+
+    def delete_from(self, first_id: int) -> int:
+        """Delete rows with ``id >= first_id`` (rolling back an interrupted ``index add``)."""
+        from sqlalchemy import delete
+
+        with self.session() as s:
+            s.execute(delete(MaterialElement).where(MaterialElement.material >= first_id))
+            n = s.execute(delete(Material).where(Material.id >= first_id)).rowcount
+            s.commit()
+        return int(n or 0)
+
+    def checkpoint(self) -> None:
+        """Move the WAL into the main file (so its checksum describes the whole database)."""
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    # -- reading ---------------------------------------------------------------------------------------
+    def count(self) -> int:
+        with self.session() as s:
+            return int(s.scalar(select(func.count(Material.id))) or 0)
+
+    def max_id(self) -> int:
+        with self.session() as s:
+            value = s.scalar(select(func.max(Material.id)))
+        return -1 if value is None else int(value)
+
+    def row_ids(self, material_ids: Iterable[str]) -> dict[str, int]:
+        ids = list(dict.fromkeys(material_ids))
+        out: dict[str, int] = {}
+        with self.session() as s:
+            for start in range(0, len(ids), 500):
+                stmt = select(Material.material_id, Material.id).where(Material.material_id.in_(ids[start : start + 500]))
+                out.update({m: int(i) for m, i in s.execute(stmt)})
+        return out
+
+    def materials(self, row_ids: Sequence[int]) -> dict[int, Material]:
+        """Rows by id (structure column not loaded)."""
+        if not len(row_ids):
+            return {}
+        with self.session() as s:
+            stmt = select(Material).where(Material.id.in_([int(i) for i in row_ids])).options(defer(Material.structure))
+            return {m.id: m for m in s.scalars(stmt)}
+
+    def structures(self, row_ids: Sequence[int]) -> dict[int, str]:
+        """Structure JSON by row id."""
+        with self.session() as s:
+            stmt = select(Material.id, Material.structure).where(Material.id.in_([int(i) for i in row_ids]))
+            return {int(i): text for i, text in s.execute(stmt)}
+
+    def ids_where(self, condition: ColumnElement[bool] | None, *, below: int | None = None) -> np.ndarray:
+        """Sorted row ids passing ``condition`` (all rows if None), optionally only ids < ``below``."""
+        stmt = select(Material.id)
+        if condition is not None:
+            stmt = stmt.where(condition)
+        if below is not None:
+            stmt = stmt.where(Material.id < below)
+        with self.engine.connect() as conn:
+            ids = np.fromiter((r[0] for r in conn.execute(stmt.order_by(Material.id))), dtype=np.int64)
+        return ids
+
+    def ids_with_formula(self, reduced_formula: str) -> np.ndarray:
+        return self.ids_where(Material.reduced_formula == reduced_formula)
+
+    def summary(self) -> dict[str, Any]:
+        """Counts by source, property coverage, sizes and crystal systems (for ``index info``)."""
+        with self.session() as s:
+            total = int(s.scalar(select(func.count(Material.id))) or 0)
+            coverage = {p: int(s.scalar(select(func.count(getattr(Material, p)))) or 0) for p in PROPERTIES}
+            systems = {a: b for a, b in s.execute(select(Material.crystal_system, func.count()).group_by(Material.crystal_system))}
+            sources = {a: b for a, b in s.execute(select(Material.source, func.count()).group_by(Material.source))}
+            max_sites = s.scalar(select(func.max(Material.nsites)))
+            units = {a: b for a, b in s.execute(select(PropertyUnit.name, PropertyUnit.unit))}
+        return {
+            "materials": total,
+            "property_coverage": coverage,
+            "units": units,
+            "crystal_systems": {str(k): int(v) for k, v in systems.items()},
+            "sources": {str(k): int(v) for k, v in sources.items()},
+            "max_sites": int(max_sites or 0),
+        }

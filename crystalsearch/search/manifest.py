@@ -1,0 +1,278 @@
+"""Index folders: file names, ``manifest.json``, checksums, locking and atomic writes.
+
+An index folder holds ``index.faiss`` (L2-normalised embeddings, exact inner product by default),
+``metadata.sqlite`` (one row per material, WAL mode) and ``manifest.json`` (encoder hash and dimension,
+metric, counts, SHA-256 of both files, versions, creation time). Checksums are verified when an index
+is opened; a file whose size, mtime and inode match the last successful verification (remembered in
+``<cache>/verified.json``) is not hashed again, so opening stays fast. ``verify="full"`` always hashes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from crystalsearch._version import __version__
+from crystalsearch.errors import IndexFileError
+
+INDEX_FILE = "index.faiss"
+DB_FILE = "metadata.sqlite"
+MANIFEST = "manifest.json"
+LOCK_FILE = ".lock"
+JOURNAL = "add.journal.json"
+FORMAT_VERSION = 1
+METRIC = "inner_product"
+
+Verify = Literal["full", "fast", "none"]
+
+
+@dataclass(frozen=True)
+class EncoderInfo:
+    """Which encoder produced the embeddings (``hash`` must match the encoder used for queries)."""
+
+    name: str
+    hash: str
+    dim: int
+    radius: float
+    max_neighbors: int
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    sha256: str
+    bytes: int
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Contents of ``manifest.json``."""
+
+    encoder: EncoderInfo
+    count: int
+    files: Mapping[str, FileInfo]
+    faiss_factory: str = "Flat"
+    metric: str = METRIC
+    normalized: bool = True
+    sources: Mapping[str, int] = field(default_factory=dict)
+    units: Mapping[str, str] = field(default_factory=dict)
+    symprec: float = 0.1
+    recall_at_10: float | None = None
+    versions: Mapping[str, str] = field(default_factory=dict)
+    created: str = ""
+    updated: str = ""
+    format_version: int = FORMAT_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["files"] = {k: asdict(v) for k, v in self.files.items()}
+        out["sources"] = dict(self.sources)
+        out["units"] = dict(self.units)
+        out["versions"] = dict(self.versions)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, where: str) -> Manifest:
+        try:
+            if int(data["format_version"]) != FORMAT_VERSION:
+                raise IndexFileError(
+                    f"{where}: index format {data['format_version']}, this crystalsearch reads {FORMAT_VERSION}"
+                )
+            return cls(
+                encoder=EncoderInfo(**data["encoder"]),
+                count=int(data["count"]),
+                files={k: FileInfo(**v) for k, v in data["files"].items()},
+                faiss_factory=str(data["faiss_factory"]),
+                metric=str(data["metric"]),
+                normalized=bool(data["normalized"]),
+                sources=dict(data.get("sources", {})),
+                units=dict(data.get("units", {})),
+                symprec=float(data.get("symprec", 0.1)),
+                recall_at_10=data.get("recall_at_10"),
+                versions=dict(data.get("versions", {})),
+                created=str(data.get("created", "")),
+                updated=str(data.get("updated", "")),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise IndexFileError(f"{where}: malformed manifest ({type(exc).__name__}: {exc})") from None
+
+    def touched(self, **changes: Any) -> Manifest:
+        return replace(self, updated=now(), **changes)
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def versions() -> dict[str, str]:
+    """Versions of the packages that shape an index (read from metadata, nothing imported)."""
+    from importlib import metadata
+
+    out = {"crystalsearch": __version__}
+    for dist in ("faiss-cpu", "sqlalchemy", "spglib", "numpy", "torch", "pymatgen"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            out[dist] = metadata.version(dist)
+    return out
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def file_info(path: Path) -> FileInfo:
+    return FileInfo(sha256=file_sha256(path), bytes=path.stat().st_size)
+
+
+def read_manifest(folder: Path) -> Manifest:
+    path = folder / MANIFEST
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise IndexFileError(f"{folder}: not an index folder (no {MANIFEST})") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise IndexFileError(f"{path}: unreadable manifest ({exc})") from None
+    if not isinstance(data, dict):
+        raise IndexFileError(f"{path}: malformed manifest (not a JSON object)")
+    return Manifest.from_dict(data, where=str(path))
+
+
+def write_manifest(folder: Path, manifest: Manifest) -> None:
+    atomic_write_bytes(folder / MANIFEST, (json.dumps(manifest.to_dict(), indent=2) + "\n").encode())
+
+
+def file_mode() -> int:
+    """``0o666`` minus the process umask (what ``open()`` would give a new file)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    os.fchmod(fd, file_mode())
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# -- verification ------------------------------------------------------------------------------------
+def _stamp_file() -> Path:
+    from crystalsearch.graph.store import cache_dir
+
+    return cache_dir() / "verified.json"
+
+
+def _stamp(path: Path) -> list[int]:
+    st = path.stat()
+    return [st.st_size, st.st_mtime_ns, st.st_ino]
+
+
+def _load_stamps() -> dict[str, Any]:
+    try:
+        data = json.loads(_stamp_file().read_text())
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _save_stamps(stamps: dict[str, Any]) -> None:
+    path = _stamp_file()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, json.dumps(stamps).encode())
+    except OSError:
+        pass  # a read-only cache only costs re-hashing next time
+
+
+def verify_files(folder: Path, manifest: Manifest, *, verify: Verify = "fast") -> None:
+    """Check that every file in the manifest exists with its recorded size and SHA-256."""
+    if verify == "none":
+        return
+    stamps = _load_stamps() if verify == "fast" else {}
+    changed = False
+    for name, info in manifest.files.items():
+        path = folder / name
+        if not path.is_file():
+            raise IndexFileError(f"{path}: missing index file (rebuild with `crystalsearch index build`)")
+        key = str(path.resolve())
+        stamp = _stamp(path)
+        if stamps.get(key) == [*stamp, info.sha256]:
+            continue
+        if stamp[0] != info.bytes or file_sha256(path) != info.sha256:
+            raise IndexFileError(
+                f"{path}: checksum mismatch with {MANIFEST} (corrupted or modified outside crystalsearch); "
+                "rebuild with `crystalsearch index build`"
+            )
+        stamps[key] = [*stamp, info.sha256]
+        changed = True
+    if changed:
+        _save_stamps(stamps)
+
+
+def remember_verified(folder: Path, manifest: Manifest) -> None:
+    """Record freshly written files as verified (their checksums were just computed)."""
+    stamps = _load_stamps()
+    for name, info in manifest.files.items():
+        path = folder / name
+        if path.is_file():
+            stamps[str(path.resolve())] = [*_stamp(path), info.sha256]
+    _save_stamps(stamps)
+
+
+# -- locking and folder swaps -------------------------------------------------------------------------
+@contextlib.contextmanager
+def locked(folder: Path, *, exclusive: bool, timeout: float = 60.0) -> Iterator[None]:
+    """Hold ``folder/.lock`` (shared for readers, exclusive for writers); no-op on read-only folders."""
+    path = folder / LOCK_FILE
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        yield
+        return
+    mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, mode | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    what = "written by another process" if not exclusive else "in use by another writer"
+                    raise IndexFileError(f"{folder}: index is being {what}; try again later") from None
+                time.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)
+
+
+def swap_in(tmp: Path, dest: Path) -> None:
+    """Replace folder ``dest`` by ``tmp`` so that readers see the old or the new one, never a mix."""
+    if dest.exists():
+        old = dest.with_name(f".{dest.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(dest, old)
+        os.replace(tmp, dest)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, dest)
