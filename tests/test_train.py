@@ -27,7 +27,12 @@ CONFIG = REPO / "training" / "configs" / "crystalclr_cs.toml"
 # Eager mode (torch.compile takes about a minute on this CPU) and one thread (on a shared 2-core machine
 # two threads spin against each other, ~10x slower): tests assert behaviour, not speed.
 TINY = PretrainConfig(
-    max_structures=128, batch_size=32, epochs=2, probe_max_structures=200, atom_fea_len=16, compile=False,
+    max_structures=128,
+    batch_size=32,
+    epochs=2,
+    probe_max_structures=200,
+    atom_fea_len=16,
+    compile=False,
     num_threads=1,
 )
 

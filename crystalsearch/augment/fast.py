@@ -81,18 +81,18 @@ def augment(
     numbers = g["atomic_numbers"].copy()
 
     if config.perturb_p > 0:
-        do = rng.random(b) < config.perturb_p
+        perturbed = rng.random(b) < config.perturb_p
         dmin = np.full(b, np.inf)
         np.minimum.at(dmin, eg, g["dist"])
         dmin[~np.isfinite(dmin)] = 0.0
         direction = rng.normal(size=(n, 3))
         direction /= np.linalg.norm(direction, axis=1, keepdims=True)
-        length = rng.uniform(0.0, 1.0, size=(n, 1)) * (config.perturb_scale * dmin * do)[gi][:, None]
+        length = rng.uniform(0.0, 1.0, size=(n, 1)) * (config.perturb_scale * dmin * perturbed)[gi][:, None]
         inv = np.linalg.inv(lattices)
         frac = frac + np.einsum("nj,njk->nk", direction * length, inv[gi])
     if config.strain_p > 0:
-        do = rng.random(b) < config.strain_p
-        factors = 1.0 + rng.uniform(0.0, config.max_strain, size=(b, 3)) * do[:, None]
+        strained = rng.random(b) < config.strain_p
+        factors = 1.0 + rng.uniform(0.0, config.max_strain, size=(b, 3)) * strained[:, None]
         lattices = lattices * factors[:, :, None]
     if config.column_replace_p > 0:
         numbers = _column_replace(numbers, gi, b, rng=rng, p=config.column_replace_p)
@@ -120,8 +120,8 @@ def augment(
     e_img = g["image"][chosen].astype(np.int64)
 
     if config.supercell_p > 0:
-        do = rng.random(b) < config.supercell_p
-        return _supercell(do, numbers, frac, lattices, gi, num_atoms, e_src, e_dst, e_img, e_dist)
+        tiled: np.ndarray = np.asarray(rng.random(b) < config.supercell_p)
+        return _supercell(tiled, numbers, frac, lattices, gi, num_atoms, e_src, e_dst, e_img, e_dist)
 
     batch = GraphBatch(
         atomic_numbers=torch.from_numpy(numbers),

@@ -32,9 +32,9 @@ def main(
 
 
 def _register() -> None:
-    from crystalsearch.cli import evaluate, index, info, predict, similar, train
+    from crystalsearch.cli import evaluate, index, info, plot, predict, similar, train
 
-    for module in (similar, predict, train, evaluate, index, info):
+    for module in (similar, predict, train, evaluate, index, info, plot):
         module.register(app)
 
 

@@ -45,24 +45,41 @@ def register(app: typer.Typer) -> None:
     @index_app.command("build")
     @one_line_errors
     def build(
-        paths: list[str] = typer.Argument(None, metavar="[PATHS]...", help="Structure files, folders or globs to index."),
+        paths: list[str] = typer.Argument(
+            None, metavar="[PATHS]...", help="Structure files, folders or globs to index."
+        ),
         dataset: str | None = typer.Option(
-            None, "--dataset", help="Shipped data: all, mp_structures, mp_elasticity, thermal_conductivity, "
-            "melting_temperature (default: all, unless PATHS are given)."
+            None,
+            "--dataset",
+            help="Shipped data: all, mp_structures, mp_elasticity, thermal_conductivity, "
+            "melting_temperature (default: all, unless PATHS are given).",
         ),
         encoder: str = typer.Option("default", "--encoder", help="default, random[:SEED], or a checkpoint folder."),
         out: Path | None = typer.Option(None, "--out", help="Index folder (default: the default index in the cache)."),
-        faiss_factory: str = typer.Option("Flat", "--faiss-factory", help="FAISS factory: Flat (exact), HNSW32, IVF1024,Flat..."),
-        from_mp: bool = typer.Option(False, "--from-mp", help="Download from the Materials Project (needs mp-api, MP_API_KEY)."),
-        mp_elements: str | None = typer.Option(None, "--mp-elements", help="With --from-mp: materials containing these elements."),
-        mp_chemsys: str | None = typer.Option(None, "--mp-chemsys", help="With --from-mp: a chemical system, e.g. Li-Fe-O."),
-        mp_limit: int | None = typer.Option(None, "--mp-limit", min=1, help="With --from-mp: at most this many materials."),
-        no_resume: bool = typer.Option(False, "--no-resume", help="Start over instead of resuming an interrupted build."),
+        faiss_factory: str = typer.Option(
+            "Flat", "--faiss-factory", help="FAISS factory: Flat (exact), HNSW32, IVF1024,Flat..."
+        ),
+        from_mp: bool = typer.Option(
+            False, "--from-mp", help="Download from the Materials Project (needs mp-api, MP_API_KEY)."
+        ),
+        mp_elements: str | None = typer.Option(
+            None, "--mp-elements", help="With --from-mp: materials containing these elements."
+        ),
+        mp_chemsys: str | None = typer.Option(
+            None, "--mp-chemsys", help="With --from-mp: a chemical system, e.g. Li-Fe-O."
+        ),
+        mp_limit: int | None = typer.Option(
+            None, "--mp-limit", min=1, help="With --from-mp: at most this many materials."
+        ),
+        no_resume: bool = typer.Option(
+            False, "--no-resume", help="Start over instead of resuming an interrupted build."
+        ),
         json_out: bool = typer.Option(False, "--json", help="Print the manifest as JSON."),
     ) -> None:
         """Embed structures and write a FAISS index + SQLite metadata + manifest.json (resumable, atomic)."""
         from crystalsearch.io import ReadReport, read_structures
-        from crystalsearch.search.build import build_index, cache_index_dir, encoder_from_spec
+        from crystalsearch.search.build import build_index
+        from crystalsearch.search.defaults import cache_index_dir, encoder_from_spec
         from crystalsearch.search.entries import Entry, entries_from_datasets, entries_from_structures
 
         default_target = not paths and dataset in (None, "all") and not from_mp
@@ -94,8 +111,13 @@ def register(app: typer.Typer) -> None:
             print_json({"path": str(target), "seconds": round(seconds, 2), "failed": [str(e) for e in report.failed],
                         **manifest.to_dict()})  # fmt: skip
         else:
-            rows = {"index": target, "materials": f"{manifest.count:,}", "encoder": f"{manifest.encoder.name} ({manifest.encoder.hash})",
-                    "faiss": manifest.faiss_factory, "time": f"{seconds:.1f} s"}  # fmt: skip
+            rows = {
+                "index": target,
+                "materials": f"{manifest.count:,}",
+                "encoder": f"{manifest.encoder.name} ({manifest.encoder.hash})",
+                "faiss": manifest.faiss_factory,
+                "time": f"{seconds:.1f} s",
+            }
             if manifest.recall_at_10 is not None:
                 rows["recall@10 vs exact"] = f"{manifest.recall_at_10:.3f}"
             if n_skipped_mp:
@@ -114,7 +136,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Add your own structures to an index (incremental; ids are the file names; existing ids skipped)."""
         from crystalsearch.io import ReadReport, read_structures
-        from crystalsearch.search.build import add_to_index, default_index, shipped_index_dir
+        from crystalsearch.search.build import add_to_index
+        from crystalsearch.search.defaults import default_index, shipped_index_dir
         from crystalsearch.search.entries import entries_from_structures
 
         if index == "default":
@@ -150,7 +173,7 @@ def register(app: typer.Typer) -> None:
         json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     ) -> None:
         """Summarise an index: encoder, counts, sources, property coverage, files and checksums."""
-        from crystalsearch.search.build import default_index
+        from crystalsearch.search.defaults import default_index
 
         if index == "default":
             folder, _ = default_index(notify=lambda m: err_console.print(m, highlight=False), build=False)
@@ -168,7 +191,9 @@ def register(app: typer.Typer) -> None:
             "encoder": f"{enc['name']} (hash {enc['hash']}, dim {enc['dim']})",
             "search": f"{summary['faiss_factory']}, {summary['metric']} of L2-normalised embeddings",
             "sources": ", ".join(f"{k}: {v:,}" for k, v in summary["sources"].items()),
-            "properties": ", ".join(f"{k}: {v:,} ({db['units'].get(k, '')})" for k, v in db["property_coverage"].items()),
+            "properties": ", ".join(
+                f"{k}: {v:,} ({db['units'].get(k, '')})" for k, v in db["property_coverage"].items()
+            ),
             "crystal systems": ", ".join(f"{k}: {v:,}" for k, v in sorted(db["crystal_systems"].items())),
             "files": ", ".join(f"{k} ({v['bytes'] / 2**20:.1f} MiB)" for k, v in summary["files"].items()),
             "checksums": "ok (full)" if verify else "ok",

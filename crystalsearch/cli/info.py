@@ -79,8 +79,13 @@ def _index(folder: Path, kind: str) -> dict[str, Any]:
     row: dict[str, Any] = {"kind": kind, "path": str(folder)}
     try:
         raw = json.loads((folder / "manifest.json").read_text())
-        row.update(materials=raw.get("count"), encoder=raw.get("encoder", {}), faiss_factory=raw.get("faiss_factory"),
-                   created=raw.get("created"), bytes=sum(int(f.get("bytes", 0)) for f in raw.get("files", {}).values()))  # fmt: skip
+        row.update(
+            materials=raw.get("count"),
+            encoder=raw.get("encoder", {}),
+            faiss_factory=raw.get("faiss_factory"),
+            created=raw.get("created"),
+            bytes=sum(int(f.get("bytes", 0)) for f in raw.get("files", {}).values()),
+        )
     except (OSError, ValueError) as exc:
         row["error"] = f"no readable manifest ({exc.__class__.__name__})"
     return row
@@ -88,7 +93,7 @@ def _index(folder: Path, kind: str) -> dict[str, Any]:
 
 def _indexes() -> list[dict[str, Any]]:
     from crystalsearch.graph.store import cache_dir
-    from crystalsearch.search.build import shipped_index_dir
+    from crystalsearch.search.defaults import shipped_index_dir
 
     out = []
     shipped = shipped_index_dir()
@@ -136,7 +141,12 @@ def render(info: dict[str, Any]) -> None:
     for col in ("dataset", "file", "rows", "size"):
         data.add_column(col)
     for d in info["data"]:
-        data.add_row(d["dataset"], d["file"], f"{d.get('rows', 0):,}" if d["present"] else "[red]missing[/]", _mib(d.get("bytes")))
+        data.add_row(
+            d["dataset"],
+            d["file"],
+            f"{d.get('rows', 0):,}" if d["present"] else "[red]missing[/]",
+            _mib(d.get("bytes")),
+        )
     console.print(data)
     models = Table(title="models", title_justify="left")
     for col in ("model", "hash", "status"):

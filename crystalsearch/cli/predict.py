@@ -71,9 +71,9 @@ def _render(results: list) -> None:  # type: ignore[type-arg]
 
 
 def _write_csv(path: Path, results: list) -> None:  # type: ignore[type-arg]
-    from crystalsearch.search.manifest import atomic_write_bytes
-
     import io
+
+    from crystalsearch.search.manifest import atomic_write_bytes
 
     buf = io.StringIO()
     w = csv.writer(buf)

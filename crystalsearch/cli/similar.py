@@ -45,7 +45,13 @@ def render_table(result: QueryResult, *, filters: str = "") -> None:
     if known:
         table.add_column("same\nstructure", justify="center")
     for h in result.hits:
-        cells = [str(h.rank), h.material_id, h.formula, f"{h.spacegroup} ({h.spacegroup_number})", f"{h.similarity:.4f}"]
+        cells = [
+            str(h.rank),
+            h.material_id,
+            h.formula,
+            f"{h.spacegroup} ({h.spacegroup_number})",
+            f"{h.similarity:.4f}",
+        ]
         cells += [_fmt(h.properties.get(p)) for p, _ in shown]
         if known:
             cells.append("[green]yes[/]" if h.same_structure else "")
@@ -89,21 +95,33 @@ def register(app: typer.Typer) -> None:
     @one_line_errors
     def similar(
         queries: list[str] = typer.Argument(
-            ..., metavar="QUERY...", help="Structure files (CIF, POSCAR, JSON), folders, globs, or material ids "
-            "in the index (an indexed id is left out of its own hits)."
+            ...,
+            metavar="QUERY...",
+            help="Structure files (CIF, POSCAR, JSON), folders, globs, or material ids "
+            "in the index (an indexed id is left out of its own hits).",
         ),
         k: int = typer.Option(10, "-k", "--k", min=1, help="Number of hits per query."),
         index: str = typer.Option("default", "--index", help="Index folder (default: the shipped/cached index)."),
-        elements: str | None = typer.Option(None, "--elements", help="Only materials containing all of these, e.g. Li,O."),
-        exclude_elements: str | None = typer.Option(None, "--exclude-elements", help="Only materials with none of these."),
-        spacegroup: str | None = typer.Option(None, "--spacegroup", help="Space group symbol or number, e.g. Fm-3m or 225."),
+        elements: str | None = typer.Option(
+            None, "--elements", help="Only materials containing all of these, e.g. Li,O."
+        ),
+        exclude_elements: str | None = typer.Option(
+            None, "--exclude-elements", help="Only materials with none of these."
+        ),
+        spacegroup: str | None = typer.Option(
+            None, "--spacegroup", help="Space group symbol or number, e.g. Fm-3m or 225."
+        ),
         max_sites: int | None = typer.Option(None, "--max-sites", help="Only materials with at most this many sites."),
         where: str | None = typer.Option(
             None, "--where", help='Condition on properties, e.g. "band_gap > 1 and bulk_modulus_vrh < 100".'
         ),
-        known: bool = typer.Option(False, "--known", help="Check with StructureMatcher whether each query is a known material."),
+        known: bool = typer.Option(
+            False, "--known", help="Check with StructureMatcher whether each query is a known material."
+        ),
         json_out: bool = typer.Option(False, "--json", help="Print a JSON list, one object per query."),
-        csv_path: str | None = typer.Option(None, "--csv", metavar="FILE", help="Also write the hits as CSV ('-' for stdout)."),
+        csv_path: str | None = typer.Option(
+            None, "--csv", metavar="FILE", help="Also write the hits as CSV ('-' for stdout)."
+        ),
     ) -> None:
         """Find the known materials most similar to each QUERY (cosine similarity of CrystalCLR embeddings).
 

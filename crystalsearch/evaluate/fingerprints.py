@@ -13,7 +13,9 @@ Structures a featurizer fails on get NaN rows (replaced by column means before t
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -57,6 +59,17 @@ def _key(records: Sequence[Record], name: str) -> str:
     return h.hexdigest()[:20]
 
 
+def cached_fingerprints(records: Sequence[Record], name: str, *, directory: Path | None = None) -> np.ndarray | None:
+    """The finished cached matrix of ``records`` under ``name``, or ``None`` (nothing is computed)."""
+    if name not in FINGERPRINTS:
+        raise ValueError(f"unknown fingerprint {name!r}; choose from {', '.join(FINGERPRINTS)}")
+    final = (directory or cache_dir()) / "fingerprints" / f"{name}-{_key(records, name)}.npz"
+    if not final.exists():
+        return None
+    with np.load(final) as data:
+        return np.asarray(data["x"])
+
+
 def fingerprints(
     records: Sequence[Record],
     name: str,
@@ -79,6 +92,12 @@ def fingerprints(
     chunks = []
     for start in range(0, len(records), CHUNK):
         path = work / f"{start:07d}.npy"
+        if final.exists():  # another process (a background featurisation) finished meanwhile
+            with np.load(final) as data:
+                x = np.asarray(data["x"])
+            if progress is not None:
+                progress(len(records) - start)
+            return x
         if path.exists():
             chunks.append(np.load(path))
         else:
@@ -94,7 +113,8 @@ def fingerprints(
             for i, r in enumerate(rows):
                 if r is not None:
                     arr[i, : len(r)] = r
-            tmp = work / f"{start:07d}.partial.npy"
+            work.mkdir(parents=True, exist_ok=True)
+            tmp = work / f"{start:07d}.{os.getpid()}.partial.npy"  # unique: processes may share the cache
             np.save(tmp, arr)
             tmp.replace(path)
             chunks.append(arr)
@@ -107,9 +127,10 @@ def fingerprints(
         x[row : row + c.shape[0], : c.shape[1]] = c
         row += c.shape[0]
     atomic_write_npz(final, x=x)
-    for p in work.glob("*.npy"):
-        p.unlink()
-    work.rmdir()
+    with contextlib.suppress(OSError):  # another process may be cleaning up the same chunks
+        for p in work.glob("*.npy"):
+            p.unlink(missing_ok=True)
+        work.rmdir()
     return x
 
 

@@ -72,10 +72,10 @@ class CGCNNEncoder(nn.Module):
         super().__init__()
         self.config = config or EncoderConfig()
         c = self.config
+        self.atom_table: torch.Tensor
+        self.gauss_centers: torch.Tensor
         self.register_buffer("atom_table", torch.from_numpy(atom_feature_table()), persistent=False)
-        self.register_buffer(
-            "gauss_centers", torch.from_numpy(gaussian_centers()).float(), persistent=False
-        )
+        self.register_buffer("gauss_centers", torch.from_numpy(gaussian_centers()).float(), persistent=False)
         self.embedding = nn.Linear(ATOM_FEATURE_DIM, c.atom_fea_len)
         n_gauss = int(self.gauss_centers.shape[0])
         self.convs = nn.ModuleList(GatedConv(c.atom_fea_len, n_gauss) for _ in range(c.n_conv))

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,64 +23,35 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from crystalsearch.errors import CheckpointError, CrystalSearchError, IndexFileError
+from crystalsearch.errors import CrystalSearchError, IndexFileError
+from crystalsearch.search.defaults import encoder_info, load_encoder
+from crystalsearch.search.embedding import auto_workers, embed_entries, run_chunks
 from crystalsearch.search.entries import Entry, as_entries, fingerprint
 from crystalsearch.search.manifest import (
-    DB_FILE, INDEX_FILE, JOURNAL, MANIFEST, EncoderInfo, Manifest, atomic_write_bytes, file_info, locked, now,
-    read_manifest, remember_verified, swap_in, verify_files, versions, write_manifest,
+    DB_FILE,
+    INDEX_FILE,
+    JOURNAL,
+    Manifest,
+    atomic_write_bytes,
+    file_info,
+    locked,
+    now,
+    read_manifest,
+    remember_verified,
+    swap_in,
+    verify_files,
+    versions,
+    write_manifest,
 )  # fmt: skip
 from crystalsearch.search.symmetry import SYMPREC, Symmetry, crystal_system, spacegroup_symbol, symmetry_many
 
 if TYPE_CHECKING:
     from crystalsearch.embed import Encoder
 
-__all__ = ["AddReport", "add_to_index", "build_index", "default_encoder", "default_index", "shipped_index_dir"]
+__all__ = ["AddReport", "add_to_index", "build_index", "check_encoder", "recover"]
 
 PLAN = "plan.json"
 Progress = bool | Callable[[int], None]
-
-
-def _notify(message: str) -> None:
-    sys.stderr.write(message.rstrip() + "\n")
-    sys.stderr.flush()
-
-
-def encoder_ref(encoder: Encoder) -> str:
-    """How to load ``encoder`` again (shipped name, ``random(seed=N)`` or an absolute folder path)."""
-    name = encoder.name
-    if name.startswith("random(") or name in ("default", "crystalclr", "crystalclr_cs"):
-        return name
-    path = Path(name)
-    return str(path.resolve()) if path.exists() else name
-
-
-def load_encoder(ref: str) -> Encoder:
-    """Inverse of :func:`encoder_ref`."""
-    from crystalsearch.embed import Encoder
-
-    if ref.startswith("random(seed=") and ref.endswith(")"):
-        return Encoder.random(seed=int(ref[len("random(seed=") : -1]))
-    return Encoder.load(ref)
-
-
-def encoder_from_spec(spec: str, *, notify: Callable[[str], None] = _notify) -> Encoder:
-    """``default`` (random fallback with a note), ``random``/``random:SEED``, a shipped name or a folder."""
-    from crystalsearch.embed import Encoder
-
-    if spec == "default":
-        return default_encoder(notify=notify)
-    if spec == "random" or spec.startswith("random:"):
-        seed = spec.partition(":")[2] or "0"
-        if not seed.isdigit():
-            raise CrystalSearchError(f"--encoder {spec}: expected random or random:SEED")
-        return Encoder.random(seed=int(seed))
-    if spec.startswith("random("):
-        return load_encoder(spec)
-    return Encoder.load(spec)
-
-
-def encoder_info(encoder: Encoder) -> EncoderInfo:
-    return EncoderInfo(encoder_ref(encoder), encoder.hash, encoder.dim, encoder.radius, encoder.max_neighbors)
 
 
 @contextmanager
@@ -94,32 +64,20 @@ def _bar(progress: Progress, total: int, description: str) -> Iterator[Callable[
         yield lambda n: None
         return
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-    from rich.progress import TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TimeRemainingColumn())  # fmt: skip
     with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task(description, total=total)
         yield lambda n: bar.advance(task, n)
-
-
-def embed_entries(entries: Sequence[Entry], encoder: Encoder, *, advance: Callable[[int], None], batch_size: int = 256) -> np.ndarray:
-    """Normalised embeddings of entries (graphs built straight from the arrays, no pymatgen)."""
-    from crystalsearch.graph.store import build_store
-    from crystalsearch.search.faiss_index import normalise
-
-    if not entries:
-        return np.zeros((0, encoder.dim), dtype=np.float32)
-    k = encoder.max_neighbors
-    store = build_store([e.cell() for e in entries], radius=encoder.radius, max_neighbors=k, num_candidates=k)
-    return normalise(encoder.embed_store(store, batch_size=batch_size, progress=advance))
-
-
-def _embed_chunk(entries: Sequence[Entry], encoder: Encoder, advance: Callable[[int], None]) -> dict[str, np.ndarray]:
-    embeddings = embed_entries(entries, encoder, advance=advance)
-    numbers = np.array([s.number for s in symmetry_many(e.cell() for e in entries)], dtype=np.int16)
-    return {"embeddings": embeddings, "spacegroup": numbers, "n": np.array([len(entries)])}
 
 
 def _load_chunk(path: Path, n: int, dim: int) -> dict[str, np.ndarray] | None:
@@ -153,14 +111,16 @@ def build_index(
     faiss_factory: str = "Flat",
     progress: Progress = True,
     resume: bool = True,
-    chunk_size: int = 2048,
+    chunk_size: int = 1024,
+    workers: int | None = None,
 ) -> Manifest:
     """Build an index folder ``out`` from a dataset name (``"all"``), a Dataset, Records or Entries.
 
-    Resumable (see module doc). Returns the manifest of the finished index.
+    Resumable (see module doc). ``workers``: embedding processes (default: 2 for large builds, else
+    in-process). Returns the manifest of the finished index.
     """
     from crystalsearch.datasets import PROPERTY_UNITS
-    from crystalsearch.search.db import MetadataDB, entry_rows
+    from crystalsearch.search.db import RowWriter
     from crystalsearch.search.faiss_index import VectorIndex, make_index, recall_at_k
 
     entries = as_entries(records_or_dataset)
@@ -177,29 +137,35 @@ def build_index(
                     shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
         atomic_write_bytes(work / PLAN, json.dumps(plan).encode())
         starts = list(range(0, len(entries), chunk_size))
-        chunks: list[dict[str, np.ndarray]] = []
-        with _bar(progress, len(entries), f"embedding {len(entries):,} crystals") as advance:
-            for i, start in enumerate(starts):
-                part = entries[start : start + chunk_size]
-                path = work / f"chunk_{i:05d}.npz"
-                chunk = _load_chunk(path, len(part), encoder.dim) if path.exists() else None
-                if chunk is None:
-                    chunk = _embed_chunk(part, encoder, advance)
-                    _save_npz(path, chunk)
-                else:
-                    advance(len(part))
-                chunks.append(chunk)
-        vectors = np.concatenate([c["embeddings"] for c in chunks]).astype(np.float32)
-        numbers = np.concatenate([c["spacegroup"] for c in chunks])
+        parts = [entries[start : start + chunk_size] for start in starts]
         staging = work / "staging"
-        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(staging, ignore_errors=True)  # rows are re-inserted from the chunks on every run
         staging.mkdir()
-        db = MetadataDB(staging / DB_FILE, readonly=False)
+        chunks: dict[int, dict[str, np.ndarray]] = {}
+        rows = RowWriter(staging / DB_FILE)
+
+        def done(i: int, chunk: dict[str, np.ndarray], *, save: bool = True) -> None:
+            if save:
+                _save_npz(work / f"chunk_{i:05d}.npz", chunk)
+            chunks[i] = chunk
+            rows.put(starts[i], parts[i], chunk["spacegroup"])
+
         try:
-            db.insert(entry_rows(entries, _symmetries(numbers), start=0))
-            db.checkpoint()
-        finally:
-            db.close()
+            with _bar(progress, len(entries), f"embedding {len(entries):,} crystals") as advance:
+                for i, part in enumerate(parts):
+                    path = work / f"chunk_{i:05d}.npz"
+                    found = _load_chunk(path, len(part), encoder.dim) if path.exists() else None
+                    if found is not None:
+                        done(i, found, save=False)
+                        advance(len(part))
+                jobs = [(i, part) for i, part in enumerate(parts) if i not in chunks]
+                n_workers = auto_workers(sum(len(p) for _, p in jobs)) if workers is None else workers
+                run_chunks(jobs, encoder, workers=n_workers, on_done=done, advance=advance)
+        except BaseException:
+            rows.finish(abort=True)
+            raise
+        rows.finish()
+        vectors = np.concatenate([chunks[i]["embeddings"] for i in range(len(parts))]).astype(np.float32)
         vi = VectorIndex(make_index(vectors, dim=encoder.dim, factory=faiss_factory))
         vi.write(staging / INDEX_FILE)
         recall = None if vi.exact else recall_at_k(vi.index, vectors)
@@ -331,61 +297,3 @@ def add_to_index(
         (index / JOURNAL).unlink(missing_ok=True)
         remember_verified(index, updated)
     return AddReport(tuple(e.material_id for e in new), tuple(present), updated)
-
-
-# -- the default index --------------------------------------------------------------------------------
-def shipped_index_dir() -> Path:
-    """Where a prebuilt default index ships inside the package (``crystalsearch/models/index``)."""
-    from crystalsearch.model.checkpoint import shipped_models_dir
-
-    return shipped_models_dir() / "index"
-
-
-def cache_index_dir(encoder_hash: str) -> Path:
-    from crystalsearch.graph.store import cache_dir
-
-    return cache_dir() / "index" / encoder_hash
-
-
-def default_encoder(*, notify: Callable[[str], None] = _notify) -> Encoder:
-    """The shipped default encoder, or (with a message) an untrained random one if it is missing."""
-    from crystalsearch.embed import Encoder
-
-    try:
-        return Encoder.load("default")
-    except CheckpointError as exc:
-        notify(
-            f"note: default encoder unavailable ({exc}); using an untrained random encoder (seed 0), "
-            "so similarities reflect composition and local geometry, not learned CrystalCLR features"
-        )
-        return Encoder.random(seed=0)
-
-
-def default_index(
-    *,
-    encoder: Encoder | None = None,
-    progress: Progress = True,
-    notify: Callable[[str], None] = _notify,
-    build: bool = True,
-) -> tuple[Path, Encoder]:
-    """The default index (shipped, else cached, else built now) and the encoder that goes with it."""
-    enc = encoder or default_encoder(notify=notify)
-    shipped = shipped_index_dir()
-    if (shipped / MANIFEST).is_file():
-        manifest = read_manifest(shipped)
-        if manifest.encoder.hash == enc.hash:
-            return shipped, enc
-        notify(f"note: shipped index is for encoder {manifest.encoder.hash}, not {enc.hash}; using a cached index")
-    target = cache_index_dir(enc.hash)
-    if not (target / MANIFEST).is_file():
-        if not build:
-            raise IndexFileError(
-                f"no default index for encoder {enc.hash} yet ({target}); it is built on the first "
-                "`crystalsearch similar` or by `crystalsearch index build`"
-            )
-        notify(
-            f"Building the default search index of all shipped structures with encoder {enc.name} "
-            f"({enc.hash}) into {target}. This happens once and takes a minute or two."
-        )
-        build_index("all", encoder=enc, out=target, progress=progress)
-    return target, enc

@@ -22,15 +22,24 @@ from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 
-from crystalsearch.errors import InputError, IndexFileError
-from crystalsearch.search.build import _notify, check_encoder, default_index, load_encoder, recover
+from crystalsearch.errors import IndexFileError, InputError
+from crystalsearch.search.build import check_encoder, recover
 from crystalsearch.search.db import Material, MetadataDB
+from crystalsearch.search.defaults import default_index, load_encoder, notify_stderr
 from crystalsearch.search.entries import structure_from_json
 from crystalsearch.search.faiss_index import VectorIndex, normalise
 from crystalsearch.search.filters import Filters
 from crystalsearch.search.known import MatcherConfig, matching_rows
-from crystalsearch.search.manifest import DB_FILE, INDEX_FILE, JOURNAL, Manifest, Verify, locked, read_manifest
-from crystalsearch.search.manifest import verify_files
+from crystalsearch.search.manifest import (
+    DB_FILE,
+    INDEX_FILE,
+    JOURNAL,
+    Manifest,
+    Verify,
+    locked,
+    read_manifest,
+    verify_files,
+)
 
 if TYPE_CHECKING:
     from pymatgen.core import Structure
@@ -107,7 +116,9 @@ class _Query:
 class Catalog:
     """An opened index: FAISS vectors, SQLite metadata and (loaded on first use) the matching encoder."""
 
-    def __init__(self, folder: Path, manifest: Manifest, vectors: VectorIndex, db: MetadataDB, encoder: Encoder | None = None) -> None:
+    def __init__(
+        self, folder: Path, manifest: Manifest, vectors: VectorIndex, db: MetadataDB, encoder: Encoder | None = None
+    ) -> None:
         self.path = folder
         self.manifest = manifest
         self.vectors = vectors
@@ -132,13 +143,15 @@ class Catalog:
         by default the index's own encoder is loaded when a structure is first embedded.
         ``verify``: ``"fast"`` checks checksums of files changed since the last check, ``"full"`` always.
         """
-        say = notify or _notify
+        say = notify or notify_stderr
         if str(path) == "default":
             folder, encoder = default_index(encoder=encoder, progress=progress, notify=say)
         else:
             folder = Path(path).expanduser()
         if not folder.is_dir():
-            raise IndexFileError(f"{folder}: no such index folder (create one with `crystalsearch index build --out {folder}`)")
+            raise IndexFileError(
+                f"{folder}: no such index folder (create one with `crystalsearch index build --out {folder}`)"
+            )
         if (folder / JOURNAL).exists() and os.access(folder, os.W_OK):
             with locked(folder, exclusive=True):
                 recover(folder)
@@ -242,7 +255,9 @@ class Catalog:
             else:
                 sims, rows = self.vectors.search_subset(item.vector, k, allowed, exclude=exclude)
             pairs = list(zip(rows.tolist(), sims.tolist()))
-            verdict, known_as, same = None, (), None
+            verdict: str | None = None
+            known_as: tuple[str, ...] = ()
+            same: set[int] | None = None
             if known:
                 matched = self._known_rows(item)
                 known_as = tuple(self._ids(matched))
@@ -318,9 +333,21 @@ class Catalog:
         for rank, (row, sim) in enumerate(pairs, 1):
             m: Material = found[row]
             hits.append(
-                Hit(rank, m.material_id, m.formula, float(sim), m.spacegroup_symbol, m.spacegroup_number,
-                    m.crystal_system, m.nsites, m.density, m.volume_per_atom, m.properties(), m.source,
-                    None if same is None else row in same)  # fmt: skip
+                Hit(
+                    rank,
+                    m.material_id,
+                    m.formula,
+                    float(sim),
+                    m.spacegroup_symbol,
+                    m.spacegroup_number,
+                    m.crystal_system,
+                    m.nsites,
+                    m.density,
+                    m.volume_per_atom,
+                    m.properties(),
+                    m.source,
+                    None if same is None else row in same,
+                )  # fmt: skip
             )
         return tuple(hits)
 

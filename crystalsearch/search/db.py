@@ -150,9 +150,7 @@ class MetadataDB:
             for start in range(0, len(rows), 5000):
                 chunk = rows[start : start + 5000]
                 s.execute(insert(Material), chunk)
-                elements = [
-                    {"material": r["id"], "element": el} for r in chunk for el in r["chemsys"].split("-") if el
-                ]
+                elements = [{"material": r["id"], "element": el} for r in chunk for el in r["chemsys"].split("-") if el]
                 s.execute(insert(MaterialElement), elements)
             if own:
                 existing = set(s.scalars(select(PropertyUnit.name)))
@@ -170,7 +168,7 @@ class MetadataDB:
 
         with self.session() as s:
             s.execute(delete(MaterialElement).where(MaterialElement.material >= first_id))
-            n = s.execute(delete(Material).where(Material.id >= first_id)).rowcount
+            n = getattr(s.execute(delete(Material).where(Material.id >= first_id)), "rowcount", 0)
             s.commit()
         return int(n or 0)
 
@@ -194,7 +192,9 @@ class MetadataDB:
         out: dict[str, int] = {}
         with self.session() as s:
             for start in range(0, len(ids), 500):
-                stmt = select(Material.material_id, Material.id).where(Material.material_id.in_(ids[start : start + 500]))
+                stmt = select(Material.material_id, Material.id).where(
+                    Material.material_id.in_(ids[start : start + 500])
+                )
                 out.update({m: int(i) for m, i in s.execute(stmt)})
         return out
 
@@ -231,7 +231,10 @@ class MetadataDB:
         with self.session() as s:
             total = int(s.scalar(select(func.count(Material.id))) or 0)
             coverage = {p: int(s.scalar(select(func.count(getattr(Material, p)))) or 0) for p in PROPERTIES}
-            systems = {a: b for a, b in s.execute(select(Material.crystal_system, func.count()).group_by(Material.crystal_system))}
+            systems = {
+                a: b
+                for a, b in s.execute(select(Material.crystal_system, func.count()).group_by(Material.crystal_system))
+            }
             sources = {a: b for a, b in s.execute(select(Material.source, func.count()).group_by(Material.source))}
             max_sites = s.scalar(select(func.max(Material.nsites)))
             units = {a: b for a, b in s.execute(select(PropertyUnit.name, PropertyUnit.unit))}
@@ -243,3 +246,48 @@ class MetadataDB:
             "sources": {str(k): int(v) for k, v in sources.items()},
             "max_sites": int(max_sites or 0),
         }
+
+
+class RowWriter:
+    """Inserts the rows of finished build chunks from a background thread (overlaps with embedding).
+
+    ``put(start, entries, spacegroup_numbers)`` queues one chunk; ``finish()`` waits, checkpoints and
+    closes the database, re-raising any error of the thread.
+    """
+
+    def __init__(self, path: Path) -> None:
+        import queue
+        import threading
+
+        self.db = MetadataDB(path, readonly=False)
+        self._queue: queue.Queue[tuple[int, Sequence[Entry], np.ndarray] | None] = queue.Queue()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="crystalsearch-rows", daemon=True)
+        self._thread.start()
+
+    def put(self, start: int, entries: Sequence[Entry], numbers: np.ndarray) -> None:
+        self._queue.put((start, entries, numbers))
+
+    def _run(self) -> None:
+        from crystalsearch.search.symmetry import Symmetry, crystal_system, spacegroup_symbol
+
+        while (item := self._queue.get()) is not None:
+            if self._error is not None:
+                continue
+            start, entries, numbers = item
+            try:
+                syms = [Symmetry(int(n), spacegroup_symbol(int(n)), crystal_system(int(n))) for n in numbers]
+                self.db.insert(entry_rows(entries, syms, start=start))
+            except BaseException as exc:  # noqa: BLE001 - handed to the main thread by finish()
+                self._error = exc
+
+    def finish(self, *, abort: bool = False) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        try:
+            if self._error is not None and not abort:
+                raise self._error
+            if not abort:
+                self.db.checkpoint()
+        finally:
+            self.db.close()

@@ -20,7 +20,7 @@ from crystalsearch.errors import InputError
 if TYPE_CHECKING:
     from pymatgen.core import Structure
 
-    from crystalsearch.datasets import Dataset, Record
+    from crystalsearch.datasets import Record
 
 __all__ = ["ALL_DATASETS", "PROPERTIES", "Entry", "as_entries", "entries_from_datasets", "entries_from_structures"]
 
@@ -67,7 +67,11 @@ class Entry:
 
 
 def structure_to_json(lattice: np.ndarray, species: Sequence[str], frac_coords: np.ndarray) -> str:
-    obj = {"lattice": np.asarray(lattice).tolist(), "species": list(species), "frac_coords": np.asarray(frac_coords).tolist()}
+    obj = {
+        "lattice": np.asarray(lattice).tolist(),
+        "species": list(species),
+        "frac_coords": np.asarray(frac_coords).tolist(),
+    }
     return json.dumps(obj, separators=(",", ":"))
 
 

@@ -50,7 +50,11 @@ def make_index(vectors: np.ndarray, *, dim: int, factory: str = "Flat") -> faiss
     import faiss
 
     try:
-        index = faiss.IndexFlatIP(dim) if factory == "Flat" else faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
+        index = (
+            faiss.IndexFlatIP(dim)
+            if factory == "Flat"
+            else faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
+        )
     except RuntimeError as exc:
         raise CrystalSearchError(f"--faiss-factory {factory!r}: {str(exc).strip().splitlines()[-1]}") from None
     if not index.is_trained:
@@ -60,7 +64,9 @@ def make_index(vectors: np.ndarray, *, dim: int, factory: str = "Flat") -> faiss
             index.train(vectors)
         except RuntimeError as exc:
             msg = str(exc).strip().splitlines()[-1]
-            raise CrystalSearchError(f"--faiss-factory {factory!r}: training failed on {len(vectors)} vectors ({msg})") from None
+            raise CrystalSearchError(
+                f"--faiss-factory {factory!r}: training failed on {len(vectors)} vectors ({msg})"
+            ) from None
     _tune(index)
     if len(vectors):
         index.add(vectors)
@@ -183,7 +189,9 @@ class VectorIndex:
             keep &= ~np.isin(rows[0], np.asarray(exclude, dtype=np.int64))
         return scores[0][keep][:k], rows[0][keep][:k].astype(np.int64)
 
-    def search_subset(self, q: np.ndarray, k: int, allowed: np.ndarray, *, exclude: Sequence[int] = ()) -> tuple[np.ndarray, np.ndarray]:
+    def search_subset(
+        self, q: np.ndarray, k: int, allowed: np.ndarray, *, exclude: Sequence[int] = ()
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Exact top ``k`` among ``allowed`` rows (ids from SQL), rows in ``exclude`` left out."""
         allowed = np.asarray(allowed, dtype=np.int64)
         allowed = allowed[allowed < self.ntotal]

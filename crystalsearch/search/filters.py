@@ -116,8 +116,12 @@ class _Compiler:
             return left.is_(None) if isinstance(op, ast.Is) else left.is_not(None)
         if "none" in (lk, rk):
             raise _where_error("compare with None using 'is None' / 'is not None'")
+        if not any(isinstance(n, ast.Name) for side in (left_node, right_node) for n in ast.walk(side)):
+            raise _where_error(f"{ast.unparse(left_node)} ... {ast.unparse(right_node)}: a comparison needs a column")
         if lk != rk:
-            raise _where_error(f"cannot compare text with a number in {ast.unparse(left_node)} ... {ast.unparse(right_node)}")
+            raise _where_error(
+                f"cannot compare text with a number in {ast.unparse(left_node)} ... {ast.unparse(right_node)}"
+            )
         ordering = {ast.Lt: "__lt__", ast.LtE: "__le__", ast.Gt: "__gt__", ast.GtE: "__ge__"}
         if isinstance(op, ast.Eq):
             return left == right  # type: ignore[no-any-return]
@@ -136,11 +140,11 @@ def parse_where(text: str) -> ColumnElement[bool]:
         raise _where_error("empty expression")
     if len(text) > MAX_WHERE_LENGTH:
         raise _where_error(f"expression longer than {MAX_WHERE_LENGTH} characters")
-    if re.search(r"(?<![<>=!])=(?!=)", text):
-        raise _where_error(f"{text!r}: use == for equality (e.g. crystal_system == \"cubic\")")
     try:
         tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as exc:
+        if re.search(r"(?<![<>=!])=(?!=)", text):
+            raise _where_error(f'{text!r}: use == for equality (e.g. crystal_system == "cubic")') from None
         raise _where_error(f"{text!r}: invalid syntax ({exc.msg})") from None
     if sum(1 for _ in ast.walk(tree)) > MAX_WHERE_NODES:
         raise _where_error(f"expression has more than {MAX_WHERE_NODES} parts")

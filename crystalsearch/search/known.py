@@ -1,4 +1,4 @@
-""""Is it known?": decide with pymatgen's StructureMatcher which indexed materials are the query's structure.
+""" "Is it known?": decide with pymatgen's StructureMatcher which indexed materials are the query's structure.
 
 Only materials with the query's reduced formula can match (StructureMatcher compares reduced
 compositions), so the candidates are exactly the indexed rows with that formula, tried in order of

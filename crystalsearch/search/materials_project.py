@@ -131,8 +131,17 @@ def _to_entries(docs: Sequence[Any]) -> MPDownload:
         props[material_id] = _properties(doc)
     entries = entries_from_structures(items, source=SOURCE)
     out = [
-        Entry(e.material_id, e.formula, e.reduced_formula, e.lattice, e.species, e.frac_coords, e.numbers,
-              props[e.material_id], e.source)  # fmt: skip
+        Entry(
+            e.material_id,
+            e.formula,
+            e.reduced_formula,
+            e.lattice,
+            e.species,
+            e.frac_coords,
+            e.numbers,
+            props[e.material_id],
+            e.source,
+        )  # fmt: skip
         for e in entries
     ]
     return MPDownload(out, skipped)

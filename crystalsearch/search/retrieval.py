@@ -124,7 +124,9 @@ def _embed_cells(catalog: Catalog, cells: list[Cell]) -> np.ndarray:
     from crystalsearch.search.faiss_index import normalise
 
     enc = catalog.encoder
-    graphs = [graph_from_arrays(lat, frac, z, radius=enc.radius, max_neighbors=enc.max_neighbors) for lat, frac, z in cells]
+    graphs = [
+        graph_from_arrays(lat, frac, z, radius=enc.radius, max_neighbors=enc.max_neighbors) for lat, frac, z in cells
+    ]
     return normalise(enc.embed_graphs(graphs))
 
 
@@ -160,8 +162,14 @@ def evaluate_retrieval(
         ranks = ranks_of(vectors, queries, truth, tie_tol=config.tie_tol)
         n = max(len(ranks), 1)
         results.append(
-            KindResult(kind, len(ranks), float((ranks <= 1).sum() / n), float((ranks <= 10).sum() / n),
-                       float(ranks.mean()) if len(ranks) else 0.0, int(ranks.max()) if len(ranks) else 0)  # fmt: skip
+            KindResult(
+                kind,
+                len(ranks),
+                float((ranks <= 1).sum() / n),
+                float((ranks <= 10).sum() / n),
+                float(ranks.mean()) if len(ranks) else 0.0,
+                int(ranks.max()) if len(ranks) else 0,
+            )  # fmt: skip
         )
         if progress is not None:
             progress(1)

@@ -15,6 +15,7 @@ import gzip
 import hashlib
 import os
 import tempfile
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -76,7 +77,9 @@ def _spacegroup_types() -> tuple[dict[int, str], dict[str, int]]:
     symbols: dict[int, str] = {}
     lookup: dict[str, int] = {}
     for hall in range(1, 531):
-        t = spglib.get_spacegroup_type(hall)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            t = spglib.get_spacegroup_type(hall)
         assert t is not None
         number = int(t.number)
         symbols.setdefault(number, str(t.international_short))
@@ -128,11 +131,16 @@ def symmetry_of(
         np.ascontiguousarray(numbers, dtype=np.int64),
     )
     number = 1
-    for tol in (symprec, symprec / 10, symprec / 100):
-        dataset = spglib.get_symmetry_dataset(cell, symprec=tol)
-        if dataset is not None:
-            number = int(dataset.number)
-            break
+    with warnings.catch_warnings():  # spglib deprecation notes about its error handling
+        warnings.simplefilter("ignore", DeprecationWarning)
+        for tol in (symprec, symprec / 10, symprec / 100):
+            try:
+                dataset = spglib.get_symmetry_dataset(cell, symprec=tol)  # type: ignore[arg-type]
+            except spglib.SpglibError:
+                dataset = None
+            if dataset is not None:
+                number = int(dataset.number)
+                break
     return Symmetry(number, spacegroup_symbol(number), crystal_system(number))
 
 

@@ -21,7 +21,7 @@ class PretrainConfig:
     dataset: str = "mp_structures"
     max_structures: int = 0  # 0 = all
     loss: str = "nt_xent+cs"  # "nt_xent" (CrystalCLR) or "nt_xent+cs" (CrystalCLR+CS)
-    temperature: float = 0.1
+    temperature: float = 0.05
     epochs: int = 20
     batch_size: int = 512
     lr: float = 1e-4

@@ -13,6 +13,7 @@ import platform
 import shlex
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from crystalsearch.augment.fast import AugmentConfig, augment, element_matrix
+from crystalsearch.augment.fast import AugmentConfig, augment
 from crystalsearch.embed import select_device
 from crystalsearch.errors import CheckpointError
 from crystalsearch.graph.batch import concat_batches
@@ -63,6 +64,11 @@ def make_views(
     return first, second
 
 
+def _views_batch(store: GraphStore, idx: np.ndarray, aug: AugmentConfig, rng: np.random.Generator) -> Any:
+    v1, v2 = make_views(store, idx, aug=aug, rng=rng)
+    return concat_batches([v1, v2])
+
+
 def contrastive_loss(
     z: torch.Tensor, elements: torch.Tensor, *, config: PretrainConfig
 ) -> tuple[torch.Tensor, dict[str, float]]:
@@ -87,6 +93,8 @@ def _save_training_state(path: Path, state: dict[str, Any]) -> None:
 def _model_card(config: PretrainConfig, metrics: dict[str, Any], *, n_structures: int, wall: float, epochs: int,
                 hardware: str, command: str) -> str:  # fmt: skip
     kind = "CrystalCLR+CS (NT-Xent + composition-similarity loss)" if config.loss == "nt_xent+cs" else "CrystalCLR"
+    augs = (f"perturb p={config.perturb_p}, strain p={config.strain_p}, column replace p={config.column_replace_p}"
+            + (", one-sided" if config.one_sided else ""))
     rows = "\n".join(f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in metrics.items())
     return f"""# {config.name}: {kind} CGCNN encoder
 
@@ -100,7 +108,7 @@ pretrained with the CrystalCLR recipe on crystal structures only (no labels).
 | batch size | {config.batch_size} | 512 |
 | optimizer | Adam, lr {config.lr:g} | Adam, lr 1e-4 |
 | temperature | {config.temperature:g} | not stated |
-| augmentations | perturb p={config.perturb_p}, strain p={config.strain_p}, column replace p={config.column_replace_p}{", one-sided" if config.one_sided else ""} | same recipe |
+| augmentations | {augs} | same recipe |
 | hardware | {hardware} | GPU |
 | wall time | {wall / 60:.1f} min | — |
 
@@ -204,13 +212,19 @@ def pretrain(
         order = np.random.default_rng([config.seed, epoch]).permutation(len(store))
         rng = np.random.default_rng([config.seed, epoch, dist.rank, 1])
         t0, t_aug, sums, n_pairs = time.perf_counter(), 0.0, {"loss": 0.0, "loss_clr": 0.0, "loss_cs": 0.0}, 0
-        with _progress(show_progress and dist.is_main, f"epoch {epoch + 1}/{config.epochs}", steps) as bar:
+        batches = [np.sort(order[(s * dist.world_size + dist.rank) * per_rank :][:per_rank]) for s in range(steps)]
+        # Views of the next batch are prepared in a background thread while the model runs (numpy
+        # releases the GIL); one worker keeps the RNG draws in order, so runs stay reproducible.
+        with _progress(show_progress and dist.is_main, f"epoch {epoch + 1}/{config.epochs}", steps) as bar, \
+                ThreadPoolExecutor(max_workers=1) as pool:  # fmt: skip
+            pending = pool.submit(_views_batch, store, batches[0], aug, rng)
             for step in range(steps):
-                lo = (step * dist.world_size + dist.rank) * per_rank
-                idx = np.sort(order[lo : lo + per_rank])
+                idx = batches[step]
                 ta = time.perf_counter()
-                v1, v2 = make_views(store, idx, aug=aug, rng=rng)
-                batch = concat_batches([v1, v2]).to(device, non_blocking=True)
+                batch = pending.result()
+                if step + 1 < steps:
+                    pending = pool.submit(_views_batch, store, batches[step + 1], aug, rng)
+                batch = batch.to(device, non_blocking=True)
                 el = torch.from_numpy(elements[idx]).to(device)
                 t_aug += time.perf_counter() - ta
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
@@ -235,7 +249,7 @@ def pretrain(
             "loss": D.all_reduce_mean(sums["loss"] / steps, dist),
             "loss_clr": D.all_reduce_mean(sums["loss_clr"] / steps, dist),
             "pairs_per_s": n_pairs / wall_epoch,
-            "augment_fraction": t_aug / wall_epoch,
+            "augment_fraction": t_aug / wall_epoch,  # time the step waited for its views
             "epoch_time_s": wall_epoch,
         }
         if config.loss == "nt_xent+cs":
@@ -282,7 +296,8 @@ class _MaybeCompiled:
 def _hardware(device: torch.device, world: int) -> str:
     if device.type == "cuda":
         return f"{world} x {torch.cuda.get_device_name(device)}"
-    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads) x {world} process(es)"
+    cpu = platform.processor() or platform.machine()
+    return f"CPU ({cpu}, {torch.get_num_threads()} threads) x {world} process(es)"
 
 
 def _save_epoch(out: Path, model: ContrastiveModel, optimizer: torch.optim.Optimizer, config: PretrainConfig,

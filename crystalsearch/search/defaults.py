@@ -1,0 +1,131 @@
+"""Which encoder and which index to use by default, and how to load an index's encoder again.
+
+The default index is, in order: the one shipped in the package (``crystalsearch/models/index``) if it
+was built with the default encoder; else ``<cache>/index/<encoder hash>`` (``crystalsearch.graph.store
+.cache_dir()``), built there on first use with a progress bar and reused afterwards. If the default
+encoder checkpoint is missing, an untrained random encoder (seed 0) stands in, with a note.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from crystalsearch.errors import CheckpointError, CrystalSearchError, IndexFileError
+from crystalsearch.search.manifest import MANIFEST, EncoderInfo, read_manifest
+
+if TYPE_CHECKING:
+    from crystalsearch.embed import Encoder
+
+__all__ = [
+    "cache_index_dir",
+    "default_encoder",
+    "default_index",
+    "encoder_from_spec",
+    "load_encoder",
+    "shipped_index_dir",
+]
+
+
+def notify_stderr(message: str) -> None:
+    sys.stderr.write(message.rstrip() + "\n")
+    sys.stderr.flush()
+
+
+def encoder_ref(encoder: Encoder) -> str:
+    """How to load ``encoder`` again (shipped name, ``random(seed=N)`` or an absolute folder path)."""
+    name = encoder.name
+    if name.startswith("random(") or name in ("default", "crystalclr", "crystalclr_cs"):
+        return name
+    path = Path(name)
+    return str(path.resolve()) if path.exists() else name
+
+
+def load_encoder(ref: str) -> Encoder:
+    """Inverse of :func:`encoder_ref`."""
+    from crystalsearch.embed import Encoder
+
+    if ref.startswith("random(seed=") and ref.endswith(")"):
+        return Encoder.random(seed=int(ref[len("random(seed=") : -1]))
+    return Encoder.load(ref)
+
+
+def encoder_from_spec(spec: str, *, notify: Callable[[str], None] = notify_stderr) -> Encoder:
+    """``default`` (random fallback with a note), ``random``/``random:SEED``, a shipped name or a folder."""
+    from crystalsearch.embed import Encoder
+
+    if spec == "default":
+        return default_encoder(notify=notify)
+    if spec == "random" or spec.startswith("random:"):
+        seed = spec.partition(":")[2] or "0"
+        if not seed.isdigit():
+            raise CrystalSearchError(f"--encoder {spec}: expected random or random:SEED")
+        return Encoder.random(seed=int(seed))
+    if spec.startswith("random("):
+        return load_encoder(spec)
+    return Encoder.load(spec)
+
+
+def encoder_info(encoder: Encoder) -> EncoderInfo:
+    return EncoderInfo(encoder_ref(encoder), encoder.hash, encoder.dim, encoder.radius, encoder.max_neighbors)
+
+
+def shipped_index_dir() -> Path:
+    """Where a prebuilt default index ships inside the package (``crystalsearch/models/index``)."""
+    from crystalsearch.model.checkpoint import shipped_models_dir
+
+    return shipped_models_dir() / "index"
+
+
+def cache_index_dir(encoder_hash: str) -> Path:
+    from crystalsearch.graph.store import cache_dir
+
+    return cache_dir() / "index" / encoder_hash
+
+
+def default_encoder(*, notify: Callable[[str], None] = notify_stderr) -> Encoder:
+    """The shipped default encoder, or (with a message) an untrained random one if it is missing."""
+    from crystalsearch.embed import Encoder
+
+    try:
+        return Encoder.load("default")
+    except CheckpointError as exc:
+        notify(
+            f"note: default encoder unavailable ({exc}); using an untrained random encoder (seed 0), "
+            "so similarities reflect composition and local geometry, not learned CrystalCLR features"
+        )
+        return Encoder.random(seed=0)
+
+
+def default_index(
+    *,
+    encoder: Encoder | None = None,
+    progress: bool = True,
+    notify: Callable[[str], None] = notify_stderr,
+    build: bool = True,
+) -> tuple[Path, Encoder]:
+    """The default index (shipped, else cached, else built now) and the encoder that goes with it."""
+    enc = encoder or default_encoder(notify=notify)
+    shipped = shipped_index_dir()
+    if (shipped / MANIFEST).is_file():
+        manifest = read_manifest(shipped)
+        if manifest.encoder.hash == enc.hash:
+            return shipped, enc
+        notify(f"note: shipped index is for encoder {manifest.encoder.hash}, not {enc.hash}; using a cached index")
+    target = cache_index_dir(enc.hash)
+    if not (target / MANIFEST).is_file():
+        if not build:
+            raise IndexFileError(
+                f"no default index for encoder {enc.hash} yet ({target}); it is built on the first "
+                "`crystalsearch similar` or by `crystalsearch index build`"
+            )
+        notify(
+            f"Building the default search index of all shipped structures with encoder {enc.name} "
+            f"({enc.hash}) into {target}. This happens once and takes a minute or two."
+        )
+        from crystalsearch.search import build as build_module
+
+        build_module.build_index("all", encoder=enc, out=target, progress=progress)
+    return target, enc
