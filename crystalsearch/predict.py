@@ -156,8 +156,10 @@ class Predictor:
                 )
                 nearest = neighbors[0].similarity if neighbors else None
                 if nearest is not None and threshold is not None and nearest < threshold:
-                    warning = (f"far from the training data: nearest material with known {self.property} has "
-                               f"similarity {nearest:.3f} < {threshold:.3f} (1st percentile of held-out materials)")  # fmt: skip
+                    warning = (
+                        f"far from the training data: nearest material with known {self.property} has "
+                        f"similarity {nearest:.3f} < {threshold:.3f} (1st percentile of held-out materials)"
+                    )
             members = values[:, i]
             results.append(Prediction(
                 query=label, property=self.property, value=float(members.mean()), unit=self.unit,

@@ -40,8 +40,12 @@ PROPERTIES: dict[str, PropertySpec] = {
     "thermal_conductivity": PropertySpec(
         "thermal_conductivity", "thermal_conductivity", "thermal_conductivity", "W/m/K", True
     ),
-    "melting_temperature": PropertySpec("melting_temperature", "melting_temperature", "melting_temperature", "K", False),
-    "formation_energy": PropertySpec("formation_energy", "mp_structures", "formation_energy_per_atom", "eV/atom", False),
+    "melting_temperature": PropertySpec(
+        "melting_temperature", "melting_temperature", "melting_temperature", "K", False
+    ),
+    "formation_energy": PropertySpec(
+        "formation_energy", "mp_structures", "formation_energy_per_atom", "eV/atom", False
+    ),
     "band_gap": PropertySpec("band_gap", "mp_structures", "band_gap", "eV", False),
 }
 
@@ -207,6 +211,8 @@ def save_finetuned(result: FinetuneResult, folder: Path, config: FinetuneConfig,
         "n_train": result.n_train, "n_val": result.n_val, "n_test": result.n_test,
         "wall_time_s": result.wall_time_s, "finetune": config_dict(config), "command": command,
     }  # fmt: skip
+    sizes = f"{result.n_train} train / {result.n_val} val / {result.n_test} test, seed {config.seed}"
+    sizes += ", grouped by formula" if config.group_by_formula else ""
     grid = "\n".join(f"| {lr:g} | {mae:.4g} |" for lr, mae in result.lr_grid.items())
     card = f"""# {result.property} head (CGCNN encoder + regression head, fine-tuned)
 
@@ -215,7 +221,7 @@ and fine-tuned end to end with a CGCNN regression head.
 
 | | |
 |---|---|
-| data | shipped `{spec.dataset}` ({result.n_train} train / {result.n_val} val / {result.n_test} test, seed {config.seed}{", grouped by formula" if config.group_by_formula else ""}) |
+| data | shipped `{spec.dataset}` ({sizes}) |
 | target transform | {"log, then " if result.transform.log else ""}standardised |
 | learning rate | {result.lr:g} (best validation MAE of the grid below) |
 | epochs | {result.epochs_run} (early stopping, patience {config.patience}, at most {config.epochs}) |

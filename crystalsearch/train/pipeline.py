@@ -16,9 +16,10 @@ import os
 import shutil
 import tempfile
 import time
-import tomllib
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from crystalsearch.errors import InputError
 
