@@ -180,6 +180,16 @@ def test_min_pairwise_distance_nacl(nacl: Structure) -> None:
     assert min_pairwise_distance(nacl) == pytest.approx(5.64 / 2, abs=1e-9)
 
 
+def test_min_pairwise_distance_long_cell(mp_records: Sequence) -> None:
+    """mp-680172 is a 4.3 x 4.3 x 162 Å cell: searching up to the longest lattice vector (the old radius)
+    took ~47 s for this one structure; the shortest vector bounds the answer."""
+    s = next(r for r in mp_records if r.material_id == "mp-680172").structure
+    assert max(s.lattice.abc) > 150
+    assert min_pairwise_distance(s) == pytest.approx(build_graph(s).distances.min(), abs=1e-9)
+    one_atom = Structure(Lattice.from_parameters(3.0, 4.0, 60.0, 90, 90, 90), ["Cu"], [[0, 0, 0]])
+    assert min_pairwise_distance(one_atom) == pytest.approx(3.0, abs=1e-9)
+
+
 def test_column_replace_changes_one_site_within_its_group(structures: list[Structure]) -> None:
     groups = group_of()
     changed_to = set()

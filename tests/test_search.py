@@ -465,7 +465,98 @@ def test_default_index_built_once_in_cache(
     notes: list[str] = []
     with Catalog.open("default", progress=False, notify=notes.append) as cat:
         assert len(cat) == 40 and cat.path == tmp_path / "cache" / "index" / Encoder.random(seed=0).hash
-    assert any("default encoder unavailable" in n for n in notes) and any("Building" in n for n in notes)
+    assert any("no trained default encoder" in n for n in notes) and any("Building" in n for n in notes)
     with Catalog.open("default", progress=False, notify=notes.append) as cat:
         assert len(cat) == 40
     assert built == [1]
+
+
+def test_reader_columns_match_orm_schema() -> None:
+    from crystalsearch.search.db import Material
+    from crystalsearch.search.reader import MATERIAL_COLUMNS
+
+    assert tuple(c.name for c in Material.__table__.columns) == MATERIAL_COLUMNS
+
+
+def test_cold_similar_path_imports_nothing_heavy(index_dir: Path) -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from crystalsearch.cli import app\n"
+        f"try: app(['similar', {str(EXAMPLES / 'NaCl.cif')!r}, '--index', {str(index_dir)!r}, '--json'])\n"
+        "except SystemExit as e: assert e.code == 0, e.code\n"
+        "bad = [m for m in ('sqlalchemy', 'sklearn', 'umap', 'matminer', 'pandas') if m in sys.modules]\n"
+        "print('HEAVY', bad)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "HEAVY []"
+
+
+@pytest.mark.slow
+def test_build_killed_with_sigkill_resumes(tmp_path: Path, entries: list[Entry], catalog: Catalog) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from crystalsearch.search import embedding
+
+    out = tmp_path / "killed"
+    code = (
+        "import time, sys\n"
+        "from pathlib import Path\n"
+        f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        "from test_search import small_entries\n"
+        "from crystalsearch.embed import Encoder\n"
+        "from crystalsearch.search.build import build_index\n"
+        f"build_index(small_entries(), encoder=Encoder.random(seed=0), out=Path({str(out)!r}),"
+        " progress=lambda n: time.sleep(0.3), chunk_size=32)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], env={**os.environ})
+    work = tmp_path / "killed.partial"
+    deadline = time.monotonic() + 240
+    while len(list(work.glob("chunk_*.npz"))) < 3 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_before = len(list(work.glob("chunk_*.npz")))
+    assert 3 <= done_before < -(-len(entries) // 32) and not out.exists()
+    calls: list[int] = []
+    real = embedding.embed_chunk
+    try:
+        embedding.embed_chunk = lambda p, e, a: (calls.append(len(p)), real(p, e, a))[1]  # type: ignore[assignment]
+        build_index(entries, encoder=Encoder.random(seed=0), out=out, progress=False, chunk_size=32)
+    finally:
+        embedding.embed_chunk = real  # type: ignore[assignment]
+    assert sum(calls) == len(entries) - 32 * done_before
+    with Catalog.open(out) as cat:
+        assert len(cat) == cat.db.count() == len(entries)
+        assert len(set(cat.db.row_ids(e.material_id for e in entries))) == len(entries)
+        np.testing.assert_allclose(cat.vectors.vectors(), catalog.vectors.vectors(), atol=1e-6)
+
+
+def test_approximate_factory_reports_recall(tmp_path: Path, entries: list[Entry], encoder: Encoder) -> None:
+    manifest = build_index(entries, encoder=encoder, out=tmp_path / "hnsw", faiss_factory="HNSW32", progress=False)
+    assert manifest.faiss_factory == "HNSW32" and manifest.recall_at_10 is not None
+    assert 0.5 <= manifest.recall_at_10 <= 1.0
+    with Catalog.open(tmp_path / "hnsw") as cat:
+        assert not cat.vectors.exact and len(cat.similar("mp-22862", k=5)) == 5
+        exact = [h.material_id for h in cat.similar("mp-2998", k=4, elements="O")]
+        q = cat.vectors.vector(cat.row_of("mp-2998"))  # type: ignore[arg-type]
+        passing = cat.db.ids_where(Filters.make(elements="O").condition()).tolist()
+        assert exact == brute_force(cat, q, passing, 4, cat.row_of("mp-2998"))
+    from crystalsearch.errors import CrystalSearchError
+
+    with pytest.raises(CrystalSearchError, match="faiss-factory"):
+        build_index(entries[:20], encoder=encoder, out=tmp_path / "ivf", faiss_factory="IVF256,Flat", progress=False)
+
+
+@pytest.mark.slow
+def test_worker_processes_give_the_same_index(tmp_path: Path, entries: list[Entry], catalog: Catalog) -> None:
+    manifest = build_index(entries, encoder=Encoder.random(seed=0), out=tmp_path / "w", progress=False, chunk_size=64,
+                           workers=2)  # fmt: skip
+    assert manifest.count == len(entries)
+    with Catalog.open(tmp_path / "w") as cat:
+        np.testing.assert_allclose(cat.vectors.vectors(), catalog.vectors.vectors(), atol=1e-5)
+        assert cat.db.materials([5])[5] == catalog.db.materials([5])[5]

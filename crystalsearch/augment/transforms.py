@@ -55,7 +55,7 @@ def min_pairwise_distance(structure: Structure) -> float:
     """Shortest distance between any two sites, periodic images included (Å)."""
     lattice = structure.lattice.matrix
     # The nearest neighbour of any site is within the shortest lattice vector.
-    radius = float(np.linalg.norm(lattice, axis=1).max()) + 1e-6
+    radius = float(np.linalg.norm(lattice, axis=1).min()) + 1e-6
     _, _, _, dist = nearest_neighbors(lattice, structure.frac_coords, radius=radius, k=1)
     return float(dist.min())
 

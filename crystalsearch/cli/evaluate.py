@@ -37,7 +37,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(evaluate_app, name="evaluate")
 
 
-def _table(title: str, cells: dict[str, dict[str, dict[str, Any]]]) -> None:
+def _table(title: str, cells: dict[str, dict[str, dict[str, Any]]], *, finetune: bool = False) -> None:
     from rich.table import Table
 
     from crystalsearch.evaluate.features import label
@@ -48,7 +48,7 @@ def _table(title: str, cells: dict[str, dict[str, dict[str, Any]]]) -> None:
     for prop, methods in cells.items():
         for method, c in methods.items():
             wall = c["wall_time_s"] if isinstance(c["wall_time_s"], float) else sum(c["wall_time_s"])
-            table.add_row(prop, label(method), f"{c['mae_mean']:.4g} ± {c['mae_std']:.2g} {c['unit']}",
+            table.add_row(prop, label(method, finetune=finetune), f"{c['mae_mean']:.4g} ± {c['mae_std']:.2g} {c['unit']}",
                           str(len(c["seeds"])), f"{wall / 60:.1f} min")  # fmt: skip
     console.print(table)
 
@@ -135,7 +135,7 @@ def finetune_cmd(
     if json_out:
         print_json({"finetune": _compact(cells), "out": str(out)})
         return
-    _table("Fine-tuned CGCNN (test MAE)", cells)
+    _table("Fine-tuned CGCNN (test MAE)", cells, finetune=True)
     console.print(f"table1.json, report.md and finetune_runs.jsonl updated in {out}")
 
 

@@ -14,48 +14,56 @@ from crystalsearch.cli.common import console, err_console, one_line_errors, prin
 if TYPE_CHECKING:
     from crystalsearch.search.catalog import QueryResult
 
-# (property, column title) shown in the table when any hit has the property
+# (property, column title, unit) shown in the table when any hit has the property
 TABLE_PROPERTIES = (
-    ("formation_energy_per_atom", "E_form\neV/atom"),
-    ("band_gap", "gap\neV"),
-    ("bulk_modulus_vrh", "K_VRH\nGPa"),
-    ("shear_modulus_vrh", "G_VRH\nGPa"),
-    ("thermal_conductivity", "κ\nW/m/K"),
-    ("melting_temperature", "T_melt\nK"),
+    ("formation_energy_per_atom", "E_form", "eV/atom"),
+    ("band_gap", "gap", "eV"),
+    ("bulk_modulus_vrh", "K_VRH", "GPa"),
+    ("shear_modulus_vrh", "G_VRH", "GPa"),
+    ("thermal_conductivity", "κ", "W/m/K"),
+    ("melting_temperature", "T_melt", "K"),
 )
 CSV_FIELDS = ("query", "rank", "material_id", "formula", "similarity", "spacegroup", "spacegroup_number",
               "crystal_system", "nsites", "density", "volume_per_atom")  # fmt: skip
 
 
+def _width(header: str, cells: list[str]) -> int:
+    return max([len(header), *(len(c) for c in cells)]) + 2
+
+
 def render_table(result: QueryResult, *, filters: str = "") -> None:
+    """One rich table per query; property columns are added while they fit the console width."""
+    from rich import box
     from rich.table import Table
 
-    title = f"[bold]{result.query}[/]" + (f" ({result.formula})" if result.formula else "")
-    caption = f"filters: {filters}" if filters else None
-    table = Table(title=title, caption=caption, title_justify="left", caption_justify="left")
-    table.add_column("#", justify="right")
-    table.add_column("material id")
-    table.add_column("formula")
-    table.add_column("space group")
-    table.add_column("similarity", justify="right")
-    shown = [(p, t) for p, t in TABLE_PROPERTIES if any(p in h.properties for h in result.hits)]
-    for _, label in shown:
-        table.add_column(label, justify="right")
     known = result.verdict is not None
+    columns: list[tuple[str, str, list[str]]] = [
+        ("#", "right", [str(h.rank) for h in result.hits]),
+        ("material id", "left", [h.material_id for h in result.hits]),
+        ("formula", "left", [h.formula for h in result.hits]),
+        ("space group", "left", [h.spacegroup for h in result.hits]),
+        ("cosine", "right", [f"{h.similarity:.4f}" for h in result.hits]),
+    ]
     if known:
-        table.add_column("same\nstructure", justify="center")
-    for h in result.hits:
-        cells = [
-            str(h.rank),
-            h.material_id,
-            h.formula,
-            f"{h.spacegroup} ({h.spacegroup_number})",
-            f"{h.similarity:.4f}",
-        ]
-        cells += [_fmt(h.properties.get(p)) for p, _ in shown]
-        if known:
-            cells.append("[green]yes[/]" if h.same_structure else "")
-        table.add_row(*cells)
+        columns.append(("same", "center", ["[green]yes[/]" if h.same_structure else "" for h in result.hits]))
+    used = sum(_width(t, c) for t, _, c in columns)
+    units = []
+    for prop, label, unit in TABLE_PROPERTIES:
+        cells = [_fmt(h.properties.get(prop)) for h in result.hits]
+        if any(cells) and used + _width(label, cells) <= console.width:
+            columns.append((label, "right", cells))
+            used += _width(label, cells)
+            units.append(f"{label} {unit}")
+    notes = [f"filters: {filters}"] if filters else []
+    if units:
+        notes.append("units: " + ", ".join(units))
+    title = f"[bold]{result.query}[/]" + (f" ({result.formula})" if result.formula else "")
+    table = Table(title=title, caption="\n".join(notes) or None, title_justify="left", caption_justify="left",
+                  box=box.SIMPLE_HEAD, pad_edge=False)  # fmt: skip
+    for header, justify, _ in columns:
+        table.add_column(header, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+    for i in range(len(result.hits)):
+        table.add_row(*(cells[i] for _, _, cells in columns))
     console.print(table)
     if not result.hits:
         console.print("  no materials pass the filters")

@@ -29,11 +29,14 @@ LABELS: dict[str, str] = {
     "sine_coulomb": "SineCoulomb",
     "magpie": "ElementProperty (Magpie)",
     MEAN: "mean predictor",
-    "random": "random init",
+    "random": "untrained encoder",
 }
 
 
-def label(method: str) -> str:
+def label(method: str, *, finetune: bool = False) -> str:
+    """Display name of a Table 1 row (``random`` is "random init" among the fine-tuned rows)."""
+    if finetune and (method == "random" or method.startswith("random:")):
+        return "random init"
     return LABELS.get(method, method)
 
 

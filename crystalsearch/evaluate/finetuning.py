@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -63,6 +64,8 @@ def _init_specs(config: FinetuneEvalConfig) -> dict[str, tuple[str, dict[str, An
         if init not in config.encoders:
             raise InputError("--inits", f"no encoder for {init!r}; give one with --encoders {init}=PATH")
         spec = config.encoders[init]
+        if spec.startswith("random"):
+            raise InputError("--encoders", f"{init}={spec}: fine-tuning starts from a checkpoint folder or name")
         enc = load_encoder(spec, device="cpu")
         out[init] = (spec, asdict(encoder_source(init, spec, enc)))
     return out
@@ -93,7 +96,7 @@ def evaluate_finetune(
                 "batch_size": config.batch_size, "max_structures": config.max_structures, "lr_seed": lr_seed,
             }  # fmt: skip
             key = settings_key(settings)
-            bar = progress.task(f"{prop}: fine-tune from {label(init)}", len(config.seeds))
+            bar = progress.task(f"{prop}: fine-tune from {label(init, finetune=True)}", len(config.seeds))
             for seed in config.seeds:
                 done = {r["seed"]: r for r in read_jsonl(out / RUNS) if r.get("key") == key}
                 if seed in done:
@@ -107,15 +110,18 @@ def evaluate_finetune(
                     batch_size=config.batch_size, seed=seed, max_structures=config.max_structures,
                     device=config.device, num_threads=config.threads,
                 )  # fmt: skip
+                c0 = time.process_time()
                 result = finetune(ft, store=store, show_progress=False)
                 row = {
                     **describe(result), "key": key, "seed": seed, "init": init, "init_spec": spec,
                     "lr_grid": {str(k): v for k, v in result.lr_grid.items()}, "lr_chosen_on_seed": lr_seed,
                     "settings": settings, "date": now(),
+                    "cpu_time_s": round(time.process_time() - c0, 1),
                 }  # fmt: skip
                 append_jsonl(out / RUNS, row)
+                name = label(init, finetune=True)
                 progress.log(
-                    f"{prop:22s} {label(init):16s} seed {seed}: lr {result.lr:g}, {result.epochs_run} epochs, "
+                    f"{prop:22s} {name:16s} seed {seed}: lr {result.lr:g}, {result.epochs_run} epochs, "
                     f"test MAE {result.test_mae:.4g} {result.unit} ({result.wall_time_s / 60:.1f} min)"
                 )
                 bar(1)
@@ -133,13 +139,15 @@ def _cell(rows: list[dict[str, Any]], *, init: str, settings: dict[str, Any], so
     mean, std = mean_std(maes)
     first = rows[0] if rows else {}
     return {
-        "label": label(init), "maes": maes, "seeds": [r["seed"] for r in rows], "seeds_requested": list(config.seeds),
+        "label": label(init, finetune=True), "maes": maes, "seeds": [r["seed"] for r in rows],
+        "seeds_requested": list(config.seeds),
         "complete": len(rows) == len(config.seeds), "unit": data["spec"].unit, "dataset": data["spec"].dataset,
         "column": data["spec"].column, "n_records": data["n"], "n_dataset": len(data["dataset"]),
         "n_train": first.get("n_train"), "n_val": first.get("n_val"), "n_test": first.get("n_test"),
         "lr": first.get("lr"), "lr_grid": first.get("lr_grid"), "lr_policy":
         f"lr chosen on the validation split of seed {config.seeds[0]} from {list(config.lrs)}, reused for the others",
         "epochs_run": [r["epochs_run"] for r in rows], "val_maes": [r["val_mae"] for r in rows],
-        "wall_time_s": [r["wall_time_s"] for r in rows], "settings": settings, "encoder": source,
+        "wall_time_s": [r["wall_time_s"] for r in rows],
+        "cpu_time_s": [r.get("cpu_time_s", 0.0) for r in rows], "settings": settings, "encoder": source,
         "device": config.device, "date": now(), "command": command, "mae_mean": mean, "mae_std": std,
     }  # fmt: skip

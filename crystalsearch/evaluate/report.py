@@ -30,20 +30,33 @@ PAPER_SETUP = "90k Materials Project structures, batch 512, Adam 1e-4, 5000 epoc
 def _label(method: str, half: str) -> str:
     from crystalsearch.evaluate.features import label
 
-    return label(method) if half == "random_forest" or method != "random" else "random init"
+    return label(method, finetune=half == "finetune")
 
 
-def _fmt(x: float) -> str:
+def _decimals(x: float) -> int:
+    ax = abs(x)
+    return 0 if ax >= 100 else 1 if ax >= 10 else 2 if ax >= 1 else 3
+
+
+def _fmt(x: float, decimals: int | None = None) -> str:
     if not math.isfinite(x):
         return "nan"
-    return f"{x:.3g}" if abs(x) < 100 else f"{x:.0f}"
+    return f"{x:.{_decimals(x) if decimals is None else decimals}f}"
+
+
+def _pm(mean: float, std: float) -> str:
+    """``mean ± std`` with the std given to the mean's decimals (at least one significant digit)."""
+    d = _decimals(mean) if math.isfinite(mean) else 2
+    if math.isfinite(std) and 0 < std < 10 ** (-d):
+        d = min(6, -math.floor(math.log10(std)))
+    return f"{_fmt(mean, d)} ± {_fmt(std, d)}"
 
 
 def _cell(table: dict[str, Any], evals: dict[str, Any], half: str, prop: str, method: str) -> str:
     value = table.get(half, {}).get(prop, {}).get(method)
     if value is None:
         return "—"
-    text = f"{_fmt(value['mae_mean'])} ± {_fmt(value['mae_std'])}"
+    text = _pm(value["mae_mean"], value["mae_std"])
     prov = evals.get(half, {}).get(prop, {}).get(method, {})
     n_seeds, wanted = len(prov.get("seeds", [])), len(prov.get("seeds_requested", prov.get("seeds", [])))
     if wanted and n_seeds < 5:
@@ -155,24 +168,31 @@ def _encoders_markdown(evals: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _minutes(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 60 else f"{seconds / 60:.1f} min"
+
+
 def _runs_markdown(evals: dict[str, Any]) -> str:
     lines = [
-        "| Half | Property | Method | Seeds | Per-seed MAE | Details | Wall time |",
+        "| Half | Property | Method | Seeds | Per-seed MAE | Details | Wall / CPU time |",
         "|---|---|---|---|---|---|---|",
     ]
     for prop, methods in evals.get("random_forest", {}).items():
         for _m, p in methods.items():
-            fit = sum(p["fit_time_s"])
-            details = f"{p['n_features']} features, NaN {p['nan_fraction']:.1%}, features {p['feature_time_s']:.0f} s"
+            if p["n_features"]:
+                details = (f"{p['n_features']} features ({p['nan_fraction']:.1%} missing), features "
+                           f"{p['feature_time_s']:.0f} s, fits {sum(p['fit_time_s']):.0f} s")  # fmt: skip
+            else:
+                details = "training mean"
             lines.append(f"| RF | {prop} | {p['label']} | {','.join(map(str, p['seeds']))} | "
-                         f"{', '.join(_fmt(v) for v in p['maes'])} | {details} | {p['wall_time_s'] / 60:.1f} min "
-                         f"(fits {fit / 60:.1f} min) |")  # fmt: skip
+                         f"{', '.join(_fmt(v) for v in p['maes'])} | {details} | {_minutes(p['wall_time_s'])} / "
+                         f"{_minutes(p.get('cpu_time_s', 0.0))} |")  # fmt: skip
     for prop, methods in evals.get("finetune", {}).items():
         for _m, p in methods.items():
-            wall = sum(p["wall_time_s"])
-            details = f"lr {p['lr']}, epochs run {p['epochs_run']}, device {p['device']}"
+            details = f"lr {p['lr']:g}, epochs run {p['epochs_run']}, device {p['device']}"
             lines.append(f"| fine-tune | {prop} | {p['label']} | {','.join(map(str, p['seeds']))} | "
-                         f"{', '.join(_fmt(v) for v in p['maes'])} | {details} | {wall / 60:.1f} min |")  # fmt: skip
+                         f"{', '.join(_fmt(v) for v in p['maes'])} | {details} | {_minutes(sum(p['wall_time_s']))} / "
+                         f"{_minutes(sum(p.get('cpu_time_s', [])))} |")  # fmt: skip
     return "\n".join(lines) if len(lines) > 2 else "_No runs yet._"
 
 

@@ -24,7 +24,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from crystalsearch.errors import CrystalSearchError, IndexFileError
-from crystalsearch.search.defaults import encoder_info, load_encoder
+from crystalsearch.search.defaults import (  # noqa: F401 - default-index helpers re-exported for callers
+    cache_index_dir,
+    default_encoder,
+    default_index,
+    encoder_from_spec,
+    encoder_info,
+    load_encoder,
+    shipped_index_dir,
+)  # fmt: skip
 from crystalsearch.search.embedding import auto_workers, embed_entries, run_chunks
 from crystalsearch.search.entries import Entry, as_entries, fingerprint
 from crystalsearch.search.manifest import (
@@ -48,7 +56,7 @@ from crystalsearch.search.symmetry import SYMPREC, Symmetry, crystal_system, spa
 if TYPE_CHECKING:
     from crystalsearch.embed import Encoder
 
-__all__ = ["AddReport", "add_to_index", "build_index", "check_encoder", "recover"]
+__all__ = ["AddReport", "add_to_index", "build_index", "cache_index_dir", "check_encoder", "default_index", "recover"]
 
 PLAN = "plan.json"
 Progress = bool | Callable[[int], None]
@@ -159,7 +167,7 @@ def build_index(
                         done(i, found, save=False)
                         advance(len(part))
                 jobs = [(i, part) for i, part in enumerate(parts) if i not in chunks]
-                n_workers = auto_workers(sum(len(p) for _, p in jobs)) if workers is None else workers
+                n_workers = auto_workers(sum(len(p) for _, p in jobs), encoder) if workers is None else workers
                 run_chunks(jobs, encoder, workers=n_workers, on_done=done, advance=advance)
         except BaseException:
             rows.finish(abort=True)
@@ -259,6 +267,7 @@ def add_to_index(
     """Add entries (or ``(id, Structure)`` pairs) to the index folder ``index``; existing ids are skipped."""
     from crystalsearch.search.db import MetadataDB, entry_rows
     from crystalsearch.search.faiss_index import VectorIndex
+    from crystalsearch.search.reader import MetadataReader
 
     index = Path(index)
     entries = as_entries(entries_or_structures)
@@ -268,9 +277,13 @@ def add_to_index(
         verify_files(index, manifest)
         enc = encoder or load_encoder(manifest.encoder.name)
         check_encoder(manifest, enc, where=index)
+        reader = MetadataReader(index / DB_FILE)
+        try:
+            present = reader.row_ids(e.material_id for e in entries)
+        finally:
+            reader.close()
         db = MetadataDB(index / DB_FILE, readonly=False)
         try:
-            present = db.row_ids(e.material_id for e in entries)
             new = [e for e in entries if e.material_id not in present]
             if not new:
                 return AddReport((), tuple(present), manifest)

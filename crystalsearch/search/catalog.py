@@ -24,8 +24,8 @@ import numpy as np
 
 from crystalsearch.errors import IndexFileError, InputError
 from crystalsearch.search.build import check_encoder, recover
-from crystalsearch.search.db import Material, MetadataDB
 from crystalsearch.search.defaults import default_index, load_encoder, notify_stderr
+from crystalsearch.search.embedding import threads
 from crystalsearch.search.entries import structure_from_json
 from crystalsearch.search.faiss_index import VectorIndex, normalise
 from crystalsearch.search.filters import Filters
@@ -40,6 +40,7 @@ from crystalsearch.search.manifest import (
     read_manifest,
     verify_files,
 )
+from crystalsearch.search.reader import MetadataReader
 
 if TYPE_CHECKING:
     from pymatgen.core import Structure
@@ -117,7 +118,7 @@ class Catalog:
     """An opened index: FAISS vectors, SQLite metadata and (loaded on first use) the matching encoder."""
 
     def __init__(
-        self, folder: Path, manifest: Manifest, vectors: VectorIndex, db: MetadataDB, encoder: Encoder | None = None
+        self, folder: Path, manifest: Manifest, vectors: VectorIndex, db: MetadataReader, encoder: Encoder | None = None
     ) -> None:
         self.path = folder
         self.manifest = manifest
@@ -125,6 +126,8 @@ class Catalog:
         self.db = db
         self._encoder = encoder
         self.matcher = MatcherConfig()
+        self.threads: int | None = 1  # torch/FAISS threads while searching (None: library defaults)
+        self._allowed: dict[Filters, np.ndarray] = {}  # rows passing each recent filter (rows never change)
 
     # -- opening ---------------------------------------------------------------------------------------
     @classmethod
@@ -158,7 +161,7 @@ class Catalog:
         manifest, vectors = _load_consistent(folder, verify)
         if encoder is not None:
             check_encoder(manifest, encoder, where=folder)
-        return cls(folder, manifest, vectors, MetadataDB(folder / DB_FILE), encoder)
+        return cls(folder, manifest, vectors, MetadataReader(folder / DB_FILE), encoder)
 
     def close(self) -> None:
         self.db.close()
@@ -205,7 +208,8 @@ class Catalog:
 
         enc = self.encoder
         graphs = [build_graph(s, radius=enc.radius, max_neighbors=enc.max_neighbors) for s in structures]
-        return normalise(enc.embed_graphs(graphs))
+        with threads(self.threads):
+            return normalise(enc.embed_graphs(graphs))
 
     # -- search ----------------------------------------------------------------------------------------
     def similar(
@@ -241,9 +245,14 @@ class Catalog:
         files, folders or globs; unreadable ones give a result with ``error`` (and go in ``report``)."""
         if k < 1:
             raise InputError("-k", f"must be at least 1, got {k}")
-        filters = filters or Filters()
+        with threads(self.threads):
+            return self._search(queries, k=k, filters=filters or Filters(), known=known, report=report)
+
+    def _search(
+        self, queries: Sequence[QueryInput], *, k: int, filters: Filters, known: bool, report: ReadReport | None
+    ) -> list[QueryResult]:
         resolved = self._resolve(queries, report)
-        allowed = self.db.ids_where(filters.condition(), below=len(self)) if filters.active else None
+        allowed = self.allowed_rows(filters) if filters.active else None
         results = []
         for item in resolved:
             if isinstance(item, QueryResult):
@@ -269,6 +278,16 @@ class Catalog:
                 same = set(matched)
             results.append(QueryResult(item.label, self._hits(pairs, same), item.formula, None, verdict, known_as))
         return results
+
+    def allowed_rows(self, filters: Filters) -> np.ndarray:
+        """Sorted rows of this index passing ``filters`` (evaluated in SQL, cached per filter)."""
+        rows = self._allowed.get(filters)
+        if rows is None:
+            rows = self.db.ids_where(filters.condition(), below=len(self))
+            if len(self._allowed) >= 16:
+                self._allowed.pop(next(iter(self._allowed)))
+            self._allowed[filters] = rows
+        return rows
 
     # -- internals -------------------------------------------------------------------------------------
     def _resolve(self, queries: Sequence[QueryInput], report: ReadReport | None) -> list[_Query | QueryResult]:
@@ -331,7 +350,7 @@ class Catalog:
         found = self.db.materials([r for r, _ in pairs])
         hits = []
         for rank, (row, sim) in enumerate(pairs, 1):
-            m: Material = found[row]
+            m = found[row]
             hits.append(
                 Hit(
                     rank,

@@ -3,29 +3,28 @@
 ``materials`` has one row per material; its integer primary key ``id`` is the row of the material's
 vector in the FAISS index. ``material_elements`` makes elements queryable; ``properties`` lists the
 property columns with their units. Readers open the file read-only (``immutable`` when the folder
-is not writable, e.g. an index shipped inside an installed package).
+is not writable, e.g. an index shipped inside an installed package). The per-query lookups of the
+search path are in :mod:`crystalsearch.search.reader` (stdlib sqlite3, no SQLAlchemy import).
 """
 
 from __future__ import annotations
 
-import os
-import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import numpy as np
 from sqlalchemy import Float, ForeignKey, Index, Integer, String, Text, create_engine, func, insert, select
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, defer, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from sqlalchemy.sql.elements import ColumnElement
 
 from crystalsearch.datasets import PROPERTY_UNITS
 from crystalsearch.search.entries import PROPERTIES, Entry
+from crystalsearch.search.reader import connect
 from crystalsearch.search.symmetry import Symmetry, density_and_volume
 
-__all__ = ["Base", "Material", "MaterialElement", "MetadataDB", "PropertyUnit", "entry_rows"]
+__all__ = ["Base", "Material", "MaterialElement", "MetadataDB", "PropertyUnit", "StructureRow", "entry_rows"]
 
 
 class Base(DeclarativeBase):
@@ -57,11 +56,15 @@ class Material(Base):
     thermal_conductivity: Mapped[float | None] = mapped_column(Float)
     melting_temperature: Mapped[float | None] = mapped_column(Float)
     source: Mapped[str] = mapped_column(String)
-    structure: Mapped[str] = mapped_column(Text, deferred=True)
 
-    def properties(self) -> dict[str, float]:
-        """Known (non-NULL) properties."""
-        return {p: v for p in PROPERTIES if (v := getattr(self, p)) is not None}
+
+class StructureRow(Base):
+    """The structure of a material as compact JSON (kept apart so that scans of ``materials`` stay small)."""
+
+    __tablename__ = "structures"
+
+    material: Mapped[int] = mapped_column(ForeignKey("materials.id"), primary_key=True)
+    structure: Mapped[str] = mapped_column(Text)
 
 
 class MaterialElement(Base):
@@ -107,20 +110,6 @@ def entry_rows(entries: Sequence[Entry], symmetries: Sequence[Symmetry], *, star
     return rows
 
 
-def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
-    if readonly:
-        immutable = "" if os.access(path.parent, os.W_OK) else "&immutable=1"
-        conn = sqlite3.connect(f"file:{quote(str(path.resolve()))}?mode=ro{immutable}", uri=True,
-                               check_same_thread=False)  # fmt: skip
-    else:
-        conn = sqlite3.connect(str(path), check_same_thread=False)
-    conn.execute("PRAGMA busy_timeout = 30000")
-    if not readonly:
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = NORMAL")
-    return conn
-
-
 class MetadataDB:
     """Access to ``metadata.sqlite`` (create with ``readonly=False``)."""
 
@@ -131,7 +120,7 @@ class MetadataDB:
             raise IndexFileError(f"{path}: missing metadata database")
         self.path = path
         self.readonly = readonly
-        self.engine: Engine = create_engine("sqlite://", creator=lambda: _connect(path, readonly=readonly))
+        self.engine: Engine = create_engine("sqlite://", creator=lambda: connect(path, readonly=readonly))
         if not readonly:
             Base.metadata.create_all(self.engine)
 
@@ -149,7 +138,8 @@ class MetadataDB:
         try:
             for start in range(0, len(rows), 5000):
                 chunk = rows[start : start + 5000]
-                s.execute(insert(Material), chunk)
+                s.execute(insert(Material), [{k: v for k, v in r.items() if k != "structure"} for r in chunk])
+                s.execute(insert(StructureRow), [{"material": r["id"], "structure": r["structure"]} for r in chunk])
                 elements = [{"material": r["id"], "element": el} for r in chunk for el in r["chemsys"].split("-") if el]
                 s.execute(insert(MaterialElement), elements)
             if own:
@@ -168,6 +158,7 @@ class MetadataDB:
 
         with self.session() as s:
             s.execute(delete(MaterialElement).where(MaterialElement.material >= first_id))
+            s.execute(delete(StructureRow).where(StructureRow.material >= first_id))
             n = getattr(s.execute(delete(Material).where(Material.id >= first_id)), "rowcount", 0)
             s.commit()
         return int(n or 0)
@@ -187,31 +178,6 @@ class MetadataDB:
             value = s.scalar(select(func.max(Material.id)))
         return -1 if value is None else int(value)
 
-    def row_ids(self, material_ids: Iterable[str]) -> dict[str, int]:
-        ids = list(dict.fromkeys(material_ids))
-        out: dict[str, int] = {}
-        with self.session() as s:
-            for start in range(0, len(ids), 500):
-                stmt = select(Material.material_id, Material.id).where(
-                    Material.material_id.in_(ids[start : start + 500])
-                )
-                out.update({m: int(i) for m, i in s.execute(stmt)})
-        return out
-
-    def materials(self, row_ids: Sequence[int]) -> dict[int, Material]:
-        """Rows by id (structure column not loaded)."""
-        if not len(row_ids):
-            return {}
-        with self.session() as s:
-            stmt = select(Material).where(Material.id.in_([int(i) for i in row_ids])).options(defer(Material.structure))
-            return {m.id: m for m in s.scalars(stmt)}
-
-    def structures(self, row_ids: Sequence[int]) -> dict[int, str]:
-        """Structure JSON by row id."""
-        with self.session() as s:
-            stmt = select(Material.id, Material.structure).where(Material.id.in_([int(i) for i in row_ids]))
-            return {int(i): text for i, text in s.execute(stmt)}
-
     def ids_where(self, condition: ColumnElement[bool] | None, *, below: int | None = None) -> np.ndarray:
         """Sorted row ids passing ``condition`` (all rows if None), optionally only ids < ``below``."""
         stmt = select(Material.id)
@@ -222,9 +188,6 @@ class MetadataDB:
         with self.engine.connect() as conn:
             ids = np.fromiter((r[0] for r in conn.execute(stmt.order_by(Material.id))), dtype=np.int64)
         return ids
-
-    def ids_with_formula(self, reduced_formula: str) -> np.ndarray:
-        return self.ids_where(Material.reduced_formula == reduced_formula)
 
     def summary(self) -> dict[str, Any]:
         """Counts by source, property coverage, sizes and crystal systems (for ``index info``)."""

@@ -92,9 +92,10 @@ def default_encoder(*, notify: Callable[[str], None] = notify_stderr) -> Encoder
     try:
         return Encoder.load("default")
     except CheckpointError as exc:
+        where = str(exc).split(": ", 1)[0]
         notify(
-            f"note: default encoder unavailable ({exc}); using an untrained random encoder (seed 0), "
-            "so similarities reflect composition and local geometry, not learned CrystalCLR features"
+            f"note: no trained default encoder ({where}); using an untrained random encoder (seed 0), "
+            "so similarities reflect composition and local geometry only"
         )
         return Encoder.random(seed=0)
 
@@ -115,6 +116,12 @@ def default_index(
             return shipped, enc
         notify(f"note: shipped index is for encoder {manifest.encoder.hash}, not {enc.hash}; using a cached index")
     target = cache_index_dir(enc.hash)
+    work = target.with_name(target.name + ".partial")
+    if not (target / MANIFEST).is_file() and build and (work / ".lock").exists():
+        from crystalsearch.search.manifest import locked
+
+        with locked(work, exclusive=False, timeout=1800.0):  # another process may be building it right now
+            pass
     if not (target / MANIFEST).is_file():
         if not build:
             raise IndexFileError(

@@ -199,7 +199,9 @@ class VectorIndex:
             allowed = allowed[~np.isin(allowed, np.asarray(exclude, dtype=np.int64))]
         if k <= 0 or allowed.size == 0:
             return np.zeros(0, np.float32), np.zeros(0, np.int64)
-        scores = self.vectors()[allowed] @ np.asarray(q, dtype=np.float32).reshape(-1)
+        q = np.asarray(q, dtype=np.float32).reshape(-1)
+        few = allowed.size < self.ntotal // 4  # gathering few rows is cheaper than scoring all
+        scores = self.vectors()[allowed] @ q if few else (self.vectors() @ q)[allowed]
         return top_k(scores, allowed, k)
 
 

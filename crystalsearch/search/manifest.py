@@ -258,8 +258,7 @@ def locked(folder: Path, *, exclusive: bool, timeout: float = 60.0) -> Iterator[
                 break
             except BlockingIOError:
                 if time.monotonic() > deadline:
-                    what = "written by another process" if not exclusive else "in use by another writer"
-                    raise IndexFileError(f"{folder}: index is being {what}; try again later") from None
+                    raise IndexFileError(f"{folder}: another process is writing this index; try again later") from None
                 time.sleep(0.05)
         yield
     finally:

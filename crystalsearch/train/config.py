@@ -78,6 +78,7 @@ class FinetuneConfig:
     max_structures: int = 0
     device: str = "auto"
     num_threads: int = 0
+    compile: bool = True  # torch.compile the training forward pass (eager evaluation)
 
 
 def _coerce(field: dataclasses.Field[Any], value: Any, where: str) -> Any:

@@ -127,7 +127,10 @@ def _train_one(model: PropertyModel, store: GraphStore, y: np.ndarray, train: np
                transform: TargetTransform, config: FinetuneConfig, lr: float, device: torch.device,
                rng: np.random.Generator) -> tuple[PropertyModel, float, int]:  # fmt: skip
     """Train with early stopping on val MAE (units); returns the best model, its val MAE, epochs run."""
+    from crystalsearch.model.compile import MaybeCompiled
+
     model = model.to(device)
+    forward = MaybeCompiled(model, enabled=config.compile)
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=config.weight_decay)
     target = torch.from_numpy(transform.forward(y).astype(np.float32))
     best, best_state, since, epochs = float("inf"), copy.deepcopy(model.state_dict()), 0, 0
@@ -139,7 +142,7 @@ def _train_one(model: PropertyModel, store: GraphStore, y: np.ndarray, train: np
             idx = np.sort(order[start : start + config.batch_size])
             if len(idx) < 2:
                 continue  # batch norm needs two crystals
-            pred = model(store.batch(idx).to(device))
+            pred = forward(store.batch(idx).to(device))
             loss = torch.nn.functional.mse_loss(pred.float(), target[idx].to(device))
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -28,6 +28,7 @@ from crystalsearch.graph.batch import concat_batches
 from crystalsearch.graph.store import GraphStore
 from crystalsearch.losses import alignment_uniformity, composition_similarity_loss, nt_xent
 from crystalsearch.model.cgcnn import ContrastiveModel, EncoderConfig
+from crystalsearch.model.compile import MaybeCompiled
 from crystalsearch.train import distributed as D
 from crystalsearch.train.config import PretrainConfig, config_dict
 
@@ -196,7 +197,7 @@ def pretrain(
         from torch.nn.parallel import DistributedDataParallel
 
         wrapped = DistributedDataParallel(model, device_ids=[dist.local_rank] if device.type == "cuda" else None)
-    forward = _MaybeCompiled(wrapped, enabled=config.compile)
+    forward = MaybeCompiled(wrapped, enabled=config.compile)
     aug = augment_config(config)
     per_rank = max(2, config.batch_size // dist.world_size)
     steps = len(store) // (per_rank * dist.world_size)
@@ -265,32 +266,6 @@ def pretrain(
     wall = time.perf_counter() - t_run
     D.shutdown(dist)
     return PretrainResult(out, out / "encoder", config.epochs, wall, metrics)
-
-
-class _MaybeCompiled:
-    """``torch.compile`` with dynamic shapes (batches differ in atoms and edges); falls back to eager
-    mode if compilation fails (e.g. no C++ compiler): eager is correct, only slower."""
-
-    def __init__(self, model: torch.nn.Module, *, enabled: bool) -> None:
-        self.eager = model
-        self.fn: Any = model
-        if enabled:
-            try:
-                self.fn = torch.compile(model, dynamic=True)
-            except Exception:  # noqa: BLE001
-                self.fn = model
-
-    def __call__(self, batch: Any) -> torch.Tensor:
-        if self.fn is self.eager:
-            return self.eager(batch)
-        try:
-            return self.fn(batch)
-        except Exception as exc:  # noqa: BLE001 - compilation errors surface at the first call
-            import warnings
-
-            warnings.warn(f"torch.compile failed ({type(exc).__name__}); continuing in eager mode", stacklevel=2)
-            self.fn = self.eager
-            return self.eager(batch)
 
 
 def _hardware(device: torch.device, world: int) -> str:

@@ -1,0 +1,146 @@
+"""`crystalsearch similar`, `index build|add|info`, `info` and `evaluate retrieval` on a small real index."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from crystalsearch import datasets
+from crystalsearch.cli import app
+from crystalsearch.embed import Encoder
+from crystalsearch.search.build import build_index
+from crystalsearch.search.entries import merge_records
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "examples"
+HIT_KEYS = {"rank", "material_id", "formula", "similarity", "spacegroup", "spacegroup_number", "crystal_system",
+            "nsites", "density", "volume_per_atom", "properties", "source"}  # fmt: skip
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    os.environ["CRYSTALSEARCH_CACHE"] = str(tmp_path_factory.mktemp("cli-cache"))
+
+
+@pytest.fixture(scope="module")
+def index_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    mp = datasets.load("mp_structures").records
+    by_id = {r.material_id: r for r in mp}
+    wanted = ["mp-22862", "mp-149", "mp-2534", "mp-2998", "mp-19017", "mp-2657", *(r.material_id for r in mp[:150])]
+    chosen = [by_id[i] for i in dict.fromkeys(wanted)]
+    ids = {r.material_id for r in chosen}
+    elastic = [r for r in datasets.load("mp_elasticity").records if r.material_id in ids]
+    entries = merge_records([("mp_structures", chosen), ("mp_elasticity", elastic)])
+    out = tmp_path_factory.mktemp("cli-index") / "idx"
+    build_index(entries, encoder=Encoder.random(seed=0), out=out, progress=False)
+    return out
+
+
+def run(*args: str) -> object:
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def test_similar_json_shape(index_dir: Path) -> None:
+    result = run("similar", EXAMPLES / "NaCl.cif", "mp-149", "-k", "3", "--index", index_dir, "--json")
+    assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
+    data = json.loads(result.stdout)  # type: ignore[attr-defined]
+    assert isinstance(data, list) and [d["query"] for d in data] == [str(EXAMPLES / "NaCl.cif"), "mp-149"]
+    for d in data:
+        assert {"query", "hits"} <= set(d) and len(d["hits"]) == 3
+        for h in d["hits"]:
+            assert set(h) >= HIT_KEYS and isinstance(h["similarity"], float) and isinstance(h["properties"], dict)
+    assert data[0]["hits"][0]["material_id"] == "mp-22862"
+    assert "mp-149" not in [h["material_id"] for h in data[1]["hits"]]
+
+
+def test_similar_bad_input_exit_2_others_answered(index_dir: Path) -> None:
+    result = run("similar", EXAMPLES / "Si.cif", "missing.cif", "mp-99999999", "--index", index_dir, "--json")
+    assert result.exit_code == 2
+    data = json.loads(result.stdout)  # type: ignore[attr-defined]
+    assert len(data) == 3 and len(data[0]["hits"]) == 10 and "error" not in data[0]
+    assert data[1]["hits"] == [] and "file not found" in data[1]["error"]
+    assert "unknown material id" in data[2]["error"]
+    assert "Traceback" not in result.output  # type: ignore[attr-defined]
+
+
+def test_similar_filters_table_and_csv(index_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "hits.csv"
+    args = ["similar", EXAMPLES / "BaTiO3.cif", "-k", "4", "--index", index_dir, "--where", "band_gap > 0.5",
+            "--elements", "O", "--max-sites", "40", "--csv", out]  # fmt: skip
+    result = run(*args)
+    assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
+    assert "BaTiO3.cif" in result.stdout and "cosine" in result.stdout  # type: ignore[attr-defined]
+    rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    assert len(rows) == 4 and all(float(r["band_gap"]) > 0.5 and int(r["nsites"]) <= 40 for r in rows)
+
+
+def test_similar_rejects_bad_where_in_one_line(index_dir: Path) -> None:
+    result = run("similar", "mp-149", "--index", index_dir, "--where", "band_gap > 1; DROP TABLE materials")
+    assert result.exit_code == 2
+    assert result.output.count("\n") == 1 and "--where" in result.output  # type: ignore[attr-defined]
+
+
+def test_similar_known_json(index_dir: Path) -> None:
+    result = run("similar", EXAMPLES / "NaCl.cif", "-k", "2", "--index", index_dir, "--known", "--json")
+    data = json.loads(result.stdout)  # type: ignore[attr-defined]
+    assert data[0]["verdict"] == "known: mp-22862" and data[0]["hits"][0]["same_structure"] is True
+
+
+def test_index_build_add_info(tmp_path: Path, index_dir: Path) -> None:
+    out = tmp_path / "mine"
+    result = run("index", "build", EXAMPLES / "NaCl.cif", EXAMPLES / "Si.cif", "--encoder", "random", "--out", out)
+    assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
+    result = run("index", "add", str(EXAMPLES / "*.cif"), "--index", out, "--json")
+    data = json.loads(result.stdout)  # type: ignore[attr-defined]
+    assert len(data["added"]) == 4 and len(data["already_indexed"]) == 2 and data["materials"] == 6
+    result = run("index", "info", "--index", out, "--json", "--verify")
+    info = json.loads(result.stdout)  # type: ignore[attr-defined]
+    assert info["count"] == 6 and info["database"]["materials"] == 6 and info["checksums"] == "ok"
+    assert info["encoder"]["hash"] == Encoder.random(seed=0).hash
+    result = run("index", "build", "--dataset", "mp_structures", EXAMPLES / "Si.cif")
+    assert result.exit_code == 2 and "--out is required" in result.output  # type: ignore[attr-defined]
+
+
+def test_similar_refuses_encoder_hash_mismatch(index_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(index_dir, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["encoder"]["hash"] = "0123456789abcdef"
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    result = run("similar", EXAMPLES / "Si.cif", "--index", copy)
+    assert result.exit_code == 2 and "Traceback" not in result.output  # type: ignore[attr-defined]
+    assert "0123456789abcdef" in result.output and Encoder.random(seed=0).hash in result.output  # type: ignore[attr-defined]
+
+
+def test_info_json() -> None:
+    result = run("info", "--json")
+    assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
+    data = json.loads(result.stdout)  # type: ignore[attr-defined]
+    assert {d["dataset"] for d in data["data"]} == set(datasets.DATASETS)
+    assert {"models", "indexes", "cache", "packages"} <= set(data)
+
+
+def test_evaluate_retrieval_command(index_dir: Path) -> None:
+    from crystalsearch.cli.evaluate_retrieval import register
+
+    sub = typer.Typer()
+    register(sub)
+
+    @sub.callback()
+    def _group() -> None:
+        """evaluate"""
+
+    result = CliRunner().invoke(sub, ["retrieval", "--index", str(index_dir), "-n", "20", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["invariants_at_rank_1"] is True
+    assert {r["kind"] for r in data["results"]} == {"rotation", "translation", "supercell", "perturb", "strain"}
