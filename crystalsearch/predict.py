@@ -83,9 +83,11 @@ class _Member:
     log: bool
     mean: float
     std: float
+    lo: float = -np.inf
+    hi: float = np.inf
 
     def inverse(self, t: np.ndarray) -> np.ndarray:
-        v = t * self.std + self.mean
+        v = np.clip(t, self.lo, self.hi) * self.std + self.mean
         return np.exp(v) if self.log else v
 
 
@@ -120,7 +122,8 @@ class Predictor:
             model.load_state_dict(load_state_dict(info))
             model.eval()
             tr = meta["transform"]
-            members.append(_Member(model, bool(tr["log"]), float(tr["mean"]), float(tr["std"])))
+            members.append(_Member(model, bool(tr["log"]), float(tr["mean"]), float(tr["std"]),
+                                   float(tr.get("lo", -np.inf)), float(tr.get("hi", np.inf))))  # fmt: skip
         torch.set_flush_denormal(True)
         return cls(prop, members, column=spec.column, unit=spec.unit, folder=root)
 

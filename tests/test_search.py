@@ -451,8 +451,10 @@ def test_interrupted_add_is_rolled_back(index_copy: Path, monkeypatch: pytest.Mo
 def test_default_index_built_once_in_cache(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, entries: list[Entry]
 ) -> None:
+    from crystalsearch.model import checkpoint
+
     monkeypatch.setenv("CRYSTALSEARCH_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(defaults, "shipped_index_dir", lambda: tmp_path / "not-shipped")
+    monkeypatch.setattr(checkpoint, "shipped_models_dir", lambda: tmp_path / "no-models")  # no default encoder
     built: list[int] = []
     real = build_mod.build_index
 
@@ -560,3 +562,21 @@ def test_worker_processes_give_the_same_index(tmp_path: Path, entries: list[Entr
     with Catalog.open(tmp_path / "w") as cat:
         np.testing.assert_allclose(cat.vectors.vectors(), catalog.vectors.vectors(), atol=1e-5)
         assert cat.db.materials([5])[5] == catalog.db.materials([5])[5]
+
+
+def test_shipped_index_used_when_built_with_the_default_encoder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, entries: list[Entry], encoder: Encoder
+) -> None:
+    monkeypatch.setenv("CRYSTALSEARCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(defaults, "default_encoder", lambda notify: encoder)
+    monkeypatch.setattr(defaults, "shipped_index_dir", lambda: tmp_path / "models" / "index")
+    build_index(entries[:30], encoder=encoder, out=tmp_path / "models" / "index", progress=False)
+    with Catalog.open("default", progress=False) as cat:
+        assert cat.path == tmp_path / "models" / "index" and len(cat) == 30
+    other = Encoder.random(seed=2)
+    monkeypatch.setattr(defaults, "default_encoder", lambda notify: other)
+    monkeypatch.setattr(build_mod, "build_index", lambda source, **kw: build_index(entries[:10], **kw))
+    notes: list[str] = []
+    with Catalog.open("default", progress=False, notify=notes.append) as cat:  # shipped index is for another encoder
+        assert cat.path == tmp_path / "cache" / "index" / other.hash and len(cat) == 10
+    assert any("shipped index is for encoder" in n for n in notes)

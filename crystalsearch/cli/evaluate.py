@@ -48,8 +48,8 @@ def _table(title: str, cells: dict[str, dict[str, dict[str, Any]]], *, finetune:
     for prop, methods in cells.items():
         for method, c in methods.items():
             wall = c["wall_time_s"] if isinstance(c["wall_time_s"], float) else sum(c["wall_time_s"])
-            table.add_row(prop, label(method, finetune=finetune), f"{c['mae_mean']:.4g} ± {c['mae_std']:.2g} {c['unit']}",
-                          str(len(c["seeds"])), f"{wall / 60:.1f} min")  # fmt: skip
+            mae = f"{c['mae_mean']:.4g} ± {c['mae_std']:.2g} {c['unit']}"
+            table.add_row(prop, label(method, finetune=finetune), mae, str(len(c["seeds"])), f"{wall / 60:.1f} min")
     console.print(table)
 
 
@@ -109,6 +109,7 @@ def finetune_cmd(
     max_structures: int = typer.Option(0, "--max-structures", min=0, help="Only the first N records (0 = all)."),
     device: str = typer.Option("auto", "--device", help="cpu, cuda, cuda:N or auto."),
     threads: int = typer.Option(0, "--threads", min=0, help="torch CPU threads (0 = torch default)."),
+    compile_model: bool = typer.Option(True, "--compile/--no-compile", help="torch.compile the training pass."),
     out: Path = typer.Option(Path("training/results"), "--out", help=OUT_HELP),
     json_out: bool = typer.Option(False, "--json", help="Print the results as JSON."),
 ) -> None:
@@ -128,7 +129,7 @@ def finetune_cmd(
         properties=parse_list(properties, option="--properties", valid=PROPERTIES),
         inits=parse_list(inits, option="--inits", valid=["random", *enc]), encoders=enc, seeds=parse_seeds(seeds),
         lrs=grid, epochs=epochs, patience=patience, batch_size=batch_size, max_structures=max_structures,
-        device=device, threads=threads,
+        device=device, threads=threads, compile=compile_model,
     )  # fmt: skip
     with Progress(not json_out) as progress:
         cells = evaluate_finetune(config, out=out, progress=progress)

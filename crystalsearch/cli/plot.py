@@ -42,8 +42,9 @@ def umap_cmd(
     if dataset not in DATASETS:
         raise InputError("--dataset", f"unknown dataset {dataset!r}; choose from {', '.join(DATASETS)}")
     name, sep, spec = encoder.partition("=")
-    if not sep:  # a bare shipped name labels itself; a bare path is taken as the CrystalCLR+CS encoder
-        name, spec = (encoder if encoder in ("crystalclr", "crystalclr_cs") else "crystalclr_cs"), encoder
+    if not sep:  # a shipped name or random[:SEED] labels itself; a bare path is taken as CrystalCLR+CS
+        named = encoder in ("crystalclr", "crystalclr_cs", "default") or encoder.startswith("random")
+        name, spec = (encoder if named else "crystalclr_cs"), encoder
     config = UmapConfig(
         encoder=spec, encoder_name=name, dataset=dataset, max_structures=max_structures, seed=seed,
         n_neighbors=n_neighbors, min_dist=min_dist, device=device,

@@ -35,6 +35,7 @@ import numpy as np
 
 from crystalsearch.evaluate.progress import Progress
 from crystalsearch.evaluate.results import command_line, now, read_json, update, write_json
+from crystalsearch.train.config import PretrainConfig
 
 AUGMENTATIONS = ("perturb", "strain", "column_replace", "supercell")
 PROPERTIES = ("melting_temperature", "bulk_modulus")
@@ -52,7 +53,7 @@ class AugmentationStudyConfig:
     batch_size: int = 256
     lr: float = 1e-3  # 10x the paper's rate: the runs are only tens of steps long
     loss: str = "nt_xent"  # plain CrystalCLR
-    temperature: float = 0.1
+    temperature: float = PretrainConfig.temperature  # the recipe's (chosen by the temperature study)
     seed: int = 0
     eval_seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     eval_max_structures: int = 0  # 0 = whole evaluation sets
@@ -225,8 +226,9 @@ def draw(matrix: dict[str, list[list[float]]], augs: tuple[str, ...], units: dic
         ax.set_title(f"{pretty.get(prop, prop)}: linear-regression MAE ({units[prop]})\n"
                      f"random encoder: {baseline[prop]:.3g} {units[prop]}", fontsize=10)  # fmt: skip
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label=f"test MAE ({units[prop]})")
-    fig.suptitle(f"One-sided pretraining, {config.structures:,} structures, {config.epochs} epochs, "
-                 f"batch {config.batch_size} (diagonal: single augmentation)", fontsize=11)  # fmt: skip
+    epochs = f"{config.epochs} epoch{'s' if config.epochs != 1 else ''}"
+    fig.suptitle(f"One-sided pretraining, {config.structures:,} structures, {epochs}, batch {config.batch_size} "
+                 "(diagonal: single augmentation)", fontsize=11)  # fmt: skip
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.partial.png")

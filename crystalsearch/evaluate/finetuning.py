@@ -46,6 +46,7 @@ class FinetuneEvalConfig:
     max_structures: int = 0
     device: str = "auto"
     threads: int = 0
+    compile: bool = True  # torch.compile the training forward pass (not part of a run's key: same numbers)
 
 
 def settings_key(settings: Mapping[str, Any]) -> str:
@@ -108,7 +109,7 @@ def evaluate_finetune(
                 ft = FinetuneConfig(
                     property=prop, init=spec, lrs=lrs, epochs=config.epochs, patience=config.patience,
                     batch_size=config.batch_size, seed=seed, max_structures=config.max_structures,
-                    device=config.device, num_threads=config.threads,
+                    device=config.device, num_threads=config.threads, compile=config.compile,
                 )  # fmt: skip
                 c0 = time.process_time()
                 result = finetune(ft, store=store, show_progress=False)

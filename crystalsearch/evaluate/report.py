@@ -130,7 +130,8 @@ def _data_markdown(evals: dict[str, Any]) -> str:
     for half in ("random_forest", "finetune"):
         for prop, methods in evals.get(half, {}).items():
             for prov in methods.values():
-                seen.setdefault(prop, prov)
+                if "dataset" in prov:
+                    seen.setdefault(prop, prov)
     if not seen:
         return "_No Table 1 evaluation has run yet._"
     lines = [
@@ -178,7 +179,8 @@ def _runs_markdown(evals: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for prop, methods in evals.get("random_forest", {}).items():
-        for _m, p in methods.items():
+        for m, p in methods.items():
+            p = {"label": m, "seeds": [], "maes": [], "wall_time_s": 0.0, "n_features": 0, **p}
             if p["n_features"]:
                 details = (f"{p['n_features']} features ({p['nan_fraction']:.1%} missing), features "
                            f"{p['feature_time_s']:.0f} s, fits {sum(p['fit_time_s']):.0f} s")  # fmt: skip
@@ -188,8 +190,13 @@ def _runs_markdown(evals: dict[str, Any]) -> str:
                          f"{', '.join(_fmt(v) for v in p['maes'])} | {details} | {_minutes(p['wall_time_s'])} / "
                          f"{_minutes(p.get('cpu_time_s', 0.0))} |")  # fmt: skip
     for prop, methods in evals.get("finetune", {}).items():
-        for _m, p in methods.items():
-            details = f"lr {p['lr']:g}, epochs run {p['epochs_run']}, device {p['device']}"
+        for m, p in methods.items():
+            p = {"label": m, "seeds": [], "maes": [], "wall_time_s": [], "epochs_run": [], **p}
+            lr = f"{p['lr']:g}" if isinstance(p.get("lr"), (int, float)) else "?"
+            st = p.get("settings") or {}
+            details = (f"lr {lr} (grid {st.get('lrs', '?')} on seed {st.get('lr_seed', '?')}), epochs run "
+                       f"{p['epochs_run']} (max {st.get('epochs', '?')}, patience {st.get('patience', '?')}), batch "
+                       f"{st.get('batch_size', '?')}, device {p.get('device', '?')}")  # fmt: skip
             lines.append(f"| fine-tune | {prop} | {p['label']} | {','.join(map(str, p['seeds']))} | "
                          f"{', '.join(_fmt(v) for v in p['maes'])} | {details} | {_minutes(sum(p['wall_time_s']))} / "
                          f"{_minutes(sum(p.get('cpu_time_s', [])))} |")  # fmt: skip

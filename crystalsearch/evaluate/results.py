@@ -5,7 +5,7 @@
 * ``evaluations.json`` holds the provenance of every cell (seeds, per-seed MAEs, data sizes, wall times,
   encoders, commands) and of the figures; the report is rendered from these two files.
 
-Every update is a read-modify-write under an exclusive lock (``.lock`` in the folder) followed by an
+Every update is a read-modify-write under an exclusive lock (``flock`` on the folder) followed by an
 atomic replace, so commands running side by side (random forest and fine-tuning) never lose cells.
 """
 
@@ -57,6 +57,7 @@ def atomic_write_text(path: Path, text: str) -> None:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; these are results to share
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -88,19 +89,19 @@ def read_json(path: Path, default: Any) -> Any:
 
 @contextlib.contextmanager
 def locked(folder: Path) -> Iterator[None]:
-    """Exclusive advisory lock on ``folder/.lock`` (no-op where ``fcntl`` is missing)."""
+    """Exclusive advisory lock on the folder itself (no lock file to commit; no-op without ``fcntl``)."""
     folder.mkdir(parents=True, exist_ok=True)
     try:
         import fcntl
     except ImportError:  # pragma: no cover - Windows
         yield
         return
-    with open(folder / ".lock", "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def empty_table1() -> dict[str, dict[str, dict[str, dict[str, float]]]]:

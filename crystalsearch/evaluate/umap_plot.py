@@ -24,6 +24,11 @@ from crystalsearch.evaluate.results import command_line, now, update
 
 FIGURE = "figure3_umap.png"
 NEIGHBOURS = 10
+COLOURS = {
+    "oxide": "#d62728", "halide": "#2ca02c", "sulfide": "#ff7f0e", "selenide/telluride": "#8c564b",
+    "nitride": "#1f77b4", "pnictide (P, As, Sb)": "#9467bd", "carbide": "#17becf", "hydride": "#e377c2",
+    "boride": "#bcbd22", "intermetallic": "#9a9a9a", "element": "#000000",
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -140,22 +145,24 @@ def draw(panels: dict[str, dict[str, Any]], classes: np.ndarray, path: Path, *, 
     import matplotlib.pyplot as plt
 
     present = [c for c in CLASSES if np.any(classes == c)]
-    cmap = plt.get_cmap("tab20" if len(CLASSES) > 10 else "tab10")
-    colours = {c: cmap(i % cmap.N) for i, c in enumerate(CLASSES)}
+    size = float(np.clip(3e4 / max(n, 1), 3.0, 20.0))
     fig, axes = plt.subplots(1, 2, figsize=(13, 6.2))
     for ax, panel in zip(axes, panels.values()):
         xy = panel["xy"]
-        for c in present:
+        handles = {}
+        for c in sorted(present, key=lambda c: -int(np.sum(classes == c))):  # big classes first, underneath
             m = classes == c
-            ax.scatter(xy[m, 0], xy[m, 1], s=4, alpha=0.7, color=colours[c], label=f"{c} ({int(m.sum())})",
-                       rasterized=True, linewidths=0)  # fmt: skip
+            handles[c] = ax.scatter(xy[m, 0], xy[m, 1], s=size, alpha=0.45 if c == "intermetallic" else 0.8,
+                                    color=COLOURS.get(c, "black"), label=f"{c} ({int(m.sum())})", rasterized=True,
+                                    linewidths=0)  # fmt: skip
         ax.set_title(f"{panel['title']}\n{NEIGHBOURS}-NN class purity {panel['purity']:.2f}", fontsize=11)
         ax.set_xticks([])
         ax.set_yticks([])
         ax.set_xlabel("UMAP 1")
         ax.set_ylabel("UMAP 2")
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(6, len(labels)), markerscale=3, frameon=False,
+    ordered = [handles[c] for c in present]
+    labels = [h.get_label() for h in ordered]
+    fig.legend(ordered, labels, loc="lower center", ncol=min(6, len(labels)), markerscale=3, frameon=False,
                fontsize=9)  # fmt: skip
     fig.suptitle(f"UMAP of {n:,} {dataset} crystals coloured by compound class (from the anions present)")
     fig.tight_layout(rect=(0, 0.1, 1, 0.95))

@@ -58,6 +58,9 @@ def property_spec(name: str) -> PropertySpec:
     return PROPERTIES[name]
 
 
+CLIP_MARGIN = 2.0  # standard deviations beyond the training targets
+
+
 @dataclass(frozen=True)
 class TargetTransform:
     """y -> (f(y) - mean) / std with f = log or identity; inverse maps predictions back to units."""
@@ -65,17 +68,23 @@ class TargetTransform:
     log: bool
     mean: float
     std: float
+    lo: float = -np.inf  # standardised predictions are clipped to the training range +- CLIP_MARGIN
+    hi: float = np.inf
 
     @classmethod
     def fit(cls, y: np.ndarray, *, log: bool) -> TargetTransform:
         t = np.log(y) if log else y
-        return cls(log=log, mean=float(t.mean()), std=float(t.std() + 1e-12))
+        mean, std = float(t.mean()), float(t.std() + 1e-12)
+        z = (t - mean) / std
+        return cls(log=log, mean=mean, std=std, lo=float(z.min()) - CLIP_MARGIN, hi=float(z.max()) + CLIP_MARGIN)
 
     def forward(self, y: np.ndarray) -> np.ndarray:
         return ((np.log(y) if self.log else y) - self.mean) / self.std
 
     def inverse(self, t: np.ndarray) -> np.ndarray:
-        v = t * self.std + self.mean
+        """Back to the property's units; clipping keeps a wild prediction for an unusual crystal from
+        overflowing ``exp`` (seen once on the shear-modulus validation split)."""
+        v = np.clip(t, self.lo, self.hi) * self.std + self.mean
         return np.exp(v) if self.log else v
 
 
@@ -208,7 +217,8 @@ def save_finetuned(result: FinetuneResult, folder: Path, config: FinetuneConfig,
     command = command or " ".join(shlex.quote(a) for a in ["crystalsearch", *sys.argv[1:]])
     meta = {
         "property": result.property, "column": spec.column, "dataset": spec.dataset, "unit": result.unit,
-        "transform": {"log": result.transform.log, "mean": result.transform.mean, "std": result.transform.std},
+        "transform": {"log": result.transform.log, "mean": result.transform.mean, "std": result.transform.std,
+                      "lo": result.transform.lo, "hi": result.transform.hi},
         "init": result.init, "lr": result.lr, "lr_grid": {str(k): v for k, v in result.lr_grid.items()},
         "val_mae": result.val_mae, "test_mae": result.test_mae, "epochs_run": result.epochs_run,
         "n_train": result.n_train, "n_val": result.n_val, "n_test": result.n_test,
