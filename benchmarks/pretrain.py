@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/pretrain.py                   # 5 real steps (+1 warm-up), 2 naive steps, batch 512
+    python benchmarks/pretrain.py                   # batch 512: 5 real steps (+1 warm-up), 2 naive, 1 CGCNN recipe
     python benchmarks/pretrain.py --steps 20 --naive-steps 3 --compile --json
 
 Both pipelines train the same CGCNN encoder + projection head (default size: 64 atom features, 3

@@ -124,7 +124,6 @@ def test_supercell_graph_is_an_exact_repeat(encoder: Encoder, nacl: Structure) -
     np.testing.assert_allclose(h[0], h[1], rtol=1e-5, atol=1e-4)
 
 
-@pytest.mark.xfail(reason="k-nearest truncation of a degenerate mixed-element shell (see report)", strict=False)
 def test_invariance_degenerate_mixed_shell(encoder: Encoder, by_id: dict[str, Structure]) -> None:
     s = by_id[TIED_SHELL_ID]
     h = encoder.embed([s, *variants(s, np.random.default_rng(0))])

@@ -83,7 +83,8 @@ def augment(
     if config.perturb_p > 0:
         perturbed = rng.random(b) < config.perturb_p
         dmin = np.full(b, np.inf)
-        np.minimum.at(dmin, eg, g["dist"])
+        nearest = g["rank"] == 0  # each atom's nearest neighbour holds the crystal's minimum distance
+        np.minimum.at(dmin, eg[nearest], g["dist"][nearest])
         dmin[~np.isfinite(dmin)] = 0.0
         direction = rng.normal(size=(n, 3))
         direction /= np.linalg.norm(direction, axis=1, keepdims=True)

@@ -43,13 +43,17 @@ def pretrain_cmd(
     }  # fmt: skip
     if resume is not None:
         saved = json.loads((resume / "config.json").read_text()) if (resume / "config.json").is_file() else {}
-        base = PretrainConfig(**saved) if saved else load_config(PretrainConfig, config)
+        base = load_config(PretrainConfig, None, overrides=saved) if saved else load_config(PretrainConfig, config)
         cfg = load_config(PretrainConfig, None, overrides={**base.__dict__, **overrides}, sets=sets)
         run_dir = resume
     else:
         cfg = load_config(PretrainConfig, config, overrides=overrides, sets=sets)
         run_dir = out or Path("runs") / cfg.name
+    import os
+
     result = pretrain(cfg, out=run_dir, resume=resume is not None, show_progress=not json_out)
+    if os.environ.get("RANK", "0") != "0":
+        return  # under torchrun only rank 0 reports
     summary = {
         "run_dir": str(result.run_dir),
         "encoder": str(result.encoder_dir),

@@ -31,7 +31,7 @@ class CrystalGraph:
     Attributes:
         atomic_numbers: int64 [n] atomic number of each site.
         edge_index: int64 [2, E]; row 0 is the centre atom i, row 1 the neighbour j. Edges are grouped
-            by centre and sorted by distance within a centre.
+            by centre and sorted by distance within a centre (ties within 1e-9 Å by atomic number).
         distances: float64 [E] in Å, ``|(frac_coords[j] + image_offsets) @ lattice - frac_coords[i] @ lattice|``.
         image_offsets: int64 [E, 3] integer lattice offsets of the neighbour image j.
         lattice: float64 [3, 3] lattice vectors as rows (Å).
@@ -91,6 +91,7 @@ def nearest_neighbors(
     *,
     radius: float = DEFAULT_RADIUS,
     k: int = DEFAULT_MAX_NEIGHBORS,
+    atomic_numbers: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The ``k`` nearest periodic neighbours of every site within ``radius``.
 
@@ -99,9 +100,13 @@ def nearest_neighbors(
         frac_coords: float [n, 3] fractional coordinates.
         radius: cutoff in Å (inclusive up to pymatgen's 1e-8 tolerance).
         k: neighbours kept per site.
+        atomic_numbers: int [n]; when given, neighbours at the same distance (to 1e-9 Å) are ordered by
+            atomic number, so that which members of a tied shell are kept when the shell straddles the
+            k-th place does not depend on floating-point noise (rotations, translations, supercells).
 
     Returns:
-        ``(center [E], neighbor [E], image [E, 3], distance [E])`` sorted by centre, then distance;
+        ``(center [E], neighbor [E], image [E, 3], distance [E])`` sorted by centre, then distance
+        (to 1e-9 Å, then atomic number, when ``atomic_numbers`` is given);
         the site itself (distance < 1e-8, zero image) is excluded, as in ``get_all_neighbors``.
     """
     lattice = np.ascontiguousarray(lattice, dtype=np.float64)
@@ -124,17 +129,16 @@ def nearest_neighbors(
             dist = np.concatenate([dist[keep], dist2])
     not_self = ~((ci == pj) & (dist <= NUMERICAL_TOL))
     ci, pj, img, dist = ci[not_self], pj[not_self], img[not_self], dist[not_self]
-    order = np.lexsort((dist, ci))
+    if atomic_numbers is None:
+        order = np.lexsort((dist, ci))
+    else:
+        order = np.lexsort((np.asarray(atomic_numbers)[pj], np.round(dist, 9), ci))
     ci, pj, img, dist = ci[order], pj[order], img[order], dist[order]
     starts = np.searchsorted(ci, np.arange(n))
     rank = np.arange(ci.shape[0]) - starts[ci]
     sel = rank < k
-    return (
-        ci[sel].astype(np.int64),
-        pj[sel].astype(np.int64),
-        np.rint(img[sel]).astype(np.int64),
-        dist[sel],
-    )
+    ci, pj, img, dist = ci[sel], pj[sel], img[sel], dist[sel]
+    return ci.astype(np.int64), pj.astype(np.int64), np.rint(img).astype(np.int64), dist
 
 
 def graph_from_arrays(
@@ -148,9 +152,10 @@ def graph_from_arrays(
     """:func:`build_graph` on raw arrays (no pymatgen ``Structure`` needed)."""
     lattice = np.asarray(lattice, dtype=np.float64)
     frac = np.asarray(frac_coords, dtype=np.float64)
-    ci, pj, img, dist = nearest_neighbors(lattice, frac, radius=radius, k=max_neighbors)
+    numbers = np.asarray(atomic_numbers, dtype=np.int64)
+    ci, pj, img, dist = nearest_neighbors(lattice, frac, radius=radius, k=max_neighbors, atomic_numbers=numbers)
     return CrystalGraph(
-        atomic_numbers=np.asarray(atomic_numbers, dtype=np.int64),
+        atomic_numbers=numbers,
         edge_index=np.stack([ci, pj]),
         distances=dist,
         image_offsets=img,

@@ -24,7 +24,7 @@ from crystalsearch.graph.build import DEFAULT_MAX_NEIGHBORS, DEFAULT_RADIUS, Cry
 if TYPE_CHECKING:
     from crystalsearch.graph.batch import GraphBatch
 
-STORE_VERSION = 2
+STORE_VERSION = 3
 DEFAULT_CANDIDATES = 32
 
 
@@ -195,7 +195,7 @@ def build_store(
     numbers, fracs, lattices, atom_counts = [], [], [], []
     src, dst, img, dist, rank, edge_counts = [], [], [], [], [], []
     for lattice, frac, z in crystals:
-        ci, pj, im, d = nearest_neighbors(lattice, frac, radius=radius, k=k)
+        ci, pj, im, d = nearest_neighbors(lattice, frac, radius=radius, k=k, atomic_numbers=np.asarray(z))
         n = frac.shape[0]
         starts = np.searchsorted(ci, np.arange(n))
         numbers.append(np.asarray(z, dtype=np.int64))

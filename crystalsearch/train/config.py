@@ -133,6 +133,8 @@ def load_config(
                 raise InputError(where, f"unknown setting {key!r}; known: {', '.join(sorted(fields))}")
             values[key] = _coerce(fields[key], value, where)
     for key, value in (overrides or {}).items():
+        if key not in fields:
+            raise InputError(where, f"unknown setting {key!r}; known: {', '.join(sorted(fields))}")
         if value is not None:
             values[key] = _coerce(fields[key], value, "command line")
     for item in sets:
