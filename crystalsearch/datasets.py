@@ -285,8 +285,19 @@ def _record(row: dict[str, Any], props: Sequence[str], where: str) -> Record:
         lattice=_frozen_array(row["lattice"], (3, 3), where),
         species=species,
         frac_coords=_frozen_array(row["frac_coords"], (len(species), 3), where),
-        properties=MappingProxyType({p: _float(row[p]) for p in props}),
+        properties=MappingProxyType({p: _plausible(p, _float(row[p])) for p in props}),
     )
+
+
+# Values outside these bounds are data errors, not materials: they are read as NaN (missing). The shipped
+# mp_elasticity file holds one shear modulus of 1.25e11 GPa (mp-2363, HfMo2: a data error), which alone
+# would dominate any MAE. Bulk moduli are already within (0, 500] GPa in the source.
+PLAUSIBLE_MAX = {"shear_modulus_vrh": 1000.0, "bulk_modulus_vrh": 1000.0}
+
+
+def _plausible(prop: str, value: float) -> float:
+    limit = PLAUSIBLE_MAX.get(prop)
+    return float("nan") if limit is not None and not value <= limit else value
 
 
 def _load_source(name: str, filename: str, props: tuple[str, ...], what: str) -> Dataset:

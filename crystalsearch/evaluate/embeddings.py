@@ -4,9 +4,10 @@ For each property (``bulk_modulus``, ``thermal_conductivity``, ``melting_tempera
 units from :data:`crystalsearch.train.finetune.PROPERTIES`) and each method (frozen CrystalCLR /
 CrystalCLR+CS embeddings, matminer SiteStats / SineCoulomb / Magpie fingerprints, and the mean
 predictor), the forest is fitted on the training part of ``dataset.split(seed=s)`` (80/10/10 by
-material, the same splits as fine-tuning; the validation part is unused: a default forest has nothing
-to tune) and scored on the test part, for every seed. Targets are raw (no log transform); missing
-fingerprint values (matminer failures) are replaced by the training columns' means.
+material, the same splits as fine-tuning, records without a finite label left out; the validation part
+is unused: a default forest has nothing to tune) and scored on the test part, for every seed. Targets
+are raw (no log transform); missing fingerprint values (matminer failures) are replaced by the training
+columns' means.
 """
 
 from __future__ import annotations
@@ -97,10 +98,12 @@ def property_data(prop: str, *, max_structures: int, seeds: Sequence[int]) -> di
     ds = datasets.load(spec.dataset)
     n = min(len(ds), max_structures) if max_structures else len(ds)
     y = ds.targets(spec.column)[:n]
+    ok = np.isfinite(y)  # missing or implausible labels are left out, as in fine-tuning
     splits = {}
     for seed in seeds:
         split = ds.split(seed=seed)
-        splits[seed] = tuple(s[(s < n)] for s in (split.train, split.val, split.test))
+        parts = (s[s < n] for s in (split.train, split.val, split.test))
+        splits[seed] = tuple(s[ok[s]] for s in parts)
     return {"spec": spec, "dataset": ds, "records": ds.records[:n], "y": y, "splits": splits, "n": n}
 
 

@@ -146,6 +146,12 @@ def _data_markdown(evals: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _setting(key: str, value: Any) -> str:
+    if key == "wall_time_s" and isinstance(value, (int, float)):
+        return f"wall time {value / 60:.0f} min"
+    return f"{key.replace('_', ' ')} {value:.4g}" if isinstance(value, float) else f"{key.replace('_', ' ')} {value}"
+
+
 def _encoders_markdown(evals: dict[str, Any]) -> str:
     sources: dict[tuple[str, str], dict[str, Any]] = {}
     for half in ("random_forest", "finetune"):
@@ -162,7 +168,7 @@ def _encoders_markdown(evals: dict[str, Any]) -> str:
     lines = ["| Encoder | Checkpoint | Weights | Pretraining (as recorded in the checkpoint) |", "|---|---|---|---|"]
     for (name, digest), src in sorted(sources.items()):
         pre = src.get("pretraining") or {}
-        text = ", ".join(f"{k} {v:.0f}" if isinstance(v, float) else f"{k} {v}" for k, v in pre.items()) or "—"
+        text = ", ".join(_setting(k, v) for k, v in pre.items()) or "—"
         lines.append(f"| {name} | `{src['path']}` | `{digest}` | {text} |")
     if len({name for name, _ in sources}) < len(sources):
         lines.append("\n**Warning**: one encoder name was evaluated with different weights in different cells.")

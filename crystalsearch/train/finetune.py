@@ -185,7 +185,8 @@ def finetune(
     y = ds.targets(spec.column)
     n = min(len(ds), config.max_structures) if config.max_structures else len(ds)
     split = ds.split(seed=config.seed, group_by_formula=config.group_by_formula)
-    train, val, test = (s[s < n] for s in (split.train, split.val, split.test))
+    ok = np.isfinite(y)  # missing or implausible values (see datasets.PLAUSIBLE_MAX) are left out
+    train, val, test = (s[(s < n) & ok[np.minimum(s, len(y) - 1)]] for s in (split.train, split.val, split.test))
     if store is None:
         store = store_for_records(ds.records[:n], num_candidates=12, show_progress=show_progress)
     log = spec.log if config.log_target == "auto" else config.log_target == "yes"
