@@ -92,7 +92,7 @@ def augment(
         inv = np.linalg.inv(lattices)
         frac = frac + np.einsum("nj,njk->nk", direction * length, inv[gi])
     if config.strain_p > 0:
-        strained = rng.random(b) < config.strain_p
+        strained: np.ndarray = np.asarray(rng.random(b) < config.strain_p)
         factors = 1.0 + rng.uniform(0.0, config.max_strain, size=(b, 3)) * strained[:, None]
         lattices = lattices * factors[:, :, None]
     if config.column_replace_p > 0:
