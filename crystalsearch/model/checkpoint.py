@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from crystalsearch._version import __version__
+from crystalsearch.atomic import swap_in
 from crystalsearch.errors import CheckpointError
 
 FORMAT_VERSION = 1
@@ -110,23 +111,11 @@ def save_checkpoint(
         (tmp / MODEL_JSON).write_text(json.dumps(info, indent=2) + "\n")
         if card:
             (tmp / "README.md").write_text(card)
-        _swap_in(tmp, dest)
+        swap_in(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return dest
-
-
-def _swap_in(tmp: Path, dest: Path) -> None:
-    """Replace folder ``dest`` by ``tmp`` so that readers see the old or the new one, never a mix."""
-    if dest.exists():
-        old = dest.with_name(f".{dest.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(dest, old)
-        os.replace(tmp, dest)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, dest)
 
 
 def read_info(folder: str | os.PathLike[str]) -> CheckpointInfo:

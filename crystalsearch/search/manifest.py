@@ -14,7 +14,6 @@ import fcntl
 import hashlib
 import json
 import os
-import shutil
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from crystalsearch._version import __version__
+from crystalsearch.atomic import swap_in  # noqa: F401 - re-exported (search.build imports it from here)
 from crystalsearch.errors import IndexFileError
 
 INDEX_FILE = "index.faiss"
@@ -265,13 +265,3 @@ def locked(folder: Path, *, exclusive: bool, timeout: float = 60.0) -> Iterator[
         os.close(fd)
 
 
-def swap_in(tmp: Path, dest: Path) -> None:
-    """Replace folder ``dest`` by ``tmp`` so that readers see the old or the new one, never a mix."""
-    if dest.exists():
-        old = dest.with_name(f".{dest.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(dest, old)
-        os.replace(tmp, dest)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, dest)

@@ -51,13 +51,13 @@ class _State:
 
 def _install_folder(src: Path, dest: Path) -> None:
     """Copy ``src`` to ``dest`` atomically (copy into a temporary sibling, then swap)."""
-    from crystalsearch.model.checkpoint import _swap_in
+    from crystalsearch.atomic import swap_in
 
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".partial"))
     shutil.rmtree(tmp)
     shutil.copytree(src, tmp)
-    _swap_in(tmp, dest)
+    swap_in(tmp, dest)
 
 
 def train_all(
