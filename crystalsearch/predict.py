@@ -72,7 +72,7 @@ def heads_dir(prop: str) -> Path:
 
 
 def available_properties() -> list[str]:
-    from crystalsearch.train.finetune import PROPERTIES
+    from crystalsearch.properties import PROPERTIES
 
     return [p for p in PROPERTIES if any(heads_dir(p).glob("seed*/model.json"))]
 

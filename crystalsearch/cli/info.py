@@ -69,9 +69,16 @@ def _models() -> list[dict[str, Any]]:
 
     root = shipped_models_dir()
     out = [_model(root / name) for name in ("crystalclr_cs", "crystalclr")]
-    heads = root / "heads"
-    if heads.is_dir():
-        out += [_model(p) for p in sorted(heads.iterdir()) if p.is_dir()]
+    from crystalsearch.predict import heads_dir
+    from crystalsearch.properties import PROPERTIES
+
+    for prop in PROPERTIES:  # property heads: an ensemble of seed*/ checkpoints (user's rebuilt ones first)
+        seeds = sorted(heads_dir(prop).glob("seed*/model.json"))
+        if seeds:
+            row = _model(seeds[0].parent)
+            row.update(name=f"{prop} head", path=str(heads_dir(prop)), seeds=len(seeds),
+                       hash=f"{len(seeds)} seeds")  # fmt: skip
+            out.append(row)
     return out
 
 
