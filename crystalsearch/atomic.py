@@ -1,7 +1,9 @@
-"""Atomic replacement of files and folders: readers see the old or the new version, never a mix."""
+"""File helpers shared by checkpoints and indexes: atomic folder replacement (readers see the old or the
+new version, never a mix) and streaming SHA-256 checksums."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 from pathlib import Path
@@ -17,3 +19,12 @@ def swap_in(tmp: Path, dest: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(tmp, dest)
+
+
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

@@ -8,7 +8,6 @@ Folders are written atomically: into a temporary sibling, then swapped in with `
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -20,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from crystalsearch._version import __version__
-from crystalsearch.atomic import swap_in
+from crystalsearch.atomic import file_sha256, swap_in
 from crystalsearch.errors import CheckpointError
 
 FORMAT_VERSION = 1
@@ -66,14 +65,6 @@ def resolve(name_or_path: str | os.PathLike[str]) -> Path:
             return user
         return shipped_models_dir() / rel
     return Path(text)
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def save_checkpoint(

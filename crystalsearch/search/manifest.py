@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
 import tempfile
@@ -23,7 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from crystalsearch._version import __version__
-from crystalsearch.atomic import swap_in  # noqa: F401 - re-exported (search.build imports it from here)
+from crystalsearch.atomic import file_sha256, swap_in  # noqa: F401 - re-exported for search.build
 from crystalsearch.errors import IndexFileError
 
 INDEX_FILE = "index.faiss"
@@ -123,14 +122,6 @@ def versions() -> dict[str, str]:
         with contextlib.suppress(metadata.PackageNotFoundError):
             out[dist] = metadata.version(dist)
     return out
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def file_info(path: Path) -> FileInfo:
