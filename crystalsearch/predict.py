@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     from crystalsearch.model.cgcnn import PropertyModel
     from crystalsearch.search.catalog import Catalog
+    from crystalsearch.train.finetune import TargetTransform
 
 EVIDENCE = 3
 
@@ -80,15 +81,7 @@ def available_properties() -> list[str]:
 @dataclass
 class _Member:
     model: PropertyModel
-    log: bool
-    mean: float
-    std: float
-    lo: float = -np.inf
-    hi: float = np.inf
-
-    def inverse(self, t: np.ndarray) -> np.ndarray:
-        v = np.clip(t, self.lo, self.hi) * self.std + self.mean
-        return np.exp(v) if self.log else v
+    transform: TargetTransform  # standardised prediction -> property units (clipped to the training range)
 
 
 class Predictor:
@@ -103,7 +96,7 @@ class Predictor:
 
         from crystalsearch.model.cgcnn import EncoderConfig, PropertyModel
         from crystalsearch.model.checkpoint import load_state_dict, read_info
-        from crystalsearch.train.finetune import property_spec
+        from crystalsearch.train.finetune import TargetTransform, property_spec
 
         spec = property_spec(prop)
         root = Path(folder) if folder else heads_dir(prop)
@@ -122,8 +115,9 @@ class Predictor:
             model.load_state_dict(load_state_dict(info))
             model.eval()
             tr = meta["transform"]
-            members.append(_Member(model, bool(tr["log"]), float(tr["mean"]), float(tr["std"]),
-                                   float(tr.get("lo", -np.inf)), float(tr.get("hi", np.inf))))  # fmt: skip
+            transform = TargetTransform(log=bool(tr["log"]), mean=float(tr["mean"]), std=float(tr["std"]),
+                                        lo=float(tr.get("lo", -np.inf)), hi=float(tr.get("hi", np.inf)))  # fmt: skip
+            members.append(_Member(model, transform))
         torch.set_flush_denormal(True)
         return cls(prop, members, column=spec.column, unit=spec.unit, folder=root)
 
@@ -141,7 +135,7 @@ class Predictor:
             with torch.inference_mode():
                 for m, member in enumerate(self.members):
                     t = member.model(batch).float().numpy()
-                    out[m, start : start + len(t)] = member.inverse(t)
+                    out[m, start : start + len(t)] = member.transform.inverse(t)
         return out
 
     def predict(self, queries: list[tuple[str, Structure]], *, catalog: Catalog | None = None) -> list[Prediction]:

@@ -13,7 +13,6 @@ import contextlib
 import fcntl
 import json
 import os
-import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
@@ -22,7 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from crystalsearch._version import __version__
-from crystalsearch.atomic import file_sha256, swap_in  # noqa: F401 - re-exported for search.build
+from crystalsearch.atomic import atomic_write, file_sha256, swap_in  # noqa: F401 - re-exported for search.build
 from crystalsearch.errors import IndexFileError
 
 INDEX_FILE = "index.faiss"
@@ -153,17 +152,7 @@ def file_mode() -> int:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
-    os.fchmod(fd, file_mode())
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda fh: fh.write(data), mode=file_mode())
 
 
 # -- verification ------------------------------------------------------------------------------------
