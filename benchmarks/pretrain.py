@@ -4,6 +4,7 @@ Usage::
 
     python benchmarks/pretrain.py                   # batch 512: 5 real steps (+1 warm-up), 2 naive, 1 CGCNN recipe
     python benchmarks/pretrain.py --steps 20 --naive-steps 3 --compile --json
+    python benchmarks/pretrain.py --compile --bf16     # the trainer as it runs on CPUs with native bf16
 
 Both pipelines train the same CGCNN encoder + projection head (default size: 64 atom features, 3
 convolutions, 128-d h and z) with the same loss (NT-Xent + composition similarity, t = 0.1) and the same
@@ -57,6 +58,7 @@ REAL = "real: fast augmentation, eager fp32"
 NO_FLUSH = "real, without flush-denormal"
 PREFETCH = "real as the trainer runs it: prefetch thread"
 COMPILED = "real, prefetch thread + torch.compile"
+BF16 = "real, prefetch + torch.compile + bf16 autocast"
 NAIVE = "naive: pymatgen transforms + build_graph"
 NAIVE_CGCNN = "naive, original CGCNN graph recipe"
 
@@ -170,7 +172,8 @@ class _Prefetch:
 
 
 def bench_real(
-    ctx: dict[str, Any], *, steps: int, warmup: int, seed: int, flush: bool, compile: bool, prefetch: bool
+    ctx: dict[str, Any], *, steps: int, warmup: int, seed: int, flush: bool, compile: bool, prefetch: bool,
+    bf16: bool = False,
 ) -> dict:
     import torch
 
@@ -185,6 +188,13 @@ def bench_real(
     t_compile = 0.0
     if compile:
         forward = torch.compile(model, dynamic=True)
+    if bf16:
+        inner = forward
+
+        def forward(batch: Any) -> Any:
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                return inner(batch)
+
     batches = _batches(len(store), config.batch_size, warmup + steps, seed)
 
     def prepare(idx: np.ndarray) -> tuple[Any, Any]:
@@ -356,6 +366,9 @@ def _render(result: dict[str, Any]) -> None:
     if "compile_speedup" in s:
         goals.add_row(f"torch.compile speed-up (prefetching step; compiled in {s['compile_s']:.0f} s)",
                       f"{s['compile_speedup']:.2f}x", "", "")  # fmt: skip
+    if "bf16_speedup" in s:
+        goals.add_row("bf16 autocast speed-up (vs the fp32 step above; relative loss difference)",
+                      f"{s['bf16_speedup']:.2f}x ({s['bf16_loss_rel_diff']:.1e})", "", "")  # fmt: skip
     console.print(goals)
 
     b = result["make_views_breakdown"]
@@ -383,6 +396,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     parser.add_argument("--compile", action="store_true", help="also time the real step under torch.compile")
+    parser.add_argument(
+        "--bf16", action="store_true",
+        help="also time the compiled step under bf16 autocast (the trainer's default on CPUs with native bf16)",
+    )  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args(argv)
@@ -399,15 +416,22 @@ def main(argv: list[str] | None = None) -> int:
     pipelines[PREFETCH] = bench_real(ctx, **kw, flush=True, compile=False, prefetch=True)
     if args.compile:
         pipelines[COMPILED] = bench_real(ctx, **kw, flush=True, compile=True, prefetch=True)
+    if args.bf16:
+        from crystalsearch.embed import cpu_has_bf16
+
+        if not cpu_has_bf16():
+            parser.error("--bf16: this CPU has no native bf16 (AVX512-BF16 / AMX); the trainer stays in fp32 here")
+        pipelines[BF16] = bench_real(ctx, **kw, flush=True, compile=args.compile, prefetch=True, bf16=True)
     pipelines[NAIVE] = bench_naive(ctx, steps=args.naive_steps, seed=args.seed)
     if args.cgcnn_steps:
         pipelines[NAIVE_CGCNN] = bench_naive(ctx, steps=args.cgcnn_steps, seed=args.seed, cgcnn_recipe=True)
     torch.set_flush_denormal(True)
     real, no_flush = pipelines[REAL], pipelines[NO_FLUSH]
-    trainer = pipelines[COMPILED] if args.compile else pipelines[PREFETCH]
+    trainer_name = BF16 if args.bf16 else COMPILED if args.compile else PREFETCH
+    trainer = pipelines[trainer_name]
     naive = pipelines[NAIVE]
     summary = {
-        "trainer_pipeline": COMPILED if args.compile else PREFETCH,
+        "trainer_pipeline": trainer_name,
         "real_pairs_per_s": trainer["pairs_per_s"],
         "naive_pairs_per_s": naive["pairs_per_s"],
         "speedup_vs_naive": trainer["pairs_per_s"] / naive["pairs_per_s"],
@@ -426,6 +450,10 @@ def main(argv: list[str] | None = None) -> int:
         compiled = pipelines[COMPILED]
         summary["compile_speedup"] = compiled["pairs_per_s"] / pipelines[PREFETCH]["pairs_per_s"]
         summary["compile_s"] = compiled["compile_s"]
+    if args.bf16:
+        base = pipelines[COMPILED] if args.compile else pipelines[PREFETCH]
+        summary["bf16_speedup"] = pipelines[BF16]["pairs_per_s"] / base["pairs_per_s"]
+        summary["bf16_loss_rel_diff"] = abs(pipelines[BF16]["loss"] / base["loss"] - 1.0)
     result = {
         "batch_size": args.batch_size,
         "pipelines": pipelines,

@@ -36,6 +36,23 @@ def select_device(device: str | None = None) -> torch.device:
     return dev
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU does bf16 arithmetic natively (AVX512-BF16 or AMX), so bf16 autocast pays off."""
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def use_bf16(device: torch.device, *, amp: bool, amp_cpu: bool) -> bool:
+    """bf16 autocast: on CUDA when ``amp``; on CPU only when ``amp_cpu`` and :func:`cpu_has_bf16`."""
+    if not amp:
+        return False
+    return device.type == "cuda" or (device.type == "cpu" and amp_cpu and cpu_has_bf16())
+
+
 class Encoder:
     """A frozen CGCNN encoder f mapping crystals to 128-d representations h.
 

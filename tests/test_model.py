@@ -17,7 +17,7 @@ from pymatgen.core import Lattice, Structure  # noqa: E402
 
 from crystalsearch.embed import ENCODER_CLASS, Encoder  # noqa: E402
 from crystalsearch.errors import CheckpointError  # noqa: E402
-from crystalsearch.graph.batch import GraphBatch  # noqa: E402
+from crystalsearch.graph.batch import GraphBatch, concat_batches  # noqa: E402
 from crystalsearch.graph.build import build_graph  # noqa: E402
 from crystalsearch.model.cgcnn import CGCNNEncoder, ContrastiveModel, EncoderConfig, PropertyModel  # noqa: E402
 from crystalsearch.model.checkpoint import (  # noqa: E402
@@ -136,6 +136,72 @@ def test_random_encoder_differs_by_seed_and_is_not_constant(encoder: Encoder, na
     assert not np.allclose(h0, h1)
     assert cosine(h0[:1], h0[1:])[0] < 0.999, "different crystals get different representations"
     np.testing.assert_array_equal(h0, Encoder.random(seed=0).embed([nacl, si]))
+
+
+# -- neighbour layout: reshape-sum (k neighbours per atom) vs scatter ------------------------------------
+
+
+def _permuted(batch: GraphBatch, seed: int) -> GraphBatch:
+    perm = torch.randperm(batch.edge_index.shape[1], generator=torch.Generator().manual_seed(seed))
+    return GraphBatch(batch.atomic_numbers, batch.edge_index[:, perm], batch.distances[perm], batch.graph_index,
+                      batch.num_atoms)  # fmt: skip
+
+
+def test_neighbors_per_atom_detects_the_regular_layout(nacl: Structure, si: Structure) -> None:
+    batch = GraphBatch.from_graphs([build_graph(nacl), build_graph(si)])
+    assert batch.neighbors_per_atom == 12
+    assert batch.to("cpu").neighbors_per_atom == 12
+    assert concat_batches([batch, batch]).neighbors_per_atom == 12
+    # Si within 2.5 Å: its 4 tetrahedral neighbours, still one block per atom
+    assert GraphBatch.from_graphs([build_graph(si, radius=2.5)]).neighbors_per_atom == 4
+    one_less = GraphBatch(batch.atomic_numbers, batch.edge_index[:, 1:], batch.distances[1:], batch.graph_index,
+                          batch.num_atoms)  # fmt: skip
+    assert one_less.neighbors_per_atom == 0
+    assert _permuted(batch, 0).neighbors_per_atom == 0  # 12 per atom, but not listed centre by centre
+    # mixed degrees (Si 4 within 2.5 Å, NaCl 6 within 3 Å) cannot use the reshape
+    assert GraphBatch.from_graphs([build_graph(si, radius=2.5), build_graph(nacl, radius=3.0)]).neighbors_per_atom == 0
+
+
+def test_reshape_and_scatter_paths_agree(by_id: dict[str, Structure], nacl: Structure) -> None:
+    """Same z and the same gradients whether messages are summed by reshape or by index_add_ (train mode)."""
+    structures = [nacl, *(by_id[m] for m in INVARIANT_IDS)]
+    dense = GraphBatch.from_graphs([build_graph(s) for s in structures])
+    scattered = _permuted(dense, 1)
+    assert dense.neighbors_per_atom == 12 and scattered.neighbors_per_atom == 0
+    torch.manual_seed(0)
+    model = ContrastiveModel().train()
+    out = []
+    for batch in (dense, scattered):
+        model.zero_grad()
+        z = model(batch)
+        (z**2).sum().backward()
+        out.append((z.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]))
+    torch.testing.assert_close(out[0][0], out[1][0], rtol=1e-4, atol=1e-5)
+    assert len(out[0][1]) == len(out[1][1]) > 10
+    for g_dense, g_scatter in zip(out[0][1], out[1][1]):
+        torch.testing.assert_close(g_dense, g_scatter, rtol=1e-3, atol=1e-4)
+
+
+def test_bf16_autocast_choice() -> None:
+    from crystalsearch.embed import cpu_has_bf16, use_bf16
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert use_bf16(cuda, amp=True, amp_cpu=False)
+    assert not use_bf16(cuda, amp=False, amp_cpu=True)
+    assert not use_bf16(cpu, amp=True, amp_cpu=False)
+    assert use_bf16(cpu, amp=True, amp_cpu=True) == cpu_has_bf16()
+
+
+@pytest.mark.skipif(not __import__("crystalsearch.embed", fromlist=["x"]).cpu_has_bf16(), reason="no native bf16")
+def test_bf16_autocast_keeps_representations(by_id: dict[str, Structure]) -> None:
+    batch = GraphBatch.from_graphs([build_graph(by_id[m]) for m in INVARIANT_IDS])
+    torch.manual_seed(0)
+    enc = CGCNNEncoder().eval()
+    with torch.no_grad():
+        h32 = enc(batch).numpy()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            h16 = enc(batch).float().numpy()
+    assert np.all(cosine(h32, h16) > 0.999)
 
 
 # -- embed API -----------------------------------------------------------------------------------------

@@ -152,6 +152,23 @@ def _setting(key: str, value: Any) -> str:
     return f"{key.replace('_', ' ')} {value:.4g}" if isinstance(value, float) else f"{key.replace('_', ' ')} {value}"
 
 
+def _display_path(path: str) -> str:
+    """A checkpoint path as the report shows it: relative to the package's parent or the working directory."""
+    from pathlib import Path
+
+    import crystalsearch
+
+    p = Path(path)
+    if not p.is_absolute():
+        return path
+    for base in (Path(crystalsearch.__file__).resolve().parent.parent, Path.cwd().resolve()):
+        try:
+            return str(p.resolve().relative_to(base))
+        except ValueError:
+            continue
+    return path
+
+
 def _encoders_markdown(evals: dict[str, Any]) -> str:
     sources: dict[tuple[str, str], dict[str, Any]] = {}
     for half in ("random_forest", "finetune"):
@@ -169,7 +186,7 @@ def _encoders_markdown(evals: dict[str, Any]) -> str:
     for (name, digest), src in sorted(sources.items()):
         pre = src.get("pretraining") or {}
         text = ", ".join(_setting(k, v) for k, v in pre.items()) or "—"
-        lines.append(f"| {name} | `{src['path']}` | `{digest}` | {text} |")
+        lines.append(f"| {name} | `{_display_path(src['path'])}` | `{digest}` | {text} |")
     if len({name for name, _ in sources}) < len(sources):
         lines.append("\n**Warning**: one encoder name was evaluated with different weights in different cells.")
     return "\n".join(lines)
@@ -254,7 +271,8 @@ def _figure3_markdown(evals: dict[str, Any]) -> str:
     return "\n".join([
         f"![Figure 3]({u['figure']})", "",
         f"{u['n_structures']:,} of {u['n_dataset']:,} `{u['dataset']}` crystals{sub}; encoder `{u['encoder']['name']}` "
-        f"(`{u['encoder']['path']}`); UMAP n_neighbors {u['umap']['n_neighbors']}, min_dist {u['umap']['min_dist']}, "
+        f"(`{_display_path(u['encoder']['path'])}`); UMAP n_neighbors {u['umap']['n_neighbors']}, "
+        f"min_dist {u['umap']['min_dist']}, "
         f"on standardised features. {u['wall_time_s'] / 60:.1f} min.", "",
         f"{u['neighbours']}-nearest-neighbour class purity (same compound class), in the full representation / in "
         f"the 2-D map: embeddings {pur['embedding']:.3f} / {u['purity_2d']['embedding']:.3f}, Magpie "

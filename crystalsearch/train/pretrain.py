@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from crystalsearch.augment.fast import AugmentConfig, augment
-from crystalsearch.embed import select_device
+from crystalsearch.embed import select_device, use_bf16
 from crystalsearch.errors import CheckpointError
 from crystalsearch.graph.batch import concat_batches
 from crystalsearch.graph.store import GraphStore
@@ -203,8 +203,8 @@ def pretrain(
     steps = len(store) // (per_rank * dist.world_size)
     if steps == 0:
         raise ValueError(f"{len(store)} structures are fewer than one batch of {config.batch_size}")
-    use_amp = config.amp and device.type == "cuda"
-    hardware = _hardware(device, dist.world_size)
+    use_amp = use_bf16(device, amp=config.amp, amp_cpu=config.amp_cpu)
+    hardware = _hardware(device, dist.world_size) + (", bf16 autocast" if use_amp else ", fp32")
     t_run = time.perf_counter() - float(state["wall_time_s"]) if state else time.perf_counter()
     metrics: dict[str, Any] = dict(state["last_metrics"]) if state else {}
 
