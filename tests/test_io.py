@@ -24,7 +24,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:Site labels are not unique")
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
-EDGE_CASES = Path(__file__).resolve().parents[2] / "shared" / "data" / "cif_edge_cases"
+EDGE_CASES = Path(__file__).resolve().parent / "data" / "cif_edge_cases"  # copies of ../shared/data/cif_edge_cases
 
 
 @pytest.fixture(scope="module")
@@ -303,10 +303,7 @@ def test_strict_and_no_report_raise_first_error(nacl: Structure, tmp_path: Path)
 # --- real-world edge cases (pymatgen's test suite) -------------------------------------------------
 
 
-@pytest.mark.skipif(not EDGE_CASES.is_dir(), reason="shared edge-case CIFs not present")
-@pytest.mark.parametrize(
-    "name", sorted(p.name for p in EDGE_CASES.glob("*.cif")) if EDGE_CASES.is_dir() else ["none"]
-)
+@pytest.mark.parametrize("name", sorted(p.name for p in EDGE_CASES.glob("*.cif")))
 def test_edge_case_cifs_terminate_with_structure_or_one_line_error(name: str) -> None:
     path = EDGE_CASES / name
     report = ReadReport()
@@ -320,13 +317,11 @@ def test_edge_case_cifs_terminate_with_structure_or_one_line_error(name: str) ->
         check_structure(structure, source=name)
 
 
-@pytest.mark.skipif(not (EDGE_CASES / "bad_superflat_inf_loop.cif").exists(), reason="edge case absent")
 def test_superflat_cell_rejected_before_parsing() -> None:
     with pytest.raises(InputError, match=r"bad_superflat_inf_loop\.cif: absurd cell: .* per atom is below 1"):
         read_structure(EDGE_CASES / "bad_superflat_inf_loop.cif")
 
 
-@pytest.mark.skipif(not (EDGE_CASES / "PF_sd_1601634.cif").exists(), reason="edge case absent")
 def test_pauling_file_blocks_each_reported() -> None:
     path = EDGE_CASES / "PF_sd_1601634.cif"
     report = ReadReport()
