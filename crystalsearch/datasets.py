@@ -147,6 +147,14 @@ class Split:
     val: np.ndarray
     test: np.ndarray
 
+    def labelled(self, y: np.ndarray, *, n: int | None = None) -> Split:
+        """The same split restricted to records below ``n`` (default: all of ``y``) with a finite label
+        ``y`` (missing values, and those beyond ``PLAUSIBLE_MAX``, are NaN)."""
+        ok = np.isfinite(np.asarray(y, dtype=np.float64))
+        limit = len(ok) if n is None else min(n, len(ok))
+        train, val, test = (s[s < limit] for s in (self.train, self.val, self.test))
+        return Split(train=train[ok[train]], val=val[ok[val]], test=test[ok[test]])
+
 
 @dataclass(frozen=True, eq=False)
 class Dataset:

@@ -114,10 +114,7 @@ class Predictor:
             model = PropertyModel(EncoderConfig(**info.config))
             model.load_state_dict(load_state_dict(info))
             model.eval()
-            tr = meta["transform"]
-            transform = TargetTransform(log=bool(tr["log"]), mean=float(tr["mean"]), std=float(tr["std"]),
-                                        lo=float(tr.get("lo", -np.inf)), hi=float(tr.get("hi", np.inf)))  # fmt: skip
-            members.append(_Member(model, transform))
+            members.append(_Member(model, TargetTransform.from_dict(meta["transform"])))
         torch.set_flush_denormal(True)
         return cls(prop, members, column=spec.column, unit=spec.unit, folder=root)
 

@@ -182,6 +182,21 @@ def test_split_random(mp: datasets.Dataset) -> None:
         mp.split(fractions=(0.8, 0.1))
 
 
+def test_split_labelled_drops_missing_and_implausible_labels() -> None:
+    """mp-2363's shear modulus (1.25e11 GPa in the source) is read as NaN and left out of every part."""
+    ds = datasets.load("mp_elasticity")
+    shear = ds.targets("shear_modulus_vrh")
+    bad = int(ds.material_ids.index("mp-2363"))
+    assert math.isnan(shear[bad]) and int(np.isnan(shear).sum()) == 1
+    sp = ds.split(seed=0)
+    lab = sp.labelled(shear)
+    for full, kept in ((sp.train, lab.train), (sp.val, lab.val), (sp.test, lab.test)):
+        np.testing.assert_array_equal(kept, full[full != bad])
+    head = sp.labelled(shear, n=1000)
+    assert max(int(head.train.max()), int(head.val.max()), int(head.test.max())) < 1000
+    assert len(head.train) + len(head.val) + len(head.test) == int(np.isfinite(shear[:1000]).sum())
+
+
 def test_split_group_by_formula(mp: datasets.Dataset) -> None:
     sp = mp.split(seed=0, group_by_formula=True)
     assert np.array_equal(sp.train, mp.split(seed=0, group_by_formula=True).train)

@@ -87,6 +87,19 @@ def test_far_query_gets_a_warning(small_catalog, monkeypatch, tmp_path) -> None:
     assert (far_r.warning is not None) == (far_r.nearest_similarity < threshold)
 
 
+def test_target_transform_round_trip_and_legacy_metadata() -> None:
+    from crystalsearch.train.finetune import TargetTransform
+
+    y = datasets.load("mp_elasticity").targets("bulk_modulus_vrh")[:500]
+    tr = TargetTransform.fit(y, log=True)
+    again = TargetTransform.from_dict(json.loads(json.dumps(tr.to_dict())))
+    assert again == tr
+    np.testing.assert_allclose(again.inverse(tr.forward(y)), y, rtol=1e-9)
+    assert again.inverse(np.array([1e6]))[0] == pytest.approx(np.exp(tr.hi * tr.std + tr.mean))  # clipped
+    legacy = TargetTransform.from_dict({"log": True, "mean": tr.mean, "std": tr.std})  # before lo/hi were stored
+    assert legacy.lo == -np.inf and legacy.hi == np.inf
+
+
 def test_finetune_writes_a_loadable_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from crystalsearch.train.config import FinetuneConfig
     from crystalsearch.train.finetune import finetune, save_finetuned

@@ -98,12 +98,10 @@ def property_data(prop: str, *, max_structures: int, seeds: Sequence[int]) -> di
     ds = datasets.load(spec.dataset)
     n = min(len(ds), max_structures) if max_structures else len(ds)
     y = ds.targets(spec.column)[:n]
-    ok = np.isfinite(y)  # missing or implausible labels are left out, as in fine-tuning
     splits = {}
-    for seed in seeds:
-        split = ds.split(seed=seed)
-        parts = (s[s < n] for s in (split.train, split.val, split.test))
-        splits[seed] = tuple(s[ok[s]] for s in parts)
+    for seed in seeds:  # missing or implausible labels are left out, as in fine-tuning
+        split = ds.split(seed=seed).labelled(y)
+        splits[seed] = (split.train, split.val, split.test)
     return {"spec": spec, "dataset": ds, "records": ds.records[:n], "y": y, "splits": splits, "n": n}
 
 

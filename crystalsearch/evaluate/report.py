@@ -154,8 +154,6 @@ def _setting(key: str, value: Any) -> str:
 
 def _display_path(path: str) -> str:
     """A checkpoint path as the report shows it: relative to the package's parent or the working directory."""
-    from pathlib import Path
-
     import crystalsearch
 
     p = Path(path)

@@ -54,6 +54,16 @@ class TargetTransform:
         z = (t - mean) / std
         return cls(log=log, mean=mean, std=std, lo=float(z.min()) - CLIP_MARGIN, hi=float(z.max()) + CLIP_MARGIN)
 
+    def to_dict(self) -> dict[str, Any]:
+        """As stored under ``"transform"`` in a fine-tuned checkpoint's metadata."""
+        return {"log": self.log, "mean": self.mean, "std": self.std, "lo": self.lo, "hi": self.hi}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TargetTransform:
+        """Inverse of :meth:`to_dict`; checkpoints written before clipping have no ``lo``/``hi``."""
+        return cls(log=bool(d["log"]), mean=float(d["mean"]), std=float(d["std"]),
+                   lo=float(d.get("lo", -np.inf)), hi=float(d.get("hi", np.inf)))  # fmt: skip
+
     def forward(self, y: np.ndarray) -> np.ndarray:
         return ((np.log(y) if self.log else y) - self.mean) / self.std
 
@@ -160,9 +170,8 @@ def finetune(
     ds = datasets.load(spec.dataset)
     y = ds.targets(spec.column)
     n = min(len(ds), config.max_structures) if config.max_structures else len(ds)
-    split = ds.split(seed=config.seed, group_by_formula=config.group_by_formula)
-    ok = np.isfinite(y)  # missing or implausible values (see datasets.PLAUSIBLE_MAX) are left out
-    train, val, test = (s[(s < n) & ok[np.minimum(s, len(y) - 1)]] for s in (split.train, split.val, split.test))
+    split = ds.split(seed=config.seed, group_by_formula=config.group_by_formula).labelled(y, n=n)
+    train, val, test = split.train, split.val, split.test
     if store is None:
         store = store_for_records(ds.records[:n], num_candidates=12, show_progress=show_progress)
     log = spec.log if config.log_target == "auto" else config.log_target == "yes"
@@ -194,8 +203,7 @@ def save_finetuned(result: FinetuneResult, folder: Path, config: FinetuneConfig,
     command = command or " ".join(shlex.quote(a) for a in ["crystalsearch", *sys.argv[1:]])
     meta = {
         "property": result.property, "column": spec.column, "dataset": spec.dataset, "unit": result.unit,
-        "transform": {"log": result.transform.log, "mean": result.transform.mean, "std": result.transform.std,
-                      "lo": result.transform.lo, "hi": result.transform.hi},
+        "transform": result.transform.to_dict(),
         "init": result.init, "lr": result.lr, "lr_grid": {str(k): v for k, v in result.lr_grid.items()},
         "val_mae": result.val_mae, "test_mae": result.test_mae, "epochs_run": result.epochs_run,
         "n_train": result.n_train, "n_val": result.n_val, "n_test": result.n_test,
