@@ -2,7 +2,7 @@
 
 - :class:`~crystalsearch.search.catalog.Catalog` opens an index and searches it (``crystalsearch.Catalog``).
 - :func:`~crystalsearch.search.build.build_index` / :func:`~crystalsearch.search.build.add_to_index`
-  write indexes (resumable, atomic); :func:`~crystalsearch.search.build.default_index` finds or
+  write indexes (resumable, atomic); :func:`~crystalsearch.search.defaults.default_index` finds or
   builds the default one.
 - :class:`~crystalsearch.search.filters.Filters` are evaluated in SQL (``--where`` parsed with ``ast``).
 - :func:`~crystalsearch.search.retrieval.evaluate_retrieval` measures recall on transformed copies.

@@ -24,15 +24,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from crystalsearch.errors import CrystalSearchError, IndexFileError
-from crystalsearch.search.defaults import (  # noqa: F401 - default-index helpers re-exported for callers
-    cache_index_dir,
-    default_encoder,
-    default_index,
-    encoder_from_spec,
-    encoder_info,
-    load_encoder,
-    shipped_index_dir,
-)  # fmt: skip
 from crystalsearch.search.embedding import auto_workers, embed_entries, run_chunks
 from crystalsearch.search.entries import Entry, as_entries, fingerprint
 from crystalsearch.search.manifest import (
@@ -41,7 +32,9 @@ from crystalsearch.search.manifest import (
     JOURNAL,
     Manifest,
     atomic_write_bytes,
+    encoder_info,
     file_info,
+    load_encoder,
     locked,
     now,
     read_manifest,
@@ -51,12 +44,12 @@ from crystalsearch.search.manifest import (
     versions,
     write_manifest,
 )  # fmt: skip
-from crystalsearch.search.symmetry import SYMPREC, Symmetry, crystal_system, spacegroup_symbol, symmetry_many
+from crystalsearch.search.symmetry import SYMPREC, symmetry_many
 
 if TYPE_CHECKING:
     from crystalsearch.embed import Encoder
 
-__all__ = ["AddReport", "add_to_index", "build_index", "cache_index_dir", "check_encoder", "default_index", "recover"]
+__all__ = ["AddReport", "add_to_index", "build_index", "check_encoder", "recover"]
 
 PLAN = "plan.json"
 Progress = bool | Callable[[int], None]
@@ -97,10 +90,6 @@ def _load_chunk(path: Path, n: int, dim: int) -> dict[str, np.ndarray] | None:
     if int(chunk["n"][0]) != n or chunk["embeddings"].shape != (n, dim) or chunk["spacegroup"].shape != (n,):
         return None
     return chunk
-
-
-def _symmetries(numbers: np.ndarray) -> list[Symmetry]:
-    return [Symmetry(int(n), spacegroup_symbol(int(n)), crystal_system(int(n))) for n in numbers]
 
 
 def _source_counts(entries: Sequence[Entry]) -> dict[str, int]:

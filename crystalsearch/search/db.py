@@ -21,7 +21,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from crystalsearch.datasets import PROPERTY_UNITS
 from crystalsearch.search.entries import PROPERTIES, Entry
-from crystalsearch.search.reader import connect
+from crystalsearch.search.sqlite import connect
 from crystalsearch.search.symmetry import Symmetry, density_and_volume
 
 __all__ = ["Base", "Material", "MaterialElement", "MetadataDB", "PropertyUnit", "StructureRow", "entry_rows"]

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from crystalsearch.errors import CheckpointError, CrystalSearchError, IndexFileError
-from crystalsearch.search.manifest import MANIFEST, EncoderInfo, read_manifest
+from crystalsearch.search.manifest import MANIFEST, encoder_info, encoder_ref, load_encoder, read_manifest  # noqa: F401 - re-exported
 
 if TYPE_CHECKING:
     from crystalsearch.embed import Encoder
@@ -34,24 +34,6 @@ def notify_stderr(message: str) -> None:
     sys.stderr.flush()
 
 
-def encoder_ref(encoder: Encoder) -> str:
-    """How to load ``encoder`` again (shipped name, ``random(seed=N)`` or an absolute folder path)."""
-    name = encoder.name
-    if name.startswith("random(") or name in ("default", "crystalclr", "crystalclr_cs"):
-        return name
-    path = Path(name)
-    return str(path.resolve()) if path.exists() else name
-
-
-def load_encoder(ref: str) -> Encoder:
-    """Inverse of :func:`encoder_ref`."""
-    from crystalsearch.embed import Encoder
-
-    if ref.startswith("random(seed=") and ref.endswith(")"):
-        return Encoder.random(seed=int(ref[len("random(seed=") : -1]))
-    return Encoder.load(ref)
-
-
 def encoder_from_spec(spec: str, *, notify: Callable[[str], None] = notify_stderr) -> Encoder:
     """``default`` (random fallback with a note), ``random``/``random:SEED``, a shipped name or a folder."""
     from crystalsearch.embed import Encoder
@@ -66,10 +48,6 @@ def encoder_from_spec(spec: str, *, notify: Callable[[str], None] = notify_stder
     if spec.startswith("random("):
         return load_encoder(spec)
     return Encoder.load(spec)
-
-
-def encoder_info(encoder: Encoder) -> EncoderInfo:
-    return EncoderInfo(encoder_ref(encoder), encoder.hash, encoder.dim, encoder.radius, encoder.max_neighbors)
 
 
 def shipped_index_dir() -> Path:
@@ -132,7 +110,7 @@ def default_index(
             f"Building the default search index of all shipped structures with encoder {enc.name} "
             f"({enc.hash}) into {target}. This happens once and takes a minute or two."
         )
-        from crystalsearch.search import build as build_module
+        from crystalsearch.search.build import build_index
 
-        build_module.build_index("all", encoder=enc, out=target, progress=progress)
+        build_index("all", encoder=enc, out=target, progress=progress)
     return target, enc

@@ -18,11 +18,14 @@ from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from crystalsearch._version import __version__
 from crystalsearch.atomic import atomic_write, file_sha256, swap_in  # noqa: F401 - re-exported for search.build
 from crystalsearch.errors import IndexFileError
+
+if TYPE_CHECKING:
+    from crystalsearch.embed import Encoder
 
 INDEX_FILE = "index.faiss"
 DB_FILE = "metadata.sqlite"
@@ -44,6 +47,28 @@ class EncoderInfo:
     dim: int
     radius: float
     max_neighbors: int
+
+
+def encoder_ref(encoder: Encoder) -> str:
+    """How to load ``encoder`` again (shipped name, ``random(seed=N)`` or an absolute folder path)."""
+    name = encoder.name
+    if name.startswith("random(") or name in ("default", "crystalclr", "crystalclr_cs"):
+        return name
+    path = Path(name)
+    return str(path.resolve()) if path.exists() else name
+
+
+def load_encoder(ref: str) -> Encoder:
+    """Inverse of :func:`encoder_ref`."""
+    from crystalsearch.embed import Encoder
+
+    if ref.startswith("random(seed=") and ref.endswith(")"):
+        return Encoder.random(seed=int(ref[len("random(seed=") : -1]))
+    return Encoder.load(ref)
+
+
+def encoder_info(encoder: Encoder) -> EncoderInfo:
+    return EncoderInfo(encoder_ref(encoder), encoder.hash, encoder.dim, encoder.radius, encoder.max_neighbors)
 
 
 @dataclass(frozen=True)
@@ -243,5 +268,3 @@ def locked(folder: Path, *, exclusive: bool, timeout: float = 60.0) -> Iterator[
         yield
     finally:
         os.close(fd)
-
-

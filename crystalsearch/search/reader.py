@@ -9,19 +9,18 @@ with ``sqlite3`` directly, so that ``crystalsearch similar`` does not pay SQLAlc
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 import numpy as np
 
 from crystalsearch.errors import IndexFileError
 from crystalsearch.search.entries import PROPERTIES
+from crystalsearch.search.sqlite import connect
 
 if TYPE_CHECKING:
     from sqlalchemy.sql.elements import ColumnElement
@@ -64,21 +63,6 @@ class MaterialRow:
 MATERIAL_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(MaterialRow))
 _SELECT_ROWS = f"SELECT {', '.join(MATERIAL_COLUMNS)} FROM materials WHERE id IN "
 BATCH = 500
-
-
-def connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
-    """A sqlite3 connection: read-only (``immutable`` if the folder is not writable) or WAL read-write."""
-    if readonly:
-        immutable = "" if os.access(path.parent, os.W_OK) else "&immutable=1"
-        uri = f"file:{quote(str(path.resolve()))}?mode=ro{immutable}"
-        conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
-    else:
-        conn = sqlite3.connect(str(path), check_same_thread=False)
-    conn.execute("PRAGMA busy_timeout = 30000")
-    if not readonly:
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = NORMAL")
-    return conn
 
 
 def _marks(n: int) -> str:

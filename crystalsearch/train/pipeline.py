@@ -131,7 +131,8 @@ def train_all(
     # 3. index ----------------------------------------------------------------------------------------
     if not state.done("index"):
         from crystalsearch.embed import Encoder
-        from crystalsearch.search.build import build_index, cache_index_dir
+        from crystalsearch.search.build import build_index
+        from crystalsearch.search.defaults import cache_index_dir
 
         enc = Encoder.load(encoder_dir)
         target = cache_index_dir(enc.hash) if out == data_home() else out / "index"
