@@ -219,6 +219,17 @@ WHERE_CASES = [
         lambda m: m.bulk_modulus_vrh is not None and m.formation_energy_per_atom < -1.5,
     ),
     ("spacegroup == 225 and density > -1e9", lambda m: m.spacegroup_number == 225),
+    # SQL style (issue 12): =, AND/OR/NOT, IN, BETWEEN, LIKE, IS NULL
+    ("band_gap > 1 AND crystal_system = 'cubic'", lambda m: m.band_gap > 1 and m.crystal_system == "cubic"),
+    ("spacegroup_number IN (225, 227) OR nsites <> 2", lambda m: m.spacegroup_number in (225, 227) or m.nsites != 2),
+    ("crystal_system NOT IN ('cubic', 'hexagonal')", lambda m: m.crystal_system not in ("cubic", "hexagonal")),
+    ("band_gap BETWEEN 1 AND 3", lambda m: 1 <= m.band_gap <= 3),
+    ("NOT band_gap BETWEEN 1 AND 3 AND bulk_modulus_vrh IS NULL",
+     lambda m: not 1 <= m.band_gap <= 3 and m.bulk_modulus_vrh is None),
+    ("formula LIKE 'Na%'", lambda m: m.formula.lower().startswith("na")),
+    ("formula NOT LIKE '%O%' and (K_VRH + G_VRH) / 2 > 30",
+     lambda m: "o" not in m.formula.lower() and m.bulk_modulus_vrh is not None
+     and (m.bulk_modulus_vrh + m.shear_modulus_vrh) / 2 > 30),
 ]
 
 
@@ -241,8 +252,8 @@ def test_where_expressions(catalog: Catalog, where: str, check: object) -> None:
         "sqlite_master > 0",
         "id > 3",
         "band_gap > (lambda: 1)()",
-        "band_gap in (1, 2)",
-        "band_gap = 1",
+        "band_gap in (1, 'a')",
+        "band_gap = NULL",
         "'1' == '1'",
         "band_gap > '1'",
         "formula > 'A'",
