@@ -11,6 +11,13 @@ Four datasets (see ``crystalsearch/data/README.md`` and ``NOTICE`` for provenanc
   ``join_report.heuristic`` says so; unmatched rows are dropped and counted.
 - ``melting_temperature``: experimental melting points of binaries. Rows join by ``material_id`` to
   ``mp_structures`` (then to ``mp_elasticity`` structures), and otherwise by reduced formula as above.
+- ``mp2025``: every Materials Project material of database release 2025.02.12 (170,451 structures, cells
+  exactly as the Materials Project gives them; see :mod:`crystalsearch.structpack`), with every label the
+  other datasets hold joined by ``material_id``: formation energy, band gap and Fermi level from
+  ``mp_structures`` (2018 calculations) else formation energy and band gap from the MEGNet set of MP release
+  2018.6.1 (also 2018 calculations, next to 2025 structures); moduli from ``mp_elasticity``; thermal
+  conductivity and melting temperature from those datasets' joins (a formula join stays marked heuristic).
+  ``Record.provenance`` names, per label, where it came from (:data:`PROVENANCE` explains each key).
 
 For joined records ``Record.formula`` is the formula of the structure that was joined (the source's
 spelling may differ, e.g. AFLOW's ``Ho2In1Ni2``). If several rows map to the same material, the first
@@ -38,22 +45,27 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from crystalsearch.properties import UNITS
+
 if TYPE_CHECKING:
     from pymatgen.core import Structure
 
 __all__ = ["DATASETS", "PROPERTY_UNITS", "Dataset", "JoinReport", "Record", "Split", "load", "make_split"]
-__all__ += ["reduced_formula"]
+__all__ += ["PROVENANCE", "reduced_formula"]
 
-DATASETS: tuple[str, ...] = ("mp_structures", "mp_elasticity", "thermal_conductivity", "melting_temperature")
+DATASETS: tuple[str, ...] = (
+    "mp_structures", "mp_elasticity", "thermal_conductivity", "melting_temperature", "mp2025",
+)  # fmt: skip
 
-PROPERTY_UNITS: dict[str, str] = {
-    "formation_energy_per_atom": "eV/atom",
-    "band_gap": "eV",
-    "efermi": "eV",
-    "bulk_modulus_vrh": "GPa",
-    "shear_modulus_vrh": "GPa",
-    "thermal_conductivity": "W/m/K",
-    "melting_temperature": "K",
+PROPERTY_UNITS: dict[str, str] = dict(UNITS)  # column -> unit (from the property registry)
+
+# Where a label of an ``mp2025`` record came from (``Record.provenance`` values).
+PROVENANCE: dict[str, str] = {
+    "mp_structures": "Materials Project calculation of about 2018 (mp_structures), joined by material_id",
+    "megnet_2018": "Materials Project release 2018.6.1 calculation (MEGNet set), joined by material_id",
+    "mp_elasticity": "Materials Project DFT elastic tensor (Voigt-Reuss-Hill), joined by material_id",
+    "material_id": "experimental value whose source names this material_id",
+    "formula": "joined by reduced formula to the lowest-energy 2018 polymorph (heuristic)",
 }
 
 _MP_PROPERTIES = ("formation_energy_per_atom", "band_gap", "efermi")
@@ -77,13 +89,18 @@ def _atomic_number(symbol: str) -> int:
     return int(Element(symbol).Z)
 
 
+_NO_PROVENANCE: Mapping[str, str] = MappingProxyType({})
+
+
 @dataclass(frozen=True, eq=False)
 class Record:
     """One material: its structure (lattice, species, fractional coordinates) and numeric properties.
 
     ``join`` is ``"source"`` for records that came with their own structure, ``"material_id"`` or
     ``"formula"`` for labels joined to a structure from another file. Properties that the source does
-    not give (two ``efermi`` values in ``mp_structures``) are NaN. Records compare by identity.
+    not give (two ``efermi`` values in ``mp_structures``) are NaN. ``provenance`` maps each known label
+    of an ``mp2025`` record to a :data:`PROVENANCE` key (empty elsewhere: the dataset is the source).
+    Records compare by identity.
     """
 
     material_id: str
@@ -93,6 +110,7 @@ class Record:
     frac_coords: np.ndarray
     properties: Mapping[str, float]
     join: str = "source"
+    provenance: Mapping[str, str] = field(default_factory=lambda: _NO_PROVENANCE)
 
     @property
     def num_sites(self) -> int:
@@ -261,6 +279,10 @@ def _load(name: str) -> Dataset:
         return _load_source(name, "mp_elasticity.jsonl.gz", _ELASTIC_PROPERTIES, "MP elasticity")
     if name == "thermal_conductivity":
         return _load_thermal_conductivity()
+    if name == "mp2025":
+        from crystalsearch.catalog_data import load_mp2025
+
+        return load_mp2025()
     return _load_melting_temperature()
 
 

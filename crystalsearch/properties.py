@@ -1,12 +1,66 @@
-"""The properties crystalsearch fine-tunes and predicts: dataset, column, unit, log transform."""
+"""The one registry of material properties: column, unit, display, aliases, and how heads learn them.
+
+Every other module reads this table (dataset loaders, index columns, filters, tables, JSON, heads):
+adding a property is one row of :data:`REGISTRY`. Importing this module is free (no numpy, no torch).
+
+- ``column``: the name in datasets, in the index's SQLite ``materials`` table and in ``--where``
+- ``unit``, ``label`` (short table header), ``digits`` (decimals kept in tables and JSON)
+- ``aliases``: further names ``--where`` accepts
+- ``head``: the name ``predict --property`` / ``train finetune --property`` use, when a head exists;
+  ``dataset`` is the shipped dataset whose labels train it and ``log`` whether it learns ``log1p(y)``
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+__all__ = ["PROPERTIES", "PROPERTY_COLUMNS", "REGISTRY", "UNITS", "Property", "PropertySpec", "by_column"]
+
+
+@dataclass(frozen=True)
+class Property:
+    """One material property (see the module docstring for the fields)."""
+
+    column: str
+    unit: str
+    label: str
+    digits: int
+    description: str
+    aliases: tuple[str, ...] = ()
+    head: str | None = None
+    dataset: str | None = None
+    log: bool = False
+
+
+REGISTRY: tuple[Property, ...] = (
+    Property("formation_energy_per_atom", "eV/atom", "E_form", 3, "formation energy per atom (DFT, MP 2018)",
+             ("e_form", "formation_energy"), "formation_energy", "mp_structures"),
+    Property("band_gap", "eV", "gap", 3, "band gap (DFT PBE, MP 2018)", ("gap",), "band_gap", "mp_structures"),
+    Property("efermi", "eV", "E_F", 3, "Fermi level (DFT, MP 2018)", ("fermi_level",)),
+    Property("bulk_modulus_vrh", "GPa", "K_VRH", 1, "bulk modulus, Voigt-Reuss-Hill (DFT)",
+             ("k_vrh", "bulk_modulus"), "bulk_modulus", "mp_elasticity", True),
+    Property("shear_modulus_vrh", "GPa", "G_VRH", 1, "shear modulus, Voigt-Reuss-Hill (DFT)",
+             ("g_vrh", "shear_modulus"), "shear_modulus", "mp_elasticity", True),
+    Property("thermal_conductivity", "W/m/K", "kappa", 2, "lattice thermal conductivity at 300 K (AFLOW AGL)",
+             ("kappa",), "thermal_conductivity", "thermal_conductivity", True),
+    Property("melting_temperature", "K", "T_melt", 0, "experimental melting temperature",
+             ("tm", "melting_point"), "melting_temperature", "melting_temperature"),
+)  # fmt: skip
+
+PROPERTY_COLUMNS: tuple[str, ...] = tuple(p.column for p in REGISTRY)
+UNITS: dict[str, str] = {p.column: p.unit for p in REGISTRY}
+_BY_COLUMN: dict[str, Property] = {p.column: p for p in REGISTRY}
+
+
+def by_column(column: str) -> Property:
+    """The registry row of a column name (``KeyError`` if unknown)."""
+    return _BY_COLUMN[column]
+
 
 @dataclass(frozen=True)
 class PropertySpec:
+    """A property a head predicts: its head name, training dataset and column, unit, log transform."""
+
     name: str
     dataset: str
     column: str
@@ -14,17 +68,9 @@ class PropertySpec:
     log: bool
 
 
+# Head name -> spec, in registry order (the view fine-tuning and prediction use).
 PROPERTIES: dict[str, PropertySpec] = {
-    "bulk_modulus": PropertySpec("bulk_modulus", "mp_elasticity", "bulk_modulus_vrh", "GPa", True),
-    "shear_modulus": PropertySpec("shear_modulus", "mp_elasticity", "shear_modulus_vrh", "GPa", True),
-    "thermal_conductivity": PropertySpec(
-        "thermal_conductivity", "thermal_conductivity", "thermal_conductivity", "W/m/K", True
-    ),
-    "melting_temperature": PropertySpec(
-        "melting_temperature", "melting_temperature", "melting_temperature", "K", False
-    ),
-    "formation_energy": PropertySpec(
-        "formation_energy", "mp_structures", "formation_energy_per_atom", "eV/atom", False
-    ),
-    "band_gap": PropertySpec("band_gap", "mp_structures", "band_gap", "eV", False),
+    p.head: PropertySpec(p.head, p.dataset, p.column, p.unit, p.log)
+    for p in REGISTRY
+    if p.head is not None and p.dataset is not None
 }

@@ -48,6 +48,7 @@ def test_names_and_units() -> None:
         "mp_elasticity",
         "thermal_conductivity",
         "melting_temperature",
+        "mp2025",
     )
     with pytest.raises(ValueError, match="mp_structures, mp_elasticity, thermal_conductivity"):
         datasets.load("mp_structure")

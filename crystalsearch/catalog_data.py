@@ -1,0 +1,143 @@
+"""The ``mp2025`` dataset: every Materials Project material of release 2025.02.12, labels joined by id.
+
+Structures come from ``crystalsearch/data/mp2025_structures.npz`` (exact, see
+:mod:`crystalsearch.structpack`). Labels are joined by ``material_id`` in this order of preference,
+and each record's ``provenance`` says which source each of its labels came from:
+
+- formation energy, band gap, Fermi level: ``mp_structures`` (about 2018), else formation energy and
+  band gap from ``mp2018_megnet_labels.csv.gz`` (MP release 2018.6.1). Both are **2018 calculations**
+  attached to 2025 structures; a material's cell may have changed between releases.
+- bulk and shear moduli: ``mp_elasticity``.
+- thermal conductivity and melting temperature: the materials those datasets' own joins chose (by id,
+  else by formula to the lowest-energy 2018 polymorph; ``provenance`` keeps ``"formula"`` for those).
+
+Use :func:`crystalsearch.datasets.load` (``load("mp2025")``), which caches the result.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import math
+from collections.abc import Mapping
+from importlib import resources
+from types import MappingProxyType
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from crystalsearch.properties import PROPERTY_COLUMNS
+from crystalsearch.structpack import StructureTable, unpack
+
+if TYPE_CHECKING:
+    from crystalsearch.datasets import Dataset
+
+__all__ = ["MEGNET_FILE", "RELEASE", "STRUCTURES_FILE", "load_mp2025", "structure_table"]
+
+RELEASE = "Materials Project database release 2025.02.12"
+STRUCTURES_FILE = "mp2025_structures.npz"
+MEGNET_FILE = "mp2018_megnet_labels.csv.gz"
+
+
+def structure_table() -> StructureTable:
+    """The shipped structures of the release, decoded (about 2 s)."""
+    with resources.as_file(resources.files("crystalsearch").joinpath("data", STRUCTURES_FILE)) as path:
+        return unpack(path)
+
+
+def _megnet_rows() -> list[dict[str, str]]:
+    raw = resources.files("crystalsearch").joinpath("data", MEGNET_FILE).read_bytes()
+    return list(csv.DictReader(io.StringIO(gzip.decompress(raw).decode("utf-8"))))
+
+
+class _Labels:
+    """material_id -> {column: value} and {column: provenance key}; the first source to give a label wins."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, dict[str, float]] = {}
+        self.sources: dict[str, dict[str, str]] = {}
+
+    def put(self, material_id: str, column: str, value: float, source: str) -> None:
+        if not math.isfinite(value):
+            return
+        values = self.values.setdefault(material_id, {})
+        if column not in values:
+            values[column] = value
+            self.sources.setdefault(material_id, {})[column] = source
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        for sources in self.sources.values():
+            for column, source in sources.items():
+                out.setdefault(column, {}).setdefault(source, 0)
+                out[column][source] += 1
+        return out
+
+
+def _gather_labels(ids: set[str]) -> _Labels:
+    from crystalsearch import datasets
+
+    labels = _Labels()
+    for rec in datasets.load("mp_structures").records:
+        if rec.material_id in ids:
+            for column in ("formation_energy_per_atom", "band_gap", "efermi"):
+                labels.put(rec.material_id, column, rec.properties[column], "mp_structures")
+    for row in _megnet_rows():
+        if row["material_id"] in ids:
+            for column in ("formation_energy_per_atom", "band_gap"):
+                labels.put(row["material_id"], column, float(row[column]), "megnet_2018")
+    for rec in datasets.load("mp_elasticity").records:
+        if rec.material_id in ids:
+            for column in ("bulk_modulus_vrh", "shear_modulus_vrh"):
+                labels.put(rec.material_id, column, rec.properties[column], "mp_elasticity")
+    for name in ("thermal_conductivity", "melting_temperature"):
+        for rec in datasets.load(name).records:
+            if rec.material_id in ids:
+                labels.put(rec.material_id, name, rec.properties[name], rec.join)
+    return labels
+
+
+def load_mp2025() -> Dataset:
+    """Build the ``mp2025`` :class:`~crystalsearch.datasets.Dataset` (uncached: use ``datasets.load``)."""
+    from pymatgen.core import Element
+
+    from crystalsearch.datasets import Dataset, JoinReport, Record  # noqa: F811
+
+    table = structure_table()
+    ids = set(table.material_id)
+    labels = _gather_labels(ids)
+    symbols = np.array([""] + [Element.from_Z(z).symbol for z in range(1, 119)], dtype=object)
+    nan_props: Mapping[str, float] = MappingProxyType({c: float("nan") for c in PROPERTY_COLUMNS})
+    columns = PROPERTY_COLUMNS
+    no_sources: Mapping[str, str] = MappingProxyType({})
+    records = []
+    for i, material_id in enumerate(table.material_id):
+        sl = table.sites(i)
+        values = labels.values.get(material_id)
+        props = nan_props if values is None else MappingProxyType({c: values.get(c, math.nan) for c in columns})
+        sources = labels.sources.get(material_id)
+        records.append(
+            Record(
+                material_id=material_id,
+                formula=table.formula[i],
+                lattice=table.lattice[i],
+                species=tuple(symbols[table.numbers[sl]]),
+                frac_coords=table.frac_coords[sl],
+                properties=props,
+                provenance=MappingProxyType(sources) if sources else no_sources,
+            )
+        )
+    counts = labels.counts()
+    summary = "; ".join(
+        f"{column}: " + ", ".join(f"{n:,} from {src}" for src, n in sorted(counts[column].items()))
+        for column in PROPERTY_COLUMNS
+        if column in counts
+    )
+    description = (
+        f"{RELEASE}: {len(records):,} structures, cells as the Materials Project gives them; labels joined by "
+        f"material_id (formation energy, band gap, Fermi level are 2018 calculations): {summary}"
+    )
+    n = len(records)
+    report = JoinReport(n, 0, 0, 0, True, description, n_own_structures=n)
+    return Dataset(name="mp2025", records=tuple(records), properties=PROPERTY_COLUMNS, join_report=report)
