@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from pymatgen.core import Structure
     from pymatgen.io.cif import CifBlock
 
-__all__ = ["iter_cif_blocks"]
+__all__ = ["check_numbers", "iter_cif_blocks"]
 
 _BLOCK_SPLIT = re.compile(r"^\s*data_", flags=re.MULTILINE)
 _NUMBER = re.compile(r"^([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)(?:\(\d+\))?$")
@@ -29,6 +29,11 @@ _COORD_KEYS = (("_atom_site_fract_x", "fractional"), ("_atom_site_Cartn_x", "Car
 _CELL_LENGTHS = ("_cell_length_a", "_cell_length_b", "_cell_length_c")
 _CELL_ANGLES = ("_cell_angle_alpha", "_cell_angle_beta", "_cell_angle_gamma")
 _CELL_SETTING = ("_symmetry_cell_setting", "_space_group_crystal_system")
+_CIF_TOKEN = re.compile(r"""'[^']*'(?=\s|$)|"[^"]*"(?=\s|$)|\S+""")
+_NUMERIC_TAGS = (
+    "_cell_length_", "_cell_angle_", "_cell_volume", "_atom_site_fract_", "_atom_site_cartn_",
+    "_atom_site_occupancy", "_symmetry_int_tables_number", "_space_group_it_number",
+)  # fmt: skip
 _TRUNCATED_LOOP = "unparseable CIF: truncated or malformed loop_ (its values do not fill its columns)"
 
 
@@ -38,15 +43,74 @@ def one_line(exc: BaseException, *, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _split_blocks(text: str) -> list[tuple[str, str]]:
-    """(block name, block text) for each ``data_`` block, keeping duplicate names."""
-    blocks: list[tuple[str, str]] = []
-    for chunk in _BLOCK_SPLIT.split(f"x\n{text}")[1:]:
+def _split_blocks(text: str) -> list[tuple[str, str, int]]:
+    """(block name, block text, line number of its ``data_``) for each block, keeping duplicate names."""
+    blocks: list[tuple[str, str, int]] = []
+    starts = list(_BLOCK_SPLIT.finditer(text))
+    for i, match in enumerate(starts):
+        chunk = text[match.end() : starts[i + 1].start() if i + 1 < len(starts) else len(text)]
         name = chunk.split(None, 1)[0] if chunk.strip() else ""
         if "powder_pattern" in name:  # diffraction data, no structure (pymatgen skips it too)
             continue
-        blocks.append((name, f"data_{chunk}"))
+        blocks.append((name, f"data_{chunk}", text.count("\n", 0, match.end()) + 1))
     return blocks
+
+
+def _raw_values(block_text: str, first_line: int) -> Iterator[tuple[str, str, int]]:
+    """(tag, raw value, line number) of every tagged value in a block, read from the text itself.
+
+    pymatgen's CifBlock silently drops characters it cannot parse, so numbers are checked here, on the
+    raw text: quoted strings and ``;`` text fields are honoured, comments skipped.
+    """
+    loop_tags: list[str] = []
+    in_loop_header = False
+    column = 0
+    pending: str | None = None
+    in_text_field = False
+    for offset, line in enumerate(block_text.splitlines()):
+        number = first_line + offset
+        if line.startswith(";"):
+            in_text_field = not in_text_field
+            if not in_text_field:  # a multi-line text value ends: it fills the pending tag or a loop column
+                if pending is not None:
+                    pending = None
+                elif loop_tags:
+                    in_loop_header = False
+                    column += 1
+            continue
+        if in_text_field:
+            continue
+        for token in _CIF_TOKEN.findall(line):
+            if token.startswith("#"):
+                break
+            lower = token.lower()
+            if lower == "loop_":
+                loop_tags, in_loop_header, column, pending = [], True, 0, None
+            elif token.startswith("_"):
+                if in_loop_header:
+                    loop_tags.append(lower)
+                else:
+                    loop_tags, pending = [], lower
+            elif lower.startswith(("data_", "save_", "global_", "stop_")):
+                loop_tags, in_loop_header, pending = [], False, None
+            elif pending is not None:
+                yield pending, token, number
+                pending = None
+            elif loop_tags:
+                in_loop_header = False
+                yield loop_tags[column % len(loop_tags)], token, number
+                column += 1
+
+
+def check_numbers(block_text: str, *, first_line: int, source: str) -> None:
+    """Reject numeric fields with characters other than digits, sign, point, exponent and ``(su)``."""
+    for tag, raw, line in _raw_values(block_text, first_line):
+        if not tag.startswith(_NUMERIC_TAGS):
+            continue
+        value = raw[1:-1] if raw[:1] in "'\"" and raw[-1:] == raw[:1] and len(raw) > 1 else raw
+        if value in ("?", ".") or _NUMBER.match(value):
+            continue
+        raise InputError(source, f"line {line}: {tag} value {ascii(value)} is not a number")
 
 
 def _cif_number(value: object) -> float | None:
@@ -144,8 +208,8 @@ def iter_cif_blocks(text: str, *, source: str) -> Iterator[tuple[str, Structure 
     chunks = _split_blocks(text)
     if not chunks:
         raise InputError(source, "not a CIF file: no data_ block found")
-    parsed: list[tuple[str, str, CifBlock]] = []
-    for name, chunk in chunks:
+    parsed: list[tuple[str, str, CifBlock | InputError]] = []
+    for name, chunk, first_line in chunks:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
@@ -156,19 +220,27 @@ def iter_cif_blocks(text: str, *, source: str) -> Iterator[tuple[str, Structure 
                     raise InputError(label, _TRUNCATED_LOOP) from None
                 raise InputError(label, f"unparseable CIF: {one_line(exc)}") from None
         if _is_structure_block(block):
-            parsed.append((name, chunk, block))
+            label = source if len(chunks) == 1 else f"{source}#{name}"
+            item: CifBlock | InputError = block
+            try:
+                check_numbers(chunk, first_line=first_line, source=label)
+            except InputError as err:
+                item = err  # reported for this block; the file's other blocks are still read
+            parsed.append((name, chunk, item))
     if not parsed:
         raise InputError(
             source, "no crystal structure found: no data block has cell parameters or atom sites"
         )
 
     seen: dict[str, int] = {}
-    for name, chunk, block in parsed:
+    for name, chunk, parsed_block in parsed:
         seen[name] = seen.get(name, 0) + 1
         suffix = "" if seen[name] == 1 else f"-{seen[name]}"
         block_id = source if len(parsed) == 1 else f"{source}#{name}{suffix}"
         try:
-            _precheck(block, source=block_id)
+            if isinstance(parsed_block, InputError):
+                raise InputError(block_id, parsed_block.reason)
+            _precheck(parsed_block, source=block_id)
             yield block_id, _parse_block(chunk, source=block_id)
         except InputError as err:
             yield block_id, err

@@ -123,11 +123,45 @@ def _sniff(text: str) -> str | None:
     return None
 
 
+def _floats(line: str, n: int = 3) -> bool:
+    parts = line.split()[:n]
+    try:
+        return len(parts) == n and all(float(p) == float(p) for p in parts)
+    except ValueError:
+        return False
+
+
+def check_poscar_counts(text: str, sid: str) -> None:
+    """The counts line must match the coordinate lines that follow it (error naming the line if not)."""
+    lines = text.splitlines()
+    if len(lines) < 7:
+        return
+    at = 6 if lines[5].split() and not lines[5].split()[0].lstrip("+-").isdigit() else 5  # species line?
+    try:
+        counts = [int(c) for c in lines[at].split()]
+    except ValueError:
+        raise InputError(sid, f"line {at + 1}: expected atom counts, got {lines[at].strip()!r}") from None
+    mode = at + 1
+    if mode < len(lines) and lines[mode].strip()[:1] in ("s", "S"):
+        mode += 1  # Selective dynamics
+    start = mode + 1
+    n = 0
+    while start + n < len(lines) and _floats(lines[start + n]):
+        n += 1
+    total = sum(counts)
+    if n != total and n > 0:
+        short = n < total
+        raise InputError(sid, f"{'truncated POSCAR: ' if short else ''}line {at + 1}: atom counts "
+                         f"{lines[at].strip()!r} declare {total} atoms but {'only ' if short else ''}{n} "
+                         f"coordinate lines follow (lines {start + 1}-{start + n})")  # fmt: skip
+
+
 def _parse_poscar(text: str, sid: str) -> Iterator[tuple[str, Structure | InputError]]:
     from pymatgen.io.vasp import Poscar
 
     if len([line for line in text.splitlines() if line.strip()]) < 8:
         raise InputError(sid, "truncated POSCAR: fewer than 8 non-blank lines (no atoms?)")
+    check_poscar_counts(text, sid)
     try:
         structure = Poscar.from_str(text, read_velocities=False).structure
     except IndexError:
