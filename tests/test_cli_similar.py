@@ -50,7 +50,7 @@ def run(*args: str) -> object:
 def test_similar_json_shape(index_dir: Path) -> None:
     result = run("similar", EXAMPLES / "NaCl.cif", "mp-149", "-k", "3", "--index", index_dir, "--json")
     assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
-    data = json.loads(result.stdout)  # type: ignore[attr-defined]
+    data = json.loads(result.stdout)["results"]  # type: ignore[attr-defined]
     assert isinstance(data, list) and [d["query"] for d in data] == [str(EXAMPLES / "NaCl.cif"), "mp-149"]
     for d in data:
         assert {"query", "hits"} <= set(d) and len(d["hits"]) == 3
@@ -63,8 +63,8 @@ def test_similar_json_shape(index_dir: Path) -> None:
 def test_similar_bad_input_exit_2_others_answered(index_dir: Path) -> None:
     result = run("similar", EXAMPLES / "Si.cif", "missing.cif", "mp-99999999", "--index", index_dir, "--json")
     assert result.exit_code == 2
-    data = json.loads(result.stdout)  # type: ignore[attr-defined]
-    assert len(data) == 3 and len(data[0]["hits"]) == 10 and "error" not in data[0]
+    data = json.loads(result.stdout)["results"]  # type: ignore[attr-defined]
+    assert len(data) == 3 and len(data[0]["hits"]) == 10 and data[0]["error"] is None
     assert data[1]["hits"] == [] and "file not found" in data[1]["error"]
     assert "unknown material id" in data[2]["error"]
     assert "Traceback" not in result.output  # type: ignore[attr-defined]
@@ -76,7 +76,7 @@ def test_similar_filters_table_and_csv(index_dir: Path, tmp_path: Path) -> None:
             "--elements", "O", "--max-sites", "40", "--csv", out]  # fmt: skip
     result = run(*args)
     assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
-    assert "BaTiO3.cif" in result.stdout and "cosine" in result.stdout  # type: ignore[attr-defined]
+    assert "BaTiO3.cif" in result.stdout and "similarity" in result.stdout  # type: ignore[attr-defined]
     rows = list(csv.DictReader(io.StringIO(out.read_text())))
     assert len(rows) == 4 and all(float(r["band_gap"]) > 0.5 and int(r["nsites"]) <= 40 for r in rows)
 
@@ -89,7 +89,7 @@ def test_similar_rejects_bad_where_in_one_line(index_dir: Path) -> None:
 
 def test_similar_known_json(index_dir: Path) -> None:
     result = run("similar", EXAMPLES / "NaCl.cif", "-k", "2", "--index", index_dir, "--known", "--json")
-    data = json.loads(result.stdout)  # type: ignore[attr-defined]
+    data = json.loads(result.stdout)["results"]  # type: ignore[attr-defined]
     assert data[0]["verdict"] == "known: mp-22862" and data[0]["hits"][0]["same_structure"] is True
 
 
@@ -144,3 +144,66 @@ def test_evaluate_retrieval_command(index_dir: Path) -> None:
     data = json.loads(result.stdout)
     assert data["invariants_at_rank_1"] is True
     assert {r["kind"] for r in data["results"]} == {"rotation", "translation", "supercell", "perturb", "strain"}
+
+
+# -- issue 12: tables never hide numbers, one JSON schema --------------------------------------------------------
+
+
+def test_similar_table_drops_whole_columns_and_names_them(index_dir: Path) -> None:
+    from rich.console import Console
+
+    from crystalsearch.cli.similar import render_table, units_of
+    from crystalsearch.search.catalog import Catalog
+
+    with Catalog.open(index_dir) as catalog:
+        (result,) = catalog.search([str(EXAMPLES / "GaAs.cif")], k=5)
+    for width in (40, 80, 200):
+        out = Console(width=width, record=True, force_terminal=False)
+        render_table(result, units=units_of({}), out=out)
+        text = out.export_text()
+        assert "…" not in text and "..." not in text  # numbers are never cut
+        assert all(len(line) <= width for line in text.splitlines())
+        assert f"{result.hits[0].similarity:.4f}" in text and "mp-2534" in text
+        if width < 200:
+            assert f"not shown (terminal {width} columns wide)" in " ".join(text.split())
+    assert "not shown" not in text and "K_VRH" in text and "T_melt" not in text  # no hit has T_melt
+
+
+def test_similarity_shown_with_enough_digits() -> None:
+    from crystalsearch.cli.render import similarity_text
+
+    assert similarity_text(0.99997) == "0.99997" and similarity_text(0.5) == "0.5000"
+    assert similarity_text(1.0) == "1.0000" and similarity_text(0.9999996) == "1.0000"
+    assert similarity_text(0.999994) == "0.99999" and similarity_text(0.9999991) == "0.999999"
+
+
+def test_similar_piped_prints_full_tab_separated_rows(index_dir: Path) -> None:
+    result = run("similar", EXAMPLES / "GaAs.cif", EXAMPLES / "NaCl.cif", "-k", "3", "--index", index_dir)
+    assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
+    lines = result.stdout.splitlines()  # type: ignore[attr-defined]
+    header = lines[0].split("\t")
+    assert header[:6] == ["query", "rank", "material_id", "formula", "spacegroup", "similarity"]
+    assert "bulk_modulus_vrh (GPa)" in header and "band_gap (eV)" in header
+    rows = [line.split("\t") for line in lines[1:]]
+    assert len(rows) == 6 and all(len(r) == len(header) for r in rows)
+    gaas = rows[0]
+    assert gaas[2] == "mp-2534" and float(gaas[header.index("bulk_modulus_vrh (GPa)")]) == pytest.approx(60.7)
+
+
+def test_similar_json_schema(index_dir: Path) -> None:
+    result = run("similar", EXAMPLES / "GaAs.cif", "missing.cif", "-k", "3", "--index", index_dir, "--json")
+    assert result.exit_code == 2
+    data = json.loads(result.stdout)  # type: ignore[attr-defined]
+    assert data["schema_version"] == 1 and data["command"] == "similar"
+    assert data["units"]["bulk_modulus_vrh"] == "GPa" and "similarity" in data["units"]
+    ok, bad = data["results"]
+    assert ok["error"] is None and bad["error"].startswith("missing.cif: file not found") and bad["hits"] == []
+    keys = None
+    for hit in ok["hits"]:
+        props = hit["properties"]
+        keys = keys or set(props)
+        assert set(props) == keys and "melting_temperature" in props  # every key, null when unknown
+        assert props["melting_temperature"] is None
+        for value in (hit["similarity"], hit["density"], *[v for v in props.values() if v is not None]):
+            assert len(repr(value).split(".")[-1]) <= 6  # no float noise such as 5.003299999999999
+    assert ok["hits"][0]["properties"]["bulk_modulus_vrh"] == 60.7

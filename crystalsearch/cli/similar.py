@@ -4,155 +4,174 @@ from __future__ import annotations
 
 import csv
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
 
-from crystalsearch.cli.common import console, err_console, one_line_errors, print_json
+from crystalsearch.cli.common import add_command, console, examples, one_line_errors, print_error, print_json
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from crystalsearch.search.catalog import QueryResult
 
-# (property, column title, unit) shown in the table when any hit has the property
-TABLE_PROPERTIES = (
-    ("formation_energy_per_atom", "E_form", "eV/atom"),
-    ("band_gap", "gap", "eV"),
-    ("bulk_modulus_vrh", "K_VRH", "GPa"),
-    ("shear_modulus_vrh", "G_VRH", "GPa"),
-    ("thermal_conductivity", "κ", "W/m/K"),
-    ("melting_temperature", "T_melt", "K"),
-)
 CSV_FIELDS = ("query", "rank", "material_id", "formula", "similarity", "spacegroup", "spacegroup_number",
               "crystal_system", "nsites", "density", "volume_per_atom")  # fmt: skip
+EXAMPLES = examples(
+    "crystalsearch similar examples/NaCl.cif",
+    "crystalsearch similar mp-149 -k 5 --elements Si --json",
+    "crystalsearch similar candidates/*.cif --known",
+    "crystalsearch similar x.cif --where \"band_gap > 1 AND crystal_system = 'cubic'\" --csv hits.csv",
+    "crystalsearch similar examples/*.cif | sort -t$'\\t' -k6 -gr   # piped: tab-separated full rows",
+)
 
 
-def _width(header: str, cells: list[str]) -> int:
-    return max([len(header), *(len(c) for c in cells)]) + 2
+def _properties(results: Sequence[QueryResult]) -> list[tuple[str, str, int | None]]:
+    """(column, label, digits) of the registry properties that any hit has, in registry order."""
+    from crystalsearch.properties import REGISTRY
+
+    have = {k for r in results for h in r.hits for k in h.properties}
+    return [(p.column, p.label, p.digits) for p in REGISTRY if p.column in have]
 
 
-def render_table(result: QueryResult, *, filters: str = "") -> None:
-    """One rich table per query; property columns are added while they fit the console width."""
-    from rich import box
-    from rich.table import Table
+def render_table(result: QueryResult, *, units: dict[str, str], filters: str = "", out: Console | None = None) -> None:
+    """One table per query; whole property columns are dropped (and named) when the terminal is too narrow."""
+    from rich.markup import escape
 
-    known = result.verdict is not None
-    columns: list[tuple[str, str, list[str]]] = [
-        ("#", "right", [str(h.rank) for h in result.hits]),
-        ("material id", "left", [h.material_id for h in result.hits]),
-        ("formula", "left", [h.formula for h in result.hits]),
-        ("space group", "left", [h.spacegroup for h in result.hits]),
-        ("cosine", "right", [f"{h.similarity:.4f}" for h in result.hits]),
+    from crystalsearch.cli.render import Column, number_text, print_table, similarity_text
+
+    out = out or console
+    hits = result.hits
+    columns = [
+        Column("#", [str(h.rank) for h in hits], "right"),
+        Column("material id", [h.material_id for h in hits]),
+        Column("formula", [h.formula for h in hits], optional=True, drop_order=1),
+        Column("space group", [h.spacegroup for h in hits], optional=True, drop_order=2),
+        Column("similarity", [similarity_text(h.similarity) for h in hits], "right"),
     ]
-    if known:
-        columns.append(("same", "center", ["[green]yes[/]" if h.same_structure else "" for h in result.hits]))
-    used = sum(_width(t, c) for t, _, c in columns)
-    units = []
-    for prop, label, unit in TABLE_PROPERTIES:
-        cells = [_fmt(h.properties.get(prop)) for h in result.hits]
-        if any(cells) and used + _width(label, cells) <= console.width:
-            columns.append((label, "right", cells))
-            used += _width(label, cells)
-            units.append(f"{label} {unit}")
-    notes = [f"filters: {filters}"] if filters else []
-    if units:
-        notes.append("units: " + ", ".join(units))
-    title = f"[bold]{result.query}[/]" + (f" ({result.formula})" if result.formula else "")
-    table = Table(title=title, caption="\n".join(notes) or None, title_justify="left", caption_justify="left",
-                  box=box.SIMPLE_HEAD, pad_edge=False)  # fmt: skip
-    for header, justify, _ in columns:
-        table.add_column(header, justify=justify, no_wrap=True)  # type: ignore[arg-type]
-    for i in range(len(result.hits)):
-        table.add_row(*(cells[i] for _, _, cells in columns))
-    console.print(table)
-    if not result.hits:
-        console.print("  no materials pass the filters")
-    if known:
+    if result.verdict is not None:
+        columns.append(Column("same", ["yes" if h.same_structure else "" for h in hits], "center"))
+    for order, (col, label, digits) in enumerate(_properties([result])):
+        cells = [number_text(h.properties.get(col), digits) for h in hits]
+        columns.append(Column(label, cells, "right", optional=True, drop_order=10 + order, unit=units.get(col, "")))
+    notes = [f"filters: {escape(filters)}"] if filters else []
+    title = f"[bold]{escape(result.query)}[/]" + (f" ({result.formula})" if result.formula else "")
+    print_table(out, columns, title=title, notes=notes)
+    if not hits:
+        out.print("  no materials pass the filters")
+    if result.verdict is not None:
         style = "green" if result.known_as else "yellow"
-        console.print(f"  verdict: [bold {style}]{result.verdict}[/]", highlight=False)
+        out.print(f"  verdict: [bold {style}]{result.verdict}[/]", highlight=False)
 
 
-def _fmt(value: float | None) -> str:
-    if value is None:
-        return ""
-    return f"{value:.3g}" if abs(value) < 1000 else f"{value:.0f}"
+def write_tsv(results: Sequence[QueryResult], *, units: dict[str, str]) -> None:
+    """Full rows, tab-separated, one header line (stdout is not a terminal)."""
+    from crystalsearch.cli.render import write_tsv as tsv
+    from crystalsearch.search.results import round_value
+
+    props = _properties(results)
+    known = any(r.verdict is not None for r in results)
+    header = ["query", "rank", "material_id", "formula", "spacegroup", "similarity"]
+    header += ["same_structure", "verdict"] if known else []
+    header += [f"{col} ({units.get(col, '')})" for col, _, _ in props]
+    rows = []
+    for r in results:
+        for h in r.hits:
+            row: list[Any] = [r.query, h.rank, h.material_id, h.formula, h.spacegroup, f"{h.similarity:.6f}"]
+            row += [h.same_structure, r.verdict] if known else []
+            row += [round_value(col, h.properties.get(col)) for col, _, _ in props]
+            rows.append(row)
+    tsv(header, rows)
 
 
 def write_csv(results: list[QueryResult], path: str) -> None:
-    from crystalsearch.search.entries import PROPERTIES
+    from crystalsearch.search.results import property_columns, round_value
 
     known = any(r.verdict is not None for r in results)
-    fields = [*CSV_FIELDS, *PROPERTIES, "source"] + (["same_structure", "verdict"] if known else [])
+    props = property_columns(k for r in results for h in r.hits for k in h.properties)
+    fields = [*CSV_FIELDS, *props, "source"] + (["same_structure", "verdict"] if known else [])
     fh: Any = sys.stdout if path == "-" else open(Path(path), "w", newline="")  # noqa: SIM115
     try:
         writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
         for r in results:
             for h in r.hits:
-                row = {**h.to_dict(), **h.properties, "query": r.query, "verdict": r.verdict}
-                writer.writerow(row)
+                values = {k: round_value(k, h.properties.get(k)) for k in props}
+                writer.writerow({**h.to_dict(props), **values, "query": r.query, "verdict": r.verdict})
     finally:
         if fh is not sys.stdout:
             fh.close()
 
 
+def units_of(manifest_units: dict[str, str]) -> dict[str, str]:
+    """Units of every numeric field and property (the index manifest's, completed from the registry)."""
+    from crystalsearch.properties import UNITS
+    from crystalsearch.search.results import FIELD_UNITS
+
+    return {**FIELD_UNITS, **UNITS, **manifest_units}
+
+
+@one_line_errors
+def similar(
+    queries: list[str] = typer.Argument(
+        ..., metavar="QUERY...",
+        help="Structure files (CIF, POSCAR, JSON), folders, globs, or material ids in the index (an indexed id "
+        "is left out of its own hits).",
+    ),
+    k: int = typer.Option(10, "-k", "--k", min=1, help="Number of hits per query."),
+    index: str = typer.Option("default", "--index", help="Index folder (default: the shipped/cached index)."),
+    elements: str | None = typer.Option(None, "--elements", help="Only materials containing all of these, e.g. Li,O."),
+    exclude_elements: str | None = typer.Option(None, "--exclude-elements", help="Only materials with none of these."),
+    spacegroup: str | None = typer.Option(None, "--spacegroup", help="Space group symbol or number: Fm-3m or 225."),
+    max_sites: int | None = typer.Option(None, "--max-sites", help="Only materials with at most this many sites."),
+    where: str | None = typer.Option(
+        None, "--where", help="SQL-style condition on columns, e.g. \"band_gap > 1 AND crystal_system = 'cubic'\", "
+        "\"spacegroup_number IN (225, 227)\", \"formula LIKE 'Li%'\" (grammar: README, Filtering with --where).",
+    ),
+    known: bool = typer.Option(False, "--known", help="Check with StructureMatcher whether each query is known."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object (schema: README, JSON output)."),
+    csv_path: str | None = typer.Option(None, "--csv", metavar="FILE", help="Also write hits as CSV ('-': stdout)."),
+) -> None:
+    """Find the known materials most similar to each QUERY (cosine similarity of CrystalCLR embeddings).
+
+    Filters are exact: they are evaluated in SQL and the search runs over the materials that pass. In a
+    terminal each query gets a table (columns that do not fit are dropped whole and named); piped, the
+    output is tab-separated full rows.
+    """
+    from crystalsearch.io import ReadReport
+    from crystalsearch.search.catalog import Catalog
+    from crystalsearch.search.filters import Filters
+    from crystalsearch.search.results import property_columns, response
+
+    filters = Filters.make(elements=elements, exclude_elements=exclude_elements, spacegroup=spacegroup,
+                           max_sites=max_sites, where=where)  # fmt: skip
+    report = ReadReport()
+    with Catalog.open(index) as catalog:
+        results = catalog.search(queries, k=k, filters=filters, known=known, report=report)
+        units = units_of(dict(catalog.manifest.units))
+        enc = catalog.manifest.encoder
+        meta = {"index": str(catalog.path), "encoder": {"name": enc.name, "hash": enc.hash}}
+    if csv_path:
+        write_csv(results, csv_path)
+    if json_out:
+        cols = property_columns(catalog.manifest.units)
+        print_json(response("similar", [r.to_dict(cols) for r in results], units=units, **meta, k=k,
+                            filters=filters.describe() or None))  # fmt: skip
+    elif csv_path != "-":
+        ok = [r for r in results if r.error is None]
+        if console.is_terminal:
+            for r in ok:
+                render_table(r, units=units, filters=filters.describe())
+        elif ok:
+            write_tsv(ok, units=units)
+    errors = [r.error for r in results if r.error]
+    for message in errors:
+        print_error(message)
+    raise typer.Exit(2 if errors or report.failed else 0)
+
+
 def register(app: typer.Typer) -> None:
     """Attach the `similar` command to the application."""
-
-    @app.command("similar")
-    @one_line_errors
-    def similar(
-        queries: list[str] = typer.Argument(
-            ...,
-            metavar="QUERY...",
-            help="Structure files (CIF, POSCAR, JSON), folders, globs, or material ids "
-            "in the index (an indexed id is left out of its own hits).",
-        ),
-        k: int = typer.Option(10, "-k", "--k", min=1, help="Number of hits per query."),
-        index: str = typer.Option("default", "--index", help="Index folder (default: the shipped/cached index)."),
-        elements: str | None = typer.Option(
-            None, "--elements", help="Only materials containing all of these, e.g. Li,O."
-        ),
-        exclude_elements: str | None = typer.Option(
-            None, "--exclude-elements", help="Only materials with none of these."
-        ),
-        spacegroup: str | None = typer.Option(
-            None, "--spacegroup", help="Space group symbol or number, e.g. Fm-3m or 225."
-        ),
-        max_sites: int | None = typer.Option(None, "--max-sites", help="Only materials with at most this many sites."),
-        where: str | None = typer.Option(
-            None, "--where", help='Condition on properties, e.g. "band_gap > 1 and bulk_modulus_vrh < 100".'
-        ),
-        known: bool = typer.Option(
-            False, "--known", help="Check with StructureMatcher whether each query is a known material."
-        ),
-        json_out: bool = typer.Option(False, "--json", help="Print a JSON list, one object per query."),
-        csv_path: str | None = typer.Option(
-            None, "--csv", metavar="FILE", help="Also write the hits as CSV ('-' for stdout)."
-        ),
-    ) -> None:
-        """Find the known materials most similar to each QUERY (cosine similarity of CrystalCLR embeddings).
-
-        Filters are exact: they are evaluated in SQL and the search runs over the materials that pass.
-        """
-        from crystalsearch.io import ReadReport
-        from crystalsearch.search.catalog import Catalog
-        from crystalsearch.search.filters import Filters
-
-        filters = Filters.make(elements=elements, exclude_elements=exclude_elements, spacegroup=spacegroup,
-                               max_sites=max_sites, where=where)  # fmt: skip
-        report = ReadReport()
-        with Catalog.open(index) as catalog:
-            results = catalog.search(queries, k=k, filters=filters, known=known, report=report)
-        if csv_path:
-            write_csv(results, csv_path)
-        if json_out:
-            print_json([r.to_dict() for r in results])
-        elif csv_path != "-":
-            for r in results:
-                if r.error is None:
-                    render_table(r, filters=filters.describe())
-        errors = [r.error for r in results if r.error]
-        for message in errors:
-            err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2 if errors or report.failed else 0)
+    add_command(app, similar, "similar", epilog=EXAMPLES)

@@ -1,16 +1,80 @@
-"""Search results: :class:`Hit` (one similar material) and :class:`QueryResult` (the hits of one query).
+"""Search results and the one JSON schema of the CLI (``--json`` of ``similar``, ``predict``, ``embed``).
 
-``QueryResult.to_dict()`` is the public ``crystalsearch similar --json`` shape: ``{"query": ..., "hits":
-[{"material_id", "formula", "similarity", ...}]}`` plus ``formula`` (the query's reduced formula),
-``error`` for a query that could not be read, and ``verdict``/``known_as`` with ``--known``.
+Every ``--json`` response is one object (documented in ``docs/json.md``)::
+
+    {"schema_version": 1, "command": "similar", "units": {...}, ..., "results": [...]}
+
+* ``units`` is given once per response: the unit of every numeric field and property below it;
+* every query has one entry in ``results``, in input order, with ``error`` (``null`` when it worked);
+* every property key is present in every hit, ``null`` when the material has no value;
+* numbers are rounded to their meaningful digits (:func:`round_value`): similarities to 6 decimals,
+  properties to the decimals of :data:`crystalsearch.properties.REGISTRY`, others to 6 significant digits.
+
+:class:`Hit` (one similar material) and :class:`QueryResult` (the hits of one query) build the
+``similar`` entries.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Hit", "QueryResult"]
+__all__ = [
+    "FIELD_UNITS",
+    "SCHEMA_VERSION",
+    "SIMILARITY_DIGITS",
+    "Hit",
+    "QueryResult",
+    "response",
+    "round_value",
+]
+
+SCHEMA_VERSION = 1
+SIMILARITY_DIGITS = 6
+FIELD_UNITS: dict[str, str] = {
+    "similarity": "cosine similarity of L2-normalised CrystalCLR representations (1 = same representation)",
+    "density": "g/cm^3",
+    "volume_per_atom": "Å^3/atom",
+}
+_DIGITS = {"similarity": SIMILARITY_DIGITS, "density": 4, "volume_per_atom": 4}
+
+
+def _registry_digits(column: str) -> int | None:
+    from crystalsearch.properties import REGISTRY
+
+    for prop in REGISTRY:
+        if prop.column == column:
+            return prop.digits
+    return None
+
+
+def round_value(column: str, value: float | None) -> float | None:
+    """``value`` rounded to the meaningful digits of ``column``; None for missing or non-finite values."""
+    if value is None:
+        return None
+    value = float(value)
+    if not math.isfinite(value):
+        return None
+    digits = _DIGITS.get(column)
+    if digits is None:
+        digits = _registry_digits(column)
+    if digits is None:
+        return float(f"{value:.6g}")
+    return round(value, digits) + 0.0  # + 0.0 turns -0.0 into 0.0
+
+
+def property_columns(extra: Iterable[str] = ()) -> list[str]:
+    """The property columns every hit lists: the registry's, then any others an index carries."""
+    from crystalsearch.properties import PROPERTY_COLUMNS
+
+    return list(dict.fromkeys([*PROPERTY_COLUMNS, *extra]))
+
+
+def response(command: str, results: list[dict[str, Any]], *, units: Mapping[str, str], **meta: Any) -> dict[str, Any]:
+    """The envelope of every ``--json`` output."""
+    return {"schema_version": SCHEMA_VERSION, "command": command, "units": dict(units), **meta, "results": results}
 
 
 @dataclass(frozen=True)
@@ -31,17 +95,18 @@ class Hit:
     source: str
     same_structure: bool | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
+    def to_dict(self, columns: Iterable[str] | None = None) -> dict[str, Any]:
+        """The JSON shape of a hit; ``properties`` has every key of ``columns`` (null when unknown)."""
+        keys = property_columns(self.properties) if columns is None else [*dict.fromkeys([*columns, *self.properties])]
+        return {
             "rank": self.rank, "material_id": self.material_id, "formula": self.formula,
-            "similarity": round(self.similarity, 6), "spacegroup": self.spacegroup,
+            "similarity": round_value("similarity", self.similarity), "spacegroup": self.spacegroup,
             "spacegroup_number": self.spacegroup_number, "crystal_system": self.crystal_system,
-            "nsites": self.nsites, "density": round(self.density, 4), "volume_per_atom": round(self.volume_per_atom, 4),
-            "properties": self.properties, "source": self.source,
+            "nsites": self.nsites, "density": round_value("density", self.density),
+            "volume_per_atom": round_value("volume_per_atom", self.volume_per_atom),
+            "properties": {k: round_value(k, self.properties.get(k)) for k in keys}, "source": self.source,
+            "same_structure": self.same_structure,
         }  # fmt: skip
-        if self.same_structure is not None:
-            out["same_structure"] = self.same_structure
-        return out
 
 
 @dataclass(frozen=True)
@@ -55,11 +120,11 @@ class QueryResult:
     verdict: str | None = None
     known_as: tuple[str, ...] = ()
 
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"query": self.query, "formula": self.formula, "hits": [h.to_dict() for h in self.hits]}
-        if self.error is not None:
-            out["error"] = self.error
-        if self.verdict is not None:
-            out["verdict"] = self.verdict
-            out["known_as"] = list(self.known_as)
-        return out
+    def to_dict(self, columns: Iterable[str] | None = None) -> dict[str, Any]:
+        """The JSON shape of one query: ``error``, ``verdict`` and ``known_as`` always present."""
+        cols = None if columns is None else list(columns)
+        return {
+            "query": self.query, "formula": self.formula, "error": self.error, "verdict": self.verdict,
+            "known_as": list(self.known_as) if self.verdict is not None else None,
+            "hits": [h.to_dict(cols) for h in self.hits],
+        }  # fmt: skip

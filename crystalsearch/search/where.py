@@ -46,7 +46,7 @@ ALIASES = {
 MAX_WHERE_LENGTH = 1000
 MAX_WHERE_TOKENS = 400
 KEYWORDS = frozenset({"and", "or", "not", "in", "between", "like", "is", "null", "none"})
-_HIDDEN = frozenset({"id"})  # internal row number, not a property
+_HIDDEN = frozenset({"id", "label_sources"})  # row number and provenance JSON: not filterable
 
 _TOKEN = re.compile(
     r"""\s*(?:
@@ -356,10 +356,13 @@ class _Parser:
         raise self.error(f"unexpected {tok.text!r}", tok)
 
     def column(self, tok: Token) -> _Value:
+        from crystalsearch.properties import REGISTRY
         from crystalsearch.search.db import Material
 
         known = columns()
-        key = ALIASES.get(tok.text.lower(), tok.text.lower())
+        name = tok.text.lower()
+        registry = {alias: p.column for p in REGISTRY for alias in (*p.aliases, p.label.lower())}
+        key = ALIASES.get(name) or registry.get(name, name)
         if key not in known:
             raise self.error(f"unknown column {tok.text!r}", tok, hint=f" (columns: {', '.join(known)})")
         return _Value(getattr(Material, key), "number" if known[key] else "text", True)
