@@ -224,12 +224,19 @@ WHERE_CASES = [
     ("spacegroup_number IN (225, 227) OR nsites <> 2", lambda m: m.spacegroup_number in (225, 227) or m.nsites != 2),
     ("crystal_system NOT IN ('cubic', 'hexagonal')", lambda m: m.crystal_system not in ("cubic", "hexagonal")),
     ("band_gap BETWEEN 1 AND 3", lambda m: 1 <= m.band_gap <= 3),
-    ("NOT band_gap BETWEEN 1 AND 3 AND bulk_modulus_vrh IS NULL",
-     lambda m: not 1 <= m.band_gap <= 3 and m.bulk_modulus_vrh is None),
+    (
+        "NOT band_gap BETWEEN 1 AND 3 AND bulk_modulus_vrh IS NULL",
+        lambda m: not 1 <= m.band_gap <= 3 and m.bulk_modulus_vrh is None,
+    ),
     ("formula LIKE 'Na%'", lambda m: m.formula.lower().startswith("na")),
-    ("formula NOT LIKE '%O%' and (K_VRH + G_VRH) / 2 > 30",
-     lambda m: "o" not in m.formula.lower() and m.bulk_modulus_vrh is not None
-     and (m.bulk_modulus_vrh + m.shear_modulus_vrh) / 2 > 30),
+    (
+        "formula NOT LIKE '%O%' and (K_VRH + G_VRH) / 2 > 30",
+        lambda m: (
+            "o" not in m.formula.lower()
+            and m.bulk_modulus_vrh is not None
+            and (m.bulk_modulus_vrh + m.shear_modulus_vrh) / 2 > 30
+        ),
+    ),
 ]
 
 
@@ -477,7 +484,7 @@ def test_default_index_built_once_in_cache(
     monkeypatch.setattr(build_mod, "build_index", small_build)
     notes: list[str] = []
     with Catalog.open("default", progress=False, notify=notes.append) as cat:
-        assert len(cat) == 40 and cat.path == tmp_path / "cache" / "index" / Encoder.random(seed=0).hash
+        assert len(cat) == 40 and cat.path == tmp_path / "cache" / "index" / f"mp2025-{Encoder.random(seed=0).hash}"
     assert any("no trained default encoder" in n for n in notes) and any("Building" in n for n in notes)
     with Catalog.open("default", progress=False, notify=notes.append) as cat:
         assert len(cat) == 40
@@ -589,5 +596,5 @@ def test_shipped_index_used_when_built_with_the_default_encoder(
     monkeypatch.setattr(build_mod, "build_index", lambda source, **kw: build_index(entries[:10], **kw))
     notes: list[str] = []
     with Catalog.open("default", progress=False, notify=notes.append) as cat:  # shipped index is for another encoder
-        assert cat.path == tmp_path / "cache" / "index" / other.hash and len(cat) == 10
+        assert cat.path == tmp_path / "cache" / "index" / f"mp2025-{other.hash}" and len(cat) == 10
     assert any("shipped index is for encoder" in n for n in notes)

@@ -44,7 +44,8 @@ from crystalsearch.search.manifest import (
     versions,
     write_manifest,
 )  # fmt: skip
-from crystalsearch.search.symmetry import SYMPREC, symmetry_many
+from crystalsearch.search.prototype import labels_many
+from crystalsearch.search.symmetry import SYMPREC
 
 if TYPE_CHECKING:
     from crystalsearch.embed import Encoder
@@ -84,10 +85,12 @@ def _bar(progress: Progress, total: int, description: str) -> Iterator[Callable[
 def _load_chunk(path: Path, n: int, dim: int) -> dict[str, np.ndarray] | None:
     try:
         with np.load(path) as data:
-            chunk = {k: data[k] for k in ("embeddings", "spacegroup", "n")}
+            chunk = {k: data[k] for k in ("embeddings", "spacegroup", "prototype", "n")}
     except (OSError, ValueError, KeyError, EOFError):
         return None
-    if int(chunk["n"][0]) != n or chunk["embeddings"].shape != (n, dim) or chunk["spacegroup"].shape != (n,):
+    if int(chunk["n"][0]) != n or chunk["embeddings"].shape != (n, dim):
+        return None
+    if chunk["spacegroup"].shape != (n,) or chunk["prototype"].shape != (n,):
         return None
     return chunk
 
@@ -145,7 +148,7 @@ def build_index(
             if save:
                 _save_npz(work / f"chunk_{i:05d}.npz", chunk)
             chunks[i] = chunk
-            rows.put(starts[i], parts[i], chunk["spacegroup"])
+            rows.put(starts[i], parts[i], chunk["spacegroup"], chunk["prototype"])
 
         try:
             with _bar(progress, len(entries), f"embedding {len(entries):,} crystals") as advance:
@@ -282,7 +285,9 @@ def add_to_index(
                 raise IndexFileError(f"{index}: FAISS rows ({n0}) and database rows disagree; rebuild the index")
             with _bar(progress, len(new), f"embedding {len(new):,} crystals") as advance:
                 vectors = embed_entries(new, enc, advance=advance)
-            rows = entry_rows(new, symmetry_many(e.cell() for e in new), start=n0)
+            labels = labels_many(e.cell() for e in new)
+            symmetries = [lab.symmetry() for lab in labels]
+            rows = entry_rows(new, symmetries, start=n0, prototypes=[lab.prototype for lab in labels])
             atomic_write_bytes(index / JOURNAL, json.dumps({"n0": n0, "added": len(new)}).encode())
             db.insert(rows)
             vi.add(vectors)

@@ -9,6 +9,7 @@ search path are in :mod:`crystalsearch.search.reader` (stdlib sqlite3, no SQLAlc
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from sqlalchemy.sql.elements import ColumnElement
 
-from crystalsearch.datasets import PROPERTY_UNITS
+from crystalsearch.properties import UNITS as PROPERTY_UNITS
 from crystalsearch.search.entries import PROPERTIES, Entry
 from crystalsearch.search.sqlite import connect
 from crystalsearch.search.symmetry import Symmetry, density_and_volume
@@ -56,6 +57,8 @@ class Material(Base):
     thermal_conductivity: Mapped[float | None] = mapped_column(Float)
     melting_temperature: Mapped[float | None] = mapped_column(Float)
     source: Mapped[str] = mapped_column(String)
+    prototype: Mapped[str | None] = mapped_column(String, index=True)  # search.prototype label
+    label_sources: Mapped[str | None] = mapped_column(String)  # JSON {property: provenance} where known
 
 
 class StructureRow(Base):
@@ -82,10 +85,13 @@ class PropertyUnit(Base):
     unit: Mapped[str] = mapped_column(String)
 
 
-def entry_rows(entries: Sequence[Entry], symmetries: Sequence[Symmetry], *, start: int) -> list[dict[str, Any]]:
-    """``materials`` rows (dicts) for entries, ids from ``start``."""
+def entry_rows(
+    entries: Sequence[Entry], symmetries: Sequence[Symmetry], *, start: int, prototypes: Sequence[str] | None = None
+) -> list[dict[str, Any]]:
+    """``materials`` rows (dicts) for entries, ids from ``start``; ``prototypes``: their prototype labels."""
     rows = []
-    for i, (e, sym) in enumerate(zip(entries, symmetries, strict=True)):
+    labels = prototypes if prototypes is not None else [None] * len(entries)
+    for i, (e, sym, label) in enumerate(zip(entries, symmetries, labels, strict=True)):
         density, vpa = density_and_volume(e.lattice, e.numbers)
         elements = e.elements
         row: dict[str, Any] = {
@@ -102,6 +108,8 @@ def entry_rows(entries: Sequence[Entry], symmetries: Sequence[Symmetry], *, star
             "density": density,
             "volume_per_atom": vpa,
             "source": e.source,
+            "prototype": label or None,
+            "label_sources": json.dumps(dict(e.provenance), separators=(",", ":")) if e.provenance else None,
             "structure": e.structure_json(),
         }
         for p in PROPERTIES:
@@ -214,8 +222,8 @@ class MetadataDB:
 class RowWriter:
     """Inserts the rows of finished build chunks from a background thread (overlaps with embedding).
 
-    ``put(start, entries, spacegroup_numbers)`` queues one chunk; ``finish()`` waits, checkpoints and
-    closes the database, re-raising any error of the thread.
+    ``put(start, entries, spacegroup_numbers, prototypes)`` queues one chunk; ``finish()`` waits,
+    checkpoints and closes the database, re-raising any error of the thread.
     """
 
     def __init__(self, path: Path) -> None:
@@ -223,24 +231,24 @@ class RowWriter:
         import threading
 
         self.db = MetadataDB(path, readonly=False)
-        self._queue: queue.Queue[tuple[int, Sequence[Entry], np.ndarray] | None] = queue.Queue()
+        self._queue: queue.Queue[tuple[int, Sequence[Entry], np.ndarray, np.ndarray] | None] = queue.Queue()
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="crystalsearch-rows", daemon=True)
         self._thread.start()
 
-    def put(self, start: int, entries: Sequence[Entry], numbers: np.ndarray) -> None:
-        self._queue.put((start, entries, numbers))
+    def put(self, start: int, entries: Sequence[Entry], numbers: np.ndarray, prototypes: np.ndarray) -> None:
+        self._queue.put((start, entries, numbers, prototypes))
 
     def _run(self) -> None:
-        from crystalsearch.search.symmetry import Symmetry, crystal_system, spacegroup_symbol
+        from crystalsearch.search.prototype import SymmetryLabel
 
         while (item := self._queue.get()) is not None:
             if self._error is not None:
                 continue
-            start, entries, numbers = item
+            start, entries, numbers, prototypes = item
             try:
-                syms = [Symmetry(int(n), spacegroup_symbol(int(n)), crystal_system(int(n))) for n in numbers]
-                self.db.insert(entry_rows(entries, syms, start=start))
+                syms = [SymmetryLabel(int(n), "").symmetry() for n in numbers]
+                self.db.insert(entry_rows(entries, syms, start=start, prototypes=[str(p) for p in prototypes]))
             except BaseException as exc:  # noqa: BLE001 - handed to the main thread by finish()
                 self._error = exc
 

@@ -1,7 +1,7 @@
 """Which encoder and which index to use by default, and how to load an index's encoder again.
 
 The default index is, in order: the one shipped in the package (``crystalsearch/models/index``) if it
-was built with the default encoder; else ``<cache>/index/<encoder hash>`` (``crystalsearch.graph.store
+was built with the default encoder; else ``<cache>/index/mp2025-<encoder hash>`` (``crystalsearch.graph.store
 .cache_dir()``), built there on first use with a progress bar and reused afterwards. If the default
 encoder checkpoint is missing, an untrained random encoder (seed 0) stands in, with a note.
 """
@@ -57,10 +57,14 @@ def shipped_index_dir() -> Path:
     return shipped_models_dir() / "index"
 
 
+CATALOG_TAG = "mp2025"  # the default catalog's release; part of the cached default index's folder name
+
+
 def cache_index_dir(encoder_hash: str) -> Path:
+    """``<cache>/index/mp2025-<encoder hash>``: one default index per catalog release and encoder."""
     from crystalsearch.graph.store import cache_dir
 
-    return cache_dir() / "index" / encoder_hash
+    return cache_dir() / "index" / f"{CATALOG_TAG}-{encoder_hash}"
 
 
 def default_encoder(*, notify: Callable[[str], None] = notify_stderr) -> Encoder:
@@ -107,8 +111,9 @@ def default_index(
                 "`crystalsearch similar` or by `crystalsearch index build`"
             )
         notify(
-            f"Building the default search index of all shipped structures with encoder {enc.name} "
-            f"({enc.hash}) into {target}. This happens once and takes a minute or two."
+            "Building the default search index of the Materials Project release 2025.02.12 (170,466 "
+            f"materials) with encoder {enc.name} ({enc.hash}) into {target}. This happens once and "
+            "takes a few minutes; an interrupted build resumes where it stopped."
         )
         from crystalsearch.search.build import build_index
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from crystalsearch.search.entries import Entry
-from crystalsearch.search.symmetry import symmetry_many
+from crystalsearch.search.prototype import labels_many
 
 if TYPE_CHECKING:
     from crystalsearch.embed import Encoder
@@ -57,21 +57,21 @@ def embed_entries(
     entries: Sequence[Entry], encoder: Encoder, *, advance: Callable[[int], None], batch_size: int = BATCH_SIZE
 ) -> np.ndarray:
     """L2-normalised embeddings of entries (graphs built straight from the arrays, no pymatgen)."""
-    from crystalsearch.graph.store import build_store
     from crystalsearch.search.faiss_index import normalise
 
     if not entries:
         return np.zeros((0, encoder.dim), dtype=np.float32)
-    k = encoder.max_neighbors
-    store = build_store([e.cell() for e in entries], radius=encoder.radius, max_neighbors=k, num_candidates=k)
+    store = encoder.graph.store([e.cell() for e in entries])
     return normalise(encoder.embed_store(store, batch_size=batch_size, progress=advance))
 
 
 def embed_chunk(entries: Sequence[Entry], encoder: Encoder, advance: Callable[[int], None]) -> dict[str, np.ndarray]:
-    """What a build saves per chunk: embeddings, space group numbers and the entry count."""
+    """What a build saves per chunk: embeddings, space group numbers, prototype labels and the entry count."""
     embeddings = embed_entries(entries, encoder, advance=advance)
-    numbers = np.array([s.number for s in symmetry_many(e.cell() for e in entries)], dtype=np.int16)
-    return {"embeddings": embeddings, "spacegroup": numbers, "n": np.array([len(entries)])}
+    labels = labels_many(e.cell() for e in entries)
+    numbers = np.array([lab.number for lab in labels], dtype=np.int16)
+    prototypes = np.array([lab.prototype for lab in labels], dtype=np.str_)
+    return {"embeddings": embeddings, "spacegroup": numbers, "prototype": prototypes, "n": np.array([len(entries)])}
 
 
 def auto_workers(n_entries: int, encoder: Encoder | None = None) -> int:

@@ -1,8 +1,12 @@
 """What goes into an index: one :class:`Entry` per material, from shipped datasets, files or the MP API.
 
 Materials Project entries that appear in several shipped datasets become ONE entry carrying the
-properties of all of them (``source`` lists the datasets). Property values are in the units of
-:data:`crystalsearch.datasets.PROPERTY_UNITS`.
+properties of all of them (``source`` lists the datasets). Property values are in the units of the
+property registry (:mod:`crystalsearch.properties`).
+
+The default catalog (dataset name ``"all"``) is :data:`CATALOG_DATASETS`: every material of the
+Materials Project release 2025.02.12 (``mp2025``, with all shipped labels joined) plus the
+``mp_elasticity`` materials that are not in that release.
 """
 
 from __future__ import annotations
@@ -16,24 +20,19 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from crystalsearch.errors import InputError
+from crystalsearch.properties import PROPERTY_COLUMNS
 
 if TYPE_CHECKING:
     from pymatgen.core import Structure
 
     from crystalsearch.datasets import Record
 
-__all__ = ["ALL_DATASETS", "PROPERTIES", "Entry", "as_entries", "entries_from_datasets", "entries_from_structures"]
+__all__ = ["CATALOG_DATASETS", "PROPERTIES", "Entry", "as_entries", "entries_from_datasets"]
+__all__ += ["entries_from_structures"]
 
-PROPERTIES: tuple[str, ...] = (
-    "formation_energy_per_atom",
-    "band_gap",
-    "efermi",
-    "bulk_modulus_vrh",
-    "shear_modulus_vrh",
-    "thermal_conductivity",
-    "melting_temperature",
-)
-ALL_DATASETS: tuple[str, ...] = ("mp_structures", "mp_elasticity", "thermal_conductivity", "melting_temperature")
+PROPERTIES: tuple[str, ...] = PROPERTY_COLUMNS
+CATALOG_DATASETS: tuple[str, ...] = ("mp2025", "mp_elasticity")
+ALL_DATASETS = CATALOG_DATASETS  # the name earlier versions used
 
 
 @dataclass(frozen=True, eq=False)
@@ -49,6 +48,7 @@ class Entry:
     numbers: np.ndarray
     properties: Mapping[str, float] = field(default_factory=dict)
     source: str = "user"
+    provenance: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def num_sites(self) -> int:
@@ -98,6 +98,7 @@ def entry_from_record(record: Record, *, source: str) -> Entry:
         numbers=record.atomic_numbers,
         properties=_clean(record.properties),
         source=source,
+        provenance=dict(record.provenance),
     )
 
 
@@ -110,24 +111,27 @@ def merge_records(groups: Iterable[tuple[str, Iterable[Record]]]) -> list[Entry]
             if cur is None:
                 merged[record.material_id] = entry_from_record(record, source=source)
                 continue
-            props = dict(cur.properties)
+            props, provenance = dict(cur.properties), dict(cur.provenance)
             for k, v in _clean(record.properties).items():
-                props.setdefault(k, v)
+                if k not in props:
+                    props[k] = v
+                    provenance[k] = record.provenance.get(k, source)
             sources = cur.source if source in cur.source.split(",") else f"{cur.source},{source}"
             merged[record.material_id] = Entry(
                 cur.material_id, cur.formula, cur.reduced_formula, cur.lattice, cur.species,
-                cur.frac_coords, cur.numbers, props, sources,
+                cur.frac_coords, cur.numbers, props, sources, provenance,
             )  # fmt: skip
     return list(merged.values())
 
 
 def entries_from_datasets(names: str | Sequence[str] = "all") -> list[Entry]:
-    """Entries of shipped datasets (``"all"``: every shipped dataset, merged by material id)."""
+    """Entries of shipped datasets merged by material id (``"all"``: the default catalog,
+    :data:`CATALOG_DATASETS`)."""
     from crystalsearch import datasets
 
-    chosen = ALL_DATASETS if names == "all" else ((names,) if isinstance(names, str) else tuple(names))
+    chosen = CATALOG_DATASETS if names == "all" else ((names,) if isinstance(names, str) else tuple(names))
     if "all" in chosen:
-        chosen = ALL_DATASETS
+        chosen = CATALOG_DATASETS
     for name in chosen:
         if name not in datasets.DATASETS:
             valid = ", ".join(("all", *datasets.DATASETS))

@@ -54,14 +54,21 @@ class MaterialRow:
     thermal_conductivity: float | None
     melting_temperature: float | None
     source: str
+    prototype: str | None = None  # crystalsearch.search.prototype label (None in indexes built before it)
+    label_sources: str | None = None  # JSON {property: provenance key} (crystalsearch.datasets.PROVENANCE)
 
     def properties(self) -> dict[str, float]:
         """Known (non-NULL) properties."""
         return {p: v for p in PROPERTIES if (v := getattr(self, p)) is not None}
 
+    def provenance(self) -> dict[str, str]:
+        """Where each known label came from (empty for indexes built before this column existed)."""
+        import json
+
+        return dict(json.loads(self.label_sources)) if self.label_sources else {}
+
 
 MATERIAL_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(MaterialRow))
-_SELECT_ROWS = f"SELECT {', '.join(MATERIAL_COLUMNS)} FROM materials WHERE id IN "
 BATCH = 500
 
 
@@ -121,9 +128,18 @@ class MetadataReader:
         rows = self._batched("SELECT material_id, id FROM materials WHERE material_id IN ", ids)
         return {m: int(i) for m, i in rows}
 
+    def _select_rows(self) -> str:
+        """SELECT of all ``MATERIAL_COLUMNS``, with NULL for columns an index built by an older version lacks."""
+        sql: str | None = getattr(self, "_select_sql", None)
+        if sql is None:
+            have = {r[1] for r in self._conn().execute("PRAGMA table_info(materials)")}
+            cols = [c if c in have else f"NULL AS {c}" for c in MATERIAL_COLUMNS]
+            sql = self._select_sql = f"SELECT {', '.join(cols)} FROM materials WHERE id IN "
+        return sql
+
     def materials(self, row_ids: Sequence[int]) -> dict[int, MaterialRow]:
         """``materials`` rows by id."""
-        rows = self._batched(_SELECT_ROWS, [int(i) for i in row_ids])
+        rows = self._batched(self._select_rows(), [int(i) for i in row_ids])
         return {int(r[0]): MaterialRow(*r) for r in rows}
 
     def structures(self, row_ids: Sequence[int]) -> dict[int, str]:
