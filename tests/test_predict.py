@@ -126,13 +126,39 @@ def test_cli_predict_json_shape_and_bad_input(tmp_path: Path) -> None:
     )
     assert result.exit_code == 2
     payload = json.loads(result.stdout)
-    assert len(payload) == 1
-    (item,) = payload
+    assert payload["schema_version"] == 1 and payload["units"]["value"] == "eV"
+    item, failed = payload["results"]  # the failed query is present too (issue 12), with its error
     assert item["query"].endswith("GaAs.cif") and item["property"] == "band_gap" and item["unit"] == "eV"
-    assert item["value"] >= -0.5 and item["uncertainty"] >= 0 and item["neighbors"] == []
+    assert item["value"] >= -0.5 and item["uncertainty"] >= 0 and item["neighbors"] == [] and item["error"] is None
+    assert failed["query"] == str(bad) and failed["value"] is None and failed["error"].startswith(str(bad))
 
 
 def test_cli_unknown_property_is_one_line() -> None:
     result = CliRunner().invoke(app, ["predict", "--property", "colour", str(EXAMPLES / "Si.cif")])
     assert result.exit_code == 2
     assert "unknown property 'colour'" in result.output
+
+
+def test_cli_predict_says_catalog_value_and_explains_the_spread(small_catalog, monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from rich.console import Console
+
+    import crystalsearch.cli.predict as cli_predict
+
+    monkeypatch.setenv("CRYSTALSEARCH_CACHE", str(tmp_path))
+    args = ["predict", "-p", "bulk_modulus", str(EXAMPLES / "NaCl.cif"), "mp-149", "--index", str(small_catalog.path)]
+    result = CliRunner().invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert "spread" in payload["uncertainty"] and "3 seed-ensemble" in payload["uncertainty"]
+    nacl, si = payload["results"]
+    assert nacl["catalog_value"] == {"material_id": "mp-22862", "value": 23.8}  # a file that is an indexed material
+    assert si["catalog_value"] == {"material_id": "mp-149", "value": 88.9}  # an indexed id
+    for r in (nacl, si):  # the material itself is not its own evidence
+        assert len(r["neighbors"]) == 3 and r["catalog_value"]["material_id"] not in {n["material_id"] for n in r["neighbors"]}
+    out = Console(record=True, width=200, force_terminal=False)
+    monkeypatch.setattr(cli_predict, "console", out)
+    monkeypatch.setattr(Console, "is_terminal", property(lambda self: True))
+    result = CliRunner().invoke(app, args)
+    text = out.export_text()
+    assert "catalog value: 23.8 GPa (mp-22862 is this structure" in text
+    assert "± is the spread (sample standard deviation) of the predictions of the 3 seed-ensemble members" in text

@@ -1,87 +1,246 @@
-"""`crystalsearch predict`: property values with uncertainty and evidence from the nearest known materials."""
+"""`crystalsearch predict`: property values with uncertainty and evidence from the nearest known materials.
+
+When a query is itself in the catalog with a stored value of the property (an indexed id, or a file
+StructureMatcher finds to be an indexed material), the answer says so ("catalog value: ...") and that
+material is not shown as its own evidence. "±" is the spread (sample standard deviation) of the
+predictions of the seed ensemble; every output says so.
+"""
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
-from crystalsearch.cli.common import console, err_console, one_line_errors, print_json
+from crystalsearch.cli.common import add_command, console, examples, one_line_errors, print_error, print_json
+
+if TYPE_CHECKING:
+    from pymatgen.core import Structure
+
+    from crystalsearch.predict import Prediction, Predictor
+    from crystalsearch.search.catalog import Catalog
+
+EXAMPLES = examples(
+    "crystalsearch predict --property bulk_modulus examples/*.cif",
+    "crystalsearch predict -p band_gap mp-2534 --json",
+    "crystalsearch predict -p formation_energy my_structures/ --no-evidence --csv predictions.csv",
+)
+SPREAD = "± is the spread (sample standard deviation) of the predictions of the {n} seed-ensemble members, not a "
+SPREAD += "calibrated error bar"
+
+
+@dataclasses.dataclass(frozen=True)
+class Answer:
+    """One query's outcome: a prediction (with the catalog's own value when the query is indexed) or an error."""
+
+    query: str
+    prediction: Prediction | None = None
+    catalog_value: dict[str, Any] | None = None
+    error: str | None = None
+
+
+def catalog_value(
+    label: str, structure: Structure, prediction: Prediction, catalog: Catalog, column: str
+) -> tuple[dict[str, Any] | None, Prediction]:
+    """The stored value when the query is itself in the catalog, and the prediction with that material
+    removed from its evidence (the next nearest material with a value takes its place)."""
+    from crystalsearch.predict import EVIDENCE, Neighbor
+    from crystalsearch.search.known import matching_rows
+
+    row = catalog.row_of(label.strip())
+    if row is None:  # a file: is it an indexed material? (identical representation and StructureMatcher)
+        formula = structure.composition.reduced_formula
+        close = [n for n in prediction.neighbors if n.similarity > 0.9999 and n.formula == formula]
+        for n in close:
+            candidate = catalog.row_of(n.material_id)
+            if candidate is not None and matching_rows(structure, [(candidate, catalog.structure(n.material_id))],
+                                                       config=catalog.matcher):  # fmt: skip
+                row = candidate
+                break
+    if row is None:
+        return None, prediction
+    material = catalog.db.materials([row])[row]
+    value = material.properties().get(column)
+    if value is None:
+        return None, prediction
+    hits = catalog.similar(structure, k=EVIDENCE + 1, where=f"{column} IS NOT NULL")
+    neighbors = tuple(
+        Neighbor(h.material_id, h.formula, float(h.properties[column]), h.similarity)
+        for h in hits
+        if h.material_id != material.material_id
+    )[:EVIDENCE]
+    found = {"material_id": material.material_id, "value": float(value)}
+    return found, dataclasses.replace(prediction, neighbors=neighbors)
+
+
+def answer_all(
+    queries: list[str], predictor: Predictor, catalog: Catalog | None
+) -> list[Answer]:
+    """Predictions for every query in input order; unreadable ones become answers with ``error``."""
+    from crystalsearch.errors import InputError
+    from crystalsearch.io import read_items
+
+    items = list(read_items(queries))
+    good = [(label, s) for label, s in items if not isinstance(s, InputError)]
+    predictions = iter(predictor.predict(good, catalog=catalog))
+    out = []
+    for label, item in items:
+        if isinstance(item, InputError):
+            out.append(Answer(label, error=str(item)))
+            continue
+        pred = next(predictions)
+        found = None
+        if catalog is not None:
+            found, pred = catalog_value(label, item, pred, catalog, predictor.column)
+        out.append(Answer(label, pred, found))
+    return out
+
+
+def to_dict(answer: Answer, predictor: Predictor) -> dict[str, Any]:
+    """The JSON entry of one query (keys query, property, value, unit, uncertainty, neighbors kept)."""
+    from crystalsearch.search.results import round_value
+
+    col = predictor.column
+    base: dict[str, Any] = {"query": answer.query, "property": predictor.property, "value": None,
+                            "unit": predictor.unit, "uncertainty": None, "neighbors": [], "catalog_value": None,
+                            "nearest_similarity": None, "in_distribution": None, "warning": None, "ensemble": [],
+                            "error": answer.error}  # fmt: skip
+    p = answer.prediction
+    if p is None:
+        return base
+    cat = answer.catalog_value
+    return {
+        **base, **p.to_dict(),
+        "value": round_value(col, p.value), "uncertainty": float(f"{p.uncertainty:.3g}"),
+        "neighbors": [{**n.to_dict(), "value": round_value(col, n.value)} for n in p.neighbors],
+        "catalog_value": None if cat is None else {**cat, "value": round_value(col, cat["value"])},
+        "ensemble": [round_value(col, m) for m in p.members], "error": None,
+    }  # fmt: skip
+
+
+def render(answers: list[Answer], predictor: Predictor) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from crystalsearch.cli.render import similarity_text
+    from crystalsearch.properties import by_column
+
+    digits = by_column(predictor.column).digits if predictor.column in _columns() else 3
+    unit = predictor.unit
+    shown = 0
+    for a in answers:
+        r = a.prediction
+        if r is None:
+            continue
+        shown += 1
+        value = f"{r.value:.{digits}f} ± {r.uncertainty:.{digits}f} {unit}"
+        console.print(f"{escape(a.query)}: {r.property} = [bold]{value}[/]", highlight=False)
+        if a.catalog_value is not None:
+            stored = f"{a.catalog_value['value']:.{digits}f} {unit}"
+            console.print(f"  catalog value: [bold]{stored}[/] ({a.catalog_value['material_id']} is this structure; "
+                          "the prediction is for comparison)", highlight=False)  # fmt: skip
+        if r.warning:
+            console.print(f"  [yellow]warning:[/] {escape(r.warning)}", highlight=False)
+        if r.neighbors:
+            table = Table(title="evidence: nearest other materials with a known value", title_justify="left")
+            for col in ("material id", "formula", f"{r.property} ({unit})", "similarity"):
+                table.add_column(col, no_wrap=True, justify="left" if col in ("material id", "formula") else "right")
+            for n in r.neighbors:
+                table.add_row(n.material_id, n.formula, f"{n.value:.{digits}f}", similarity_text(n.similarity))
+            console.print(table)
+    if shown:
+        console.print(SPREAD.format(n=len(predictor.members)), style="dim", highlight=False)
+
+
+def _columns() -> set[str]:
+    from crystalsearch.properties import PROPERTY_COLUMNS
+
+    return set(PROPERTY_COLUMNS)
+
+
+def table_rows(answers: list[Answer], predictor: Predictor) -> tuple[list[str], list[list[Any]]]:
+    """Header and one full row per query (for --csv and for piped output)."""
+    header = ["query", "property", "value", "unit", "uncertainty", "catalog_value", "catalog_material_id",
+              "nearest_similarity", "warning", "error", "neighbor_1", "neighbor_1_value", "neighbor_2",
+              "neighbor_2_value", "neighbor_3", "neighbor_3_value"]  # fmt: skip
+    rows = []
+    for a in answers:
+        d = to_dict(a, predictor)
+        cat = d["catalog_value"] or {}
+        row = [d["query"], d["property"], d["value"], d["unit"], d["uncertainty"], cat.get("value"),
+               cat.get("material_id"), d["nearest_similarity"], d["warning"] or "", d["error"] or ""]  # fmt: skip
+        for n in d["neighbors"]:
+            row += [n["material_id"], n["value"]]
+        rows.append(row + [""] * (len(header) - len(row)))
+    return header, rows
+
+
+def write_csv(path: Path, answers: list[Answer], predictor: Predictor) -> None:
+    import io
+
+    from crystalsearch.atomic import atomic_write_bytes
+
+    buf = io.StringIO()
+    header, rows = table_rows(answers, predictor)
+    w = csv.writer(buf)
+    w.writerow(header)
+    w.writerows(rows)
+    atomic_write_bytes(path, buf.getvalue().encode())
+
+
+@one_line_errors
+def predict(
+    queries: list[str] = typer.Argument(..., metavar="QUERY...", help="Structure files, folders, globs or ids."),
+    prop: str = typer.Option(..., "--property", "-p", help="bulk_modulus, shear_modulus, formation_energy, band_gap "
+                             "(shipped heads); others after `crystalsearch train finetune`."),  # fmt: skip
+    index: str = typer.Option("default", "--index", help="Index of the evidence materials and catalog values."),
+    heads: Path | None = typer.Option(None, "--heads", help="Folder of fine-tuned heads (seed*/ sub-folders)."),
+    no_evidence: bool = typer.Option(False, "--no-evidence", help="Skip the evidence and catalog values."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object (schema: README, JSON output)."),
+    csv_out: Path | None = typer.Option(None, "--csv", metavar="FILE", help="Also write a CSV file."),
+) -> None:
+    """Predict a property for each structure: the seed-ensemble mean ± its spread, the 3 nearest known
+    materials with a value as evidence, and the catalog's own value when the query is an indexed material."""
+    from crystalsearch.predict import Predictor
+    from crystalsearch.search.results import FIELD_UNITS, response
+    from crystalsearch.train.finetune import property_spec
+
+    property_spec(prop)
+    predictor = Predictor.load(prop, folder=heads)
+    catalog = None
+    if not no_evidence:
+        from crystalsearch.search.catalog import Catalog
+
+        catalog = Catalog.open(index, progress=not json_out)
+    try:
+        answers = answer_all(queries, predictor, catalog)
+    finally:
+        if catalog is not None:
+            catalog.close()
+    for a in answers:
+        if a.error:
+            print_error(a.error)
+    if json_out:
+        units = {"value": predictor.unit, "uncertainty": predictor.unit, "similarity": FIELD_UNITS["similarity"]}
+        meta = {"property": predictor.property, "column": predictor.column, "ensemble_size": len(predictor.members),
+                "uncertainty": SPREAD.format(n=len(predictor.members)).replace("± is", "uncertainty is"),
+                "heads": str(predictor.folder)}  # fmt: skip
+        print_json(response("predict", [to_dict(a, predictor) for a in answers], units=units, **meta))
+    elif console.is_terminal:
+        render(answers, predictor)
+    else:
+        from crystalsearch.cli.render import write_tsv
+
+        write_tsv(*table_rows([a for a in answers if a.error is None], predictor))
+    if csv_out is not None:
+        write_csv(csv_out, answers, predictor)
+    if any(a.error for a in answers):
+        raise typer.Exit(2)
 
 
 def register(app: typer.Typer) -> None:
     """Attach the `predict` command."""
-
-    @app.command("predict")
-    @one_line_errors
-    def predict_cmd(
-        queries: list[str] = typer.Argument(..., help="Structure files, folders, globs or material ids."),
-        prop: str = typer.Option(..., "--property", "-p", help="bulk_modulus, shear_modulus, formation_energy, "
-                                 "band_gap (shipped); others after `train finetune`."),  # fmt: skip
-        index: str = typer.Option("default", "--index", help="Index for the evidence neighbours."),
-        heads: Path | None = typer.Option(None, "--heads", help="Folder of fine-tuned heads (seed*/)."),
-        no_evidence: bool = typer.Option(False, "--no-evidence", help="Skip the nearest-neighbour evidence."),
-        json_out: bool = typer.Option(False, "--json", help="Print JSON: one object per query."),
-        csv_out: Path | None = typer.Option(None, "--csv", help="Also write a CSV file."),
-    ) -> None:
-        """Predict a property for each structure, with an ensemble uncertainty and the 3 nearest known materials."""
-        from crystalsearch.io import ReadReport, read_structures
-        from crystalsearch.predict import Predictor
-        from crystalsearch.train.finetune import property_spec
-
-        property_spec(prop)
-        report = ReadReport()
-        items = list(read_structures(queries, report=report))
-        for err in report.failed:
-            err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
-        predictor = Predictor.load(prop, folder=heads)
-        catalog = None
-        if not no_evidence and items:
-            from crystalsearch.search.catalog import Catalog
-
-            catalog = Catalog.open(index, progress=not json_out,
-                                   notify=lambda m: err_console.print(m, highlight=False))  # fmt: skip
-        results = predictor.predict(items, catalog=catalog)
-        if json_out:
-            print_json([r.to_dict() for r in results])
-        else:
-            _render(results)
-        if csv_out is not None:
-            _write_csv(csv_out, results)
-        if report.exit_code:
-            raise typer.Exit(report.exit_code)
-
-
-def _render(results: list) -> None:  # type: ignore[type-arg]
-    from rich.table import Table
-
-    for r in results:
-        title = f"{r.query}: {r.property} = [bold]{r.value:.4g} ± {r.uncertainty:.2g} {r.unit}[/]"
-        console.print(title, highlight=False)
-        if r.warning:
-            console.print(f"  [yellow]warning:[/] {r.warning}", highlight=False)
-        if r.neighbors:
-            table = Table(title="evidence: nearest materials with a known value", title_justify="left")
-            for col in ("material id", "formula", f"{r.property} ({r.unit})", "similarity"):
-                table.add_column(col)
-            for n in r.neighbors:
-                table.add_row(n.material_id, n.formula, f"{n.value:.4g}", f"{n.similarity:.4f}")
-            console.print(table)
-
-
-def _write_csv(path: Path, results: list) -> None:  # type: ignore[type-arg]
-    import io
-
-    from crystalsearch.search.manifest import atomic_write_bytes
-
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(["query", "property", "value", "unit", "uncertainty", "nearest_similarity", "warning",
-                "neighbor_1", "neighbor_1_value", "neighbor_2", "neighbor_2_value", "neighbor_3", "neighbor_3_value"])
-    for r in results:
-        row = [r.query, r.property, r.value, r.unit, r.uncertainty, r.nearest_similarity, r.warning or ""]
-        for n in r.neighbors:
-            row += [n.material_id, n.value]
-        w.writerow(row)
-    atomic_write_bytes(path, buf.getvalue().encode())
+    add_command(app, predict, "predict", epilog=EXAMPLES)

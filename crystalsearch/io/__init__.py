@@ -20,6 +20,6 @@ sanity thresholds every structure must pass.
 from __future__ import annotations
 
 from crystalsearch.io.checks import DEFAULT_MAX_SITES, check_structure
-from crystalsearch.io.readers import ReadReport, read_structure, read_structures
+from crystalsearch.io.readers import ReadReport, read_items, read_structure, read_structures
 
-__all__ = ["DEFAULT_MAX_SITES", "ReadReport", "check_structure", "read_structure", "read_structures"]
+__all__ = ["DEFAULT_MAX_SITES", "ReadReport", "check_structure", "read_items", "read_structure", "read_structures"]

@@ -36,7 +36,7 @@ from crystalsearch.io.sources import KNOWN_FORMATS, PathLike, Source, expand_sou
 if TYPE_CHECKING:
     from pymatgen.core import Structure
 
-__all__ = ["MAX_FILE_BYTES", "PARSE_TIME_LIMIT_S", "ReadReport", "read_structure", "read_structures"]
+__all__ = ["MAX_FILE_BYTES", "PARSE_TIME_LIMIT_S", "ReadReport", "read_items", "read_structure", "read_structures"]
 
 MAX_FILE_BYTES = 256 * 1024 * 1024
 PARSE_TIME_LIMIT_S = 20.0
@@ -274,6 +274,23 @@ def read_structures(
     one is raised (it is recorded in ``report`` too, if given). ``report.ok`` counts yielded structures.
     """
     fail_fast = strict or report is None
+    for source_id, item in read_items(paths, max_sites=max_sites):
+        if isinstance(item, InputError):
+            if report is not None:
+                report.failed.append(item)
+            if fail_fast:
+                raise item
+            continue
+        if report is not None:
+            report.ok += 1
+        yield source_id, item
+
+
+def read_items(
+    paths: PathLike | Iterable[PathLike], *, max_sites: int = DEFAULT_MAX_SITES
+) -> Iterator[tuple[str, Structure | InputError]]:
+    """Like :func:`read_structures`, but every input, good or bad, in input order: ``(id, Structure)``
+    or ``(id, InputError)`` (for commands that report each query, failures included, in order)."""
     for entry in expand_sources(paths):
         items: list[tuple[str, Structure | InputError]]
         if isinstance(entry, InputError):
@@ -289,14 +306,6 @@ def read_structures(
                     check_structure(item, source=source_id, max_sites=max_sites)
                 except InputError as err:
                     item = err
-            if isinstance(item, InputError):
-                if report is not None:
-                    report.failed.append(item)
-                if fail_fast:
-                    raise item
-                continue
-            if report is not None:
-                report.ok += 1
             yield source_id, item
 
 
