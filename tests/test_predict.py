@@ -154,7 +154,8 @@ def test_cli_predict_says_catalog_value_and_explains_the_spread(small_catalog, m
     assert nacl["catalog_value"] == {"material_id": "mp-22862", "value": 23.8}  # a file that is an indexed material
     assert si["catalog_value"] == {"material_id": "mp-149", "value": 88.9}  # an indexed id
     for r in (nacl, si):  # the material itself is not its own evidence
-        assert len(r["neighbors"]) == 3 and r["catalog_value"]["material_id"] not in {n["material_id"] for n in r["neighbors"]}
+        assert len(r["neighbors"]) == 3
+        assert r["catalog_value"]["material_id"] not in {n["material_id"] for n in r["neighbors"]}
     out = Console(record=True, width=200, force_terminal=False)
     monkeypatch.setattr(cli_predict, "console", out)
     monkeypatch.setattr(Console, "is_terminal", property(lambda self: True))
