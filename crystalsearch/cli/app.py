@@ -5,8 +5,10 @@ from __future__ import annotations
 import typer
 
 from crystalsearch._version import __version__
+from crystalsearch.cli.common import Group
 
 app = typer.Typer(
+    cls=Group,
     name="crystalsearch",
     help="Self-supervised crystal representations (CrystalCLR): similarity search over the Materials "
     "Project and property prediction.",
@@ -32,9 +34,9 @@ def main(
 
 
 def _register() -> None:
-    from crystalsearch.cli import evaluate, index, info, plot, predict, similar, train
+    from crystalsearch.cli import embed, evaluate, index, info, plot, predict, similar, train
 
-    for module in (similar, predict, train, evaluate, index, info, plot):
+    for module in (similar, predict, embed, train, evaluate, index, info, plot):
         module.register(app)
 
 
