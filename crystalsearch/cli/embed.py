@@ -107,10 +107,15 @@ def embed(
     queries: list[str] = typer.Argument(
         ..., metavar="QUERY...", help="Structure files (CIF, POSCAR, JSON), folders, globs or material ids."
     ),
-    out: Path = typer.Option(..., "--out", "-o", metavar="FILE", help="Output: .npy (+ FILE.json ids sidecar), "
-                             ".parquet (needs pyarrow) or .csv; FILE.json records ids, encoder and failures."),  # fmt: skip
-    encoder: str = typer.Option("default", "--encoder", help="default, crystalclr, crystalclr_cs, a model "
-                                "installed by `crystalsearch train`, a checkpoint folder, or random[:SEED]."),  # fmt: skip
+    out: Path = typer.Option(
+        ..., "--out", "-o", metavar="FILE",
+        help="Output: .npy, .parquet (needs pyarrow) or .csv; FILE.json records ids, encoder and failures.",
+    ),
+    encoder: str = typer.Option(
+        "default", "--encoder",
+        help="default, crystalclr, crystalclr_cs, a model installed by `crystalsearch train`, a checkpoint "
+        "folder, or random[:SEED].",
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object (schema: README, JSON output)."),
 ) -> None:
     """Export the representations h of structures (one row per structure, in input order) with the
