@@ -98,8 +98,11 @@ def test_index_build_add_info(tmp_path: Path, index_dir: Path) -> None:
     result = run("index", "build", EXAMPLES / "NaCl.cif", EXAMPLES / "Si.cif", "--encoder", "random", "--out", out)
     assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
     result = run("index", "add", str(EXAMPLES / "*.cif"), "--index", out, "--json")
+    assert result.exit_code == 2  # NaCl and Si are already indexed: refused, the other four added
     data = json.loads(result.stdout)  # type: ignore[attr-defined]
-    assert len(data["added"]) == 4 and len(data["already_indexed"]) == 2 and data["materials"] == 6
+    assert sorted(data["added"]) == ["BaTiO3", "GaAs", "LiFePO4", "TiO2_rutile"] and data["materials"] == 6
+    assert sorted(data["refused"]) == [str(EXAMPLES / "NaCl.cif"), str(EXAMPLES / "Si.cif")]
+    assert all("is already in the index" in f for f in data["failed"])
     result = run("index", "info", "--index", out, "--json", "--verify")
     info = json.loads(result.stdout)  # type: ignore[attr-defined]
     assert info["count"] == 6 and info["database"]["materials"] == 6 and info["checksums"] == "ok"
@@ -207,3 +210,37 @@ def test_similar_json_schema(index_dir: Path) -> None:
         for value in (hit["similarity"], hit["density"], *[v for v in props.values() if v is not None]):
             assert len(repr(value).split(".")[-1]) <= 6  # no float noise such as 5.003299999999999
     assert ok["hits"][0]["properties"]["bulk_modulus_vrh"] == 60.7
+
+
+def test_index_add_names_by_stem_refuses_duplicates_and_takes_ids(tmp_path: Path) -> None:
+    import shutil
+
+    out = tmp_path / "mine"
+    assert run("index", "build", EXAMPLES / "Si.cif", "--encoder", "random", "--out", out).exit_code == 0  # type: ignore[attr-defined]
+    (tmp_path / "a").mkdir()
+    shutil.copy(EXAMPLES / "NaCl.cif", tmp_path / "a" / "x.cif")
+    shutil.copy(EXAMPLES / "GaAs.cif", tmp_path / "x.cif")
+    # the same stem twice in one batch: the first is added as "x", the second refused
+    result = run("index", "add", tmp_path / "a" / "x.cif", tmp_path / "x.cif", "--index", out, "--json")
+    assert result.exit_code == 2  # type: ignore[attr-defined]
+    data = json.loads(result.stdout)  # type: ignore[attr-defined]
+    assert data["added"] == ["x"] and data["refused"] == [str(tmp_path / "x.cif")]
+    assert "id 'x' is already used by" in data["failed"][0]
+    # added again later (as typed differently): refused with a clear one-line message
+    result = run("index", "add", tmp_path / "a" / ".." / "a" / "x.cif", "--index", out)
+    assert result.exit_code == 2 and "id 'x' is already in the index" in result.output  # type: ignore[attr-defined]
+    # --id names it
+    result = run("index", "add", tmp_path / "x.cif", "--id", "GaAs-mine", "--index", out, "--json")
+    assert result.exit_code == 0 and json.loads(result.stdout)["added"] == ["GaAs-mine"]  # type: ignore[attr-defined]
+    result = run("index", "add", tmp_path / "x.cif", "--id", "p", "--id", "q", "--index", out)
+    assert result.exit_code == 2 and "2 id(s) given for 1 structure(s)" in result.output  # type: ignore[attr-defined]
+    hits = run("similar", "x", "--index", out, "--json")
+    assert json.loads(hits.stdout)["results"][0]["error"] is None  # type: ignore[attr-defined]
+
+
+def test_material_id_from_source_ids() -> None:
+    from crystalsearch.cli.index import material_id
+
+    assert material_id("a/b/x.cif") == "x" and material_id("x.cif") == "x"
+    assert material_id("dir/multi.cif#block2") == "multi#block2" and material_id("list.json#3") == "list#3"
+    assert material_id("POSCAR") == "POSCAR" and material_id("y.vasp.gz") == "y" and material_id("mp-149") == "mp-149"

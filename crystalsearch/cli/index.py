@@ -1,14 +1,76 @@
-"""`crystalsearch index build|add|info`: write, extend and inspect similarity-search indexes."""
+"""`crystalsearch index build|add|info`: write, extend and inspect similarity-search indexes.
+
+Structures from files get ids from their file names: the stem (``a/x.cif`` -> ``x``), with
+``#block`` for the blocks of a multi-block CIF and ``#N`` for the items of a JSON list; ``--id``
+names them explicitly. An id that is already in the index, or used twice in one batch, is refused
+with a one-line error (the other structures are still added; exit code 2).
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
-from crystalsearch.cli.common import console, err_console, fail, one_line_errors, print_json
+from crystalsearch.cli.common import (
+    add_command,
+    console,
+    err_console,
+    examples,
+    fail,
+    one_line_errors,
+    print_error,
+    print_json,
+    sub_app,
+)
+
+if TYPE_CHECKING:
+    from pymatgen.core import Structure
+
+    from crystalsearch.errors import InputError
+
+index_app = sub_app("Build, extend and inspect similarity-search indexes.", no_args_is_help=True)
+
+
+def material_id(source_id: str) -> str:
+    """The id a structure file gets in an index: its file stem (plus ``#block``/``#N``); MP ids unchanged."""
+    path, sep, part = source_id.partition("#")
+    name = Path(path).name
+    for suffix in (".gz",):
+        name = name.removesuffix(suffix)
+    stem = Path(name).stem if "." in name else name
+    return stem + (f"#{part}" if sep else "")
+
+
+def name_structures(
+    items: Iterable[tuple[str, Structure]], *, ids: list[str] | None, taken: set[str] | None = None
+) -> tuple[list[tuple[str, Structure]], list[InputError]]:
+    """(id, structure) pairs named by file stem or ``ids``; ids used twice or in ``taken`` become errors."""
+    from crystalsearch.errors import InputError
+
+    items = list(items)
+    if ids and len(ids) != len(items):
+        raise InputError("--id", f"{len(ids)} id(s) given for {len(items)} structure(s); give one --id per structure")
+    named: list[tuple[str, Structure]] = []
+    errors: list[InputError] = []
+    seen: dict[str, str] = {}
+    for i, (source_id, structure) in enumerate(items):
+        mid = ids[i] if ids else material_id(source_id)
+        if not mid.strip():
+            errors.append(InputError(source_id, "empty id"))
+        elif mid in seen:
+            errors.append(InputError(source_id, f"id {mid!r} is already used by {seen[mid]} in this batch; "
+                                     "rename the file or name it with --id"))  # fmt: skip
+        elif taken is not None and mid in taken:
+            errors.append(InputError(source_id, f"id {mid!r} is already in the index; name it with --id "
+                                     "or leave it out"))  # fmt: skip
+        else:
+            seen[mid] = source_id
+            named.append((mid, structure))
+    return named, errors
 
 
 def _summary_table(title: str, rows: dict[str, Any]) -> None:
@@ -37,170 +99,182 @@ def index_summary(folder: Path, *, verify: str = "fast") -> dict[str, Any]:
     return {"path": str(folder), "checksums": "ok", **manifest.to_dict(), "database": summary}
 
 
+def _notify(message: str) -> None:
+    err_console.print(message, highlight=False, markup=False)
+
+
+@one_line_errors
+def build(
+    paths: list[str] = typer.Argument(None, metavar="[PATHS]...", help="Structure files, folders or globs to index."),
+    dataset: str | None = typer.Option(
+        None, "--dataset",
+        help="Shipped data to index: all or one dataset (`crystalsearch info` lists them); default all unless "
+        "PATHS are given.",
+    ),
+    encoder: str = typer.Option("default", "--encoder", help="default, a model installed by `crystalsearch train`, "
+                                "a checkpoint folder, or random[:SEED]."),  # fmt: skip
+    out: Path | None = typer.Option(None, "--out", help="Index folder (default: the default index in the cache)."),
+    faiss_factory: str = typer.Option("Flat", "--faiss-factory", help="FAISS factory: Flat (exact), HNSW32, "
+                                      "IVF1024,Flat..."),  # fmt: skip
+    ids: list[str] = typer.Option([], "--id", help="Name the structures of PATHS, in order (repeat once per "
+                                  "structure; default: file stems)."),  # fmt: skip
+    from_mp: bool = typer.Option(False, "--from-mp", help="Download from the Materials Project (needs mp-api, "
+                                 "MP_API_KEY)."),  # fmt: skip
+    mp_elements: str | None = typer.Option(None, "--mp-elements", help="With --from-mp: with these elements."),
+    mp_chemsys: str | None = typer.Option(None, "--mp-chemsys", help="With --from-mp: a chemical system (Li-Fe-O)."),
+    mp_limit: int | None = typer.Option(None, "--mp-limit", min=1, help="With --from-mp: at most this many materials."),
+    no_resume: bool = typer.Option(False, "--no-resume", help="Start over instead of resuming an interrupted build."),
+    json_out: bool = typer.Option(False, "--json", help="Print the manifest as JSON."),
+) -> None:
+    """Embed structures and write a FAISS index + SQLite metadata + manifest.json (resumable, atomic)."""
+    from crystalsearch.cli import encoders
+    from crystalsearch.io import ReadReport, read_structures
+    from crystalsearch.search.build import build_index
+    from crystalsearch.search.defaults import cache_index_dir
+    from crystalsearch.search.entries import Entry, entries_from_datasets, entries_from_structures
+
+    default_target = not paths and dataset in (None, "all") and not from_mp
+    if out is None and not default_target:
+        raise fail("--out is required unless building the default index (all shipped structures)")
+    t0 = time.perf_counter()
+    enc = encoders.load(encoder)
+    entries: list[Entry] = []
+    report = ReadReport()
+    if dataset is not None or (not paths and not from_mp):
+        entries += entries_from_datasets(dataset or "all")
+    if paths:
+        taken = {e.material_id for e in entries}
+        named, refused = name_structures(read_structures(paths, report=report), ids=ids or None, taken=taken)
+        report.failed.extend(refused)
+        entries += entries_from_structures(named)
+    n_skipped_mp = 0
+    if from_mp:
+        from crystalsearch.search.filters import parse_elements
+        from crystalsearch.search.materials_project import MPQuery, fetch_mp_entries
+
+        elements = parse_elements(mp_elements, option="--mp-elements")
+        download = fetch_mp_entries(MPQuery(elements=elements, chemsys=mp_chemsys, limit=mp_limit))
+        entries += download.entries
+        n_skipped_mp = download.skipped_disordered
+    for err in report.failed:
+        print_error(str(err))
+    target = out if out is not None else cache_index_dir(enc.hash)
+    manifest = build_index(entries, encoder=enc, out=target, faiss_factory=faiss_factory, resume=not no_resume)
+    seconds = time.perf_counter() - t0
+    if json_out:
+        print_json({"path": str(target), "seconds": round(seconds, 2), "failed": [str(e) for e in report.failed],
+                    **manifest.to_dict()})  # fmt: skip
+    else:
+        rows = {"index": target, "materials": f"{manifest.count:,}",
+                "encoder": f"{manifest.encoder.name} ({manifest.encoder.hash})", "faiss": manifest.faiss_factory,
+                "time": f"{seconds:.1f} s"}  # fmt: skip
+        if manifest.recall_at_10 is not None:
+            rows["recall@10 vs exact"] = f"{manifest.recall_at_10:.3f}"
+        if n_skipped_mp:
+            rows["skipped (disordered)"] = n_skipped_mp
+        if report.failed:
+            rows["failed inputs"] = len(report.failed)
+        _summary_table("index built", rows)
+    raise typer.Exit(report.exit_code)
+
+
+def _folder(index: str) -> Path:
+    from crystalsearch.search.defaults import default_index, shipped_index_dir
+
+    if index != "default":
+        return Path(index)
+    folder, _ = default_index(notify=_notify)
+    if folder == shipped_index_dir():
+        raise fail("the shipped default index is read-only; build your own with "
+                   "`crystalsearch index build --out DIR` and add to it with --index DIR")  # fmt: skip
+    return folder
+
+
+@one_line_errors
+def add(
+    paths: list[str] = typer.Argument(..., metavar="PATHS...", help="Structure files, folders or globs."),
+    index: str = typer.Option("default", "--index", help="Index folder (default: the default index in the cache)."),
+    ids: list[str] = typer.Option([], "--id", help="Name the structures, in order (repeat once per structure; "
+                                  "default: file stems, e.g. a/x.cif -> x)."),  # fmt: skip
+    json_out: bool = typer.Option(False, "--json", help="Print the outcome as JSON."),
+) -> None:
+    """Add your own structures to an index (incremental). Ids are file stems or --id; an id already in the
+    index or used twice is refused with a one-line error, the others are still added (exit code 2)."""
+    from crystalsearch.io import ReadReport, read_structures
+    from crystalsearch.search.build import add_to_index
+    from crystalsearch.search.entries import entries_from_structures
+    from crystalsearch.search.manifest import DB_FILE
+    from crystalsearch.search.reader import MetadataReader
+
+    folder = _folder(index)
+    report = ReadReport()
+    items = list(read_structures(paths, report=report))
+    reader = MetadataReader(folder / DB_FILE)
+    try:
+        wanted = ids or [material_id(sid) for sid, _ in items]
+        taken = set(reader.row_ids(wanted))
+    finally:
+        reader.close()
+    named, refused = name_structures(items, ids=ids or None, taken=taken)
+    report.failed.extend(refused)
+    result = add_to_index(entries_from_structures(named), index=folder) if named else None
+    for err in report.failed:
+        print_error(str(err))
+    added = list(result.added) if result else []
+    if json_out:
+        print_json({"index": str(folder), "added": added, "refused": [e.source for e in refused],
+                    "materials": result.manifest.count if result else None,
+                    "failed": [str(e) for e in report.failed]})  # fmt: skip
+    else:
+        console.print(f"added {len(added)} structure(s) to {folder}", highlight=False, markup=False)
+    raise typer.Exit(report.exit_code)
+
+
+@one_line_errors
+def info(
+    index: str = typer.Option("default", "--index", help="Index folder (default: the default index)."),
+    verify: bool = typer.Option(False, "--verify", help="Re-hash every file (not only those that changed)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Summarise an index: encoder, counts, sources, property coverage, files and checksums."""
+    from crystalsearch.search.defaults import default_index
+
+    folder = Path(index) if index != "default" else default_index(notify=_notify, build=False)[0]
+    summary = index_summary(folder, verify="full" if verify else "fast")
+    if json_out:
+        print_json(summary)
+        return
+    db, enc = summary["database"], summary["encoder"]
+    rows = {
+        "index": folder, "materials": f"{summary['count']:,}",
+        "encoder": f"{enc['name']} (hash {enc['hash']}, dim {enc['dim']})",
+        "search": f"{summary['faiss_factory']}, {summary['metric']} of L2-normalised embeddings",
+        "sources": ", ".join(f"{k}: {v:,}" for k, v in summary["sources"].items()),
+        "properties": ", ".join(f"{k}: {v:,} ({db['units'].get(k, '')})" for k, v in db["property_coverage"].items()),
+        "crystal systems": ", ".join(f"{k}: {v:,}" for k, v in sorted(db["crystal_systems"].items())),
+        "files": ", ".join(f"{k} ({v['bytes'] / 2**20:.1f} MiB)" for k, v in summary["files"].items()),
+        "checksums": "ok (full)" if verify else "ok", "created": summary["created"], "updated": summary["updated"],
+        "versions": ", ".join(f"{k} {v}" for k, v in summary["versions"].items()),
+    }  # fmt: skip
+    if summary.get("recall_at_10") is not None:
+        rows["recall@10 vs exact"] = f"{summary['recall_at_10']:.3f}"
+    _summary_table("index", rows)
+
+
+add_command(index_app, build, "build", epilog=examples(
+    "crystalsearch index build --dataset all --out my_index",
+    "crystalsearch index build my_structures/ --encoder random --out scratch_index",
+    "crystalsearch index build --from-mp --mp-chemsys Li-Fe-O --out lfo_index",
+))  # fmt: skip
+add_command(index_app, add, "add", epilog=examples(
+    "crystalsearch index add my_structures/ --index my_index",
+    "crystalsearch index add a/x.cif --id x-relaxed --index my_index",
+))  # fmt: skip
+add_command(index_app, info, "info", epilog=examples(
+    "crystalsearch index info", "crystalsearch index info --index my_index --verify --json"
+))  # fmt: skip
+
+
 def register(app: typer.Typer) -> None:
     """Attach the `index` command group to the application."""
-    index_app = typer.Typer(help="Build, extend and inspect similarity-search indexes.", no_args_is_help=True)
     app.add_typer(index_app, name="index")
-
-    @index_app.command("build")
-    @one_line_errors
-    def build(
-        paths: list[str] = typer.Argument(
-            None, metavar="[PATHS]...", help="Structure files, folders or globs to index."
-        ),
-        dataset: str | None = typer.Option(
-            None,
-            "--dataset",
-            help="Shipped data: all, mp_structures, mp_elasticity, thermal_conductivity, "
-            "melting_temperature (default: all, unless PATHS are given).",
-        ),
-        encoder: str = typer.Option("default", "--encoder", help="default, random[:SEED], or a checkpoint folder."),
-        out: Path | None = typer.Option(None, "--out", help="Index folder (default: the default index in the cache)."),
-        faiss_factory: str = typer.Option(
-            "Flat", "--faiss-factory", help="FAISS factory: Flat (exact), HNSW32, IVF1024,Flat..."
-        ),
-        from_mp: bool = typer.Option(
-            False, "--from-mp", help="Download from the Materials Project (needs mp-api, MP_API_KEY)."
-        ),
-        mp_elements: str | None = typer.Option(
-            None, "--mp-elements", help="With --from-mp: materials containing these elements."
-        ),
-        mp_chemsys: str | None = typer.Option(
-            None, "--mp-chemsys", help="With --from-mp: a chemical system, e.g. Li-Fe-O."
-        ),
-        mp_limit: int | None = typer.Option(
-            None, "--mp-limit", min=1, help="With --from-mp: at most this many materials."
-        ),
-        no_resume: bool = typer.Option(
-            False, "--no-resume", help="Start over instead of resuming an interrupted build."
-        ),
-        json_out: bool = typer.Option(False, "--json", help="Print the manifest as JSON."),
-    ) -> None:
-        """Embed structures and write a FAISS index + SQLite metadata + manifest.json (resumable, atomic)."""
-        from crystalsearch.io import ReadReport, read_structures
-        from crystalsearch.search.build import build_index
-        from crystalsearch.search.defaults import cache_index_dir, encoder_from_spec
-        from crystalsearch.search.entries import Entry, entries_from_datasets, entries_from_structures
-
-        default_target = not paths and dataset in (None, "all") and not from_mp
-        if out is None and not default_target:
-            raise fail("--out is required unless building the default index (all shipped structures)")
-        t0 = time.perf_counter()
-        enc = encoder_from_spec(encoder, notify=lambda m: err_console.print(m, highlight=False))
-        entries: list[Entry] = []
-        report = ReadReport()
-        if dataset is not None or (not paths and not from_mp):
-            entries += entries_from_datasets(dataset or "all")
-        if paths:
-            entries += entries_from_structures(read_structures(paths, report=report))
-        n_skipped_mp = 0
-        if from_mp:
-            from crystalsearch.search.filters import parse_elements
-            from crystalsearch.search.materials_project import MPQuery, fetch_mp_entries
-
-            elements = parse_elements(mp_elements, option="--mp-elements")
-            download = fetch_mp_entries(MPQuery(elements=elements, chemsys=mp_chemsys, limit=mp_limit))
-            entries += download.entries
-            n_skipped_mp = download.skipped_disordered
-        for err in report.failed:
-            err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
-        target = out if out is not None else cache_index_dir(enc.hash)
-        manifest = build_index(entries, encoder=enc, out=target, faiss_factory=faiss_factory, resume=not no_resume)
-        seconds = time.perf_counter() - t0
-        if json_out:
-            print_json({"path": str(target), "seconds": round(seconds, 2), "failed": [str(e) for e in report.failed],
-                        **manifest.to_dict()})  # fmt: skip
-        else:
-            rows = {
-                "index": target,
-                "materials": f"{manifest.count:,}",
-                "encoder": f"{manifest.encoder.name} ({manifest.encoder.hash})",
-                "faiss": manifest.faiss_factory,
-                "time": f"{seconds:.1f} s",
-            }
-            if manifest.recall_at_10 is not None:
-                rows["recall@10 vs exact"] = f"{manifest.recall_at_10:.3f}"
-            if n_skipped_mp:
-                rows["skipped (disordered)"] = n_skipped_mp
-            if report.failed:
-                rows["failed inputs"] = len(report.failed)
-            _summary_table("index built", rows)
-        raise typer.Exit(report.exit_code)
-
-    @index_app.command("add")
-    @one_line_errors
-    def add(
-        paths: list[str] = typer.Argument(..., metavar="PATHS...", help="Structure files, folders or globs."),
-        index: str = typer.Option("default", "--index", help="Index folder (default: the default index in the cache)."),
-        json_out: bool = typer.Option(False, "--json", help="Print the outcome as JSON."),
-    ) -> None:
-        """Add your own structures to an index (incremental; ids are the file names; existing ids skipped)."""
-        from crystalsearch.io import ReadReport, read_structures
-        from crystalsearch.search.build import add_to_index
-        from crystalsearch.search.defaults import default_index, shipped_index_dir
-        from crystalsearch.search.entries import entries_from_structures
-
-        if index == "default":
-            folder, _ = default_index(notify=lambda m: err_console.print(m, highlight=False))
-            if folder == shipped_index_dir():
-                raise fail("the shipped default index is read-only; build your own with "
-                           "`crystalsearch index build --out DIR` and add to it with --index DIR")  # fmt: skip
-        else:
-            folder = Path(index)
-        report = ReadReport()
-        entries = entries_from_structures(read_structures(paths, report=report))
-        result = None
-        if entries:
-            result = add_to_index(entries, index=folder)
-        for err in report.failed:
-            err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
-        added = list(result.added) if result else []
-        skipped = list(result.skipped) if result else []
-        if json_out:
-            count = result.manifest.count if result else None
-            print_json({"index": str(folder), "added": added, "already_indexed": skipped, "materials": count,
-                        "failed": [str(e) for e in report.failed]})  # fmt: skip
-        else:
-            console.print(f"added {len(added)} structure(s) to {folder}" + (f"; {len(skipped)} already indexed: "
-                          f"{', '.join(skipped)}" if skipped else ""), highlight=False)  # fmt: skip
-        raise typer.Exit(report.exit_code)
-
-    @index_app.command("info")
-    @one_line_errors
-    def info(
-        index: str = typer.Option("default", "--index", help="Index folder (default: the default index)."),
-        verify: bool = typer.Option(False, "--verify", help="Re-hash every file (not only those that changed)."),
-        json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
-    ) -> None:
-        """Summarise an index: encoder, counts, sources, property coverage, files and checksums."""
-        from crystalsearch.search.defaults import default_index
-
-        if index == "default":
-            folder, _ = default_index(notify=lambda m: err_console.print(m, highlight=False), build=False)
-        else:
-            folder = Path(index)
-        summary = index_summary(folder, verify="full" if verify else "fast")
-        if json_out:
-            print_json(summary)
-            return
-        db = summary["database"]
-        enc = summary["encoder"]
-        rows = {
-            "index": folder,
-            "materials": f"{summary['count']:,}",
-            "encoder": f"{enc['name']} (hash {enc['hash']}, dim {enc['dim']})",
-            "search": f"{summary['faiss_factory']}, {summary['metric']} of L2-normalised embeddings",
-            "sources": ", ".join(f"{k}: {v:,}" for k, v in summary["sources"].items()),
-            "properties": ", ".join(
-                f"{k}: {v:,} ({db['units'].get(k, '')})" for k, v in db["property_coverage"].items()
-            ),
-            "crystal systems": ", ".join(f"{k}: {v:,}" for k, v in sorted(db["crystal_systems"].items())),
-            "files": ", ".join(f"{k} ({v['bytes'] / 2**20:.1f} MiB)" for k, v in summary["files"].items()),
-            "checksums": "ok (full)" if verify else "ok",
-            "created": summary["created"],
-            "updated": summary["updated"],
-            "versions": ", ".join(f"{k} {v}" for k, v in summary["versions"].items()),
-        }
-        if summary.get("recall_at_10") is not None:
-            rows["recall@10 vs exact"] = f"{summary['recall_at_10']:.3f}"
-        _summary_table("index", rows)
