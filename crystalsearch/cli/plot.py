@@ -6,9 +6,9 @@ from pathlib import Path
 
 import typer
 
-from crystalsearch.cli.common import console, one_line_errors, print_json
+from crystalsearch.cli.common import add_command, console, examples, one_line_errors, print_json, sub_app
 
-plot_app = typer.Typer(help="Figures: UMAP maps of embeddings and fingerprints.", no_args_is_help=True)
+plot_app = sub_app("Figures: UMAP maps of embeddings and fingerprints.", no_args_is_help=True)
 
 
 def register(app: typer.Typer) -> None:
@@ -16,7 +16,6 @@ def register(app: typer.Typer) -> None:
     app.add_typer(plot_app, name="plot")
 
 
-@plot_app.command("umap")
 @one_line_errors
 def umap_cmd(
     encoder: str = typer.Option(
@@ -30,7 +29,8 @@ def umap_cmd(
     n_neighbors: int = typer.Option(15, "--n-neighbors", min=2, help="UMAP n_neighbors."),
     min_dist: float = typer.Option(0.1, "--min-dist", min=0.0, help="UMAP min_dist."),
     device: str = typer.Option("cpu", "--device", help="Device for the encoder's forward passes."),
-    out: Path = typer.Option(Path("training/results"), "--out", help="Results folder (figure3_umap.png)."),
+    out: Path = typer.Option(Path("crystalsearch-results"), "--out", help="Results folder for figure3_umap.png "
+                             "(default: crystalsearch-results in the working directory)."),  # fmt: skip
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Figure 3: UMAP of CrystalCLR+CS embeddings and Magpie features side by side, by compound class."""
@@ -41,8 +41,13 @@ def umap_cmd(
 
     if dataset not in DATASETS:
         raise InputError("--dataset", f"unknown dataset {dataset!r}; choose from {', '.join(DATASETS)}")
+    from crystalsearch.cli.encoders import installed_model
+
     name, sep, spec = encoder.partition("=")
-    if not sep:  # a shipped name or random[:SEED] labels itself; a bare path is taken as CrystalCLR+CS
+    folder = installed_model(encoder) if not sep else None
+    if folder is not None:  # a model installed by `crystalsearch train`
+        name, spec = encoder, str(folder)
+    elif not sep:  # a shipped name or random[:SEED] labels itself; a bare path is taken as CrystalCLR+CS
         named = encoder in ("crystalclr", "crystalclr_cs", "default") or encoder.startswith("random")
         name, spec = (encoder if named else "crystalclr_cs"), encoder
     config = UmapConfig(
@@ -58,3 +63,9 @@ def umap_cmd(
     console.print(f"[bold green]wrote[/] {summary['path']} ({summary['n_structures']:,} crystals)")
     console.print(f"10-NN class purity: embeddings {pur['embedding']:.3f}, Magpie {pur['magpie']:.3f} "
                   f"(chance {summary['purity_chance']:.3f})")  # fmt: skip
+
+
+add_command(plot_app, umap_cmd, "umap", epilog=examples(
+    "crystalsearch plot umap",
+    "crystalsearch plot umap --encoder crystalclr --dataset mp_elasticity --max-structures 2000 --out figures",
+))  # fmt: skip
