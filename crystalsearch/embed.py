@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -15,6 +16,7 @@ if TYPE_CHECKING:
     from pymatgen.core import Structure
 
     from crystalsearch.graph.build import CrystalGraph
+    from crystalsearch.graph.settings import GraphSettings
     from crystalsearch.graph.store import GraphStore
     from crystalsearch.model.cgcnn import CGCNNEncoder
 
@@ -22,7 +24,7 @@ ENCODER_CLASS = "crystalsearch.model.cgcnn.CGCNNEncoder"
 
 
 def select_device(device: str | None = None) -> torch.device:
-    """``device`` if given, else CUDA when available, else CPU. Enables flush-to-zero on CPU."""
+    """``device`` if given, else CUDA when available, else CPU. Changes no process-wide setting."""
     import torch
 
     if device in (None, "auto"):
@@ -30,10 +32,31 @@ def select_device(device: str | None = None) -> torch.device:
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise CheckpointError("--device cuda requested but no CUDA device is available")
-    if dev.type == "cpu":
-        # Some Gaussian edge features are subnormal floats; flushing them is ~3x faster on CPU.
-        torch.set_flush_denormal(True)
     return dev
+
+
+@contextlib.contextmanager
+def flush_denormal(device: torch.device) -> Iterator[None]:
+    """Flush subnormal floats to zero on CPU for the duration of a block, then restore the setting.
+
+    Some Gaussian edge features are subnormal; flushing them makes CPU inference and training ~3x
+    faster. torch has no getter for the flag, so the previous state is read through ``set_flush_denormal``
+    on a subnormal probe.
+    """
+    import torch
+
+    if device.type != "cpu":
+        yield
+        return
+    tiny = torch.tensor([1e-310], dtype=torch.float64)
+    before = bool((tiny * 1.0).item() == 0.0)
+    if not torch.set_flush_denormal(True):
+        yield
+        return
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(before)
 
 
 def cpu_has_bf16() -> bool:
@@ -64,16 +87,16 @@ class Encoder:
         self,
         model: CGCNNEncoder,
         *,
-        radius: float,
-        max_neighbors: int,
+        graph: GraphSettings | None = None,
         name: str = "untrained",
         digest: str = "",
         device: str | None = None,
     ) -> None:
+        from crystalsearch.graph.settings import GraphSettings
+
         self.device = select_device(device)
         self.model = model.to(self.device).eval()
-        self.radius = radius
-        self.max_neighbors = max_neighbors
+        self.graph = graph or GraphSettings()
         self.name = name
         self.digest = digest or self._weights_digest()
 
@@ -106,8 +129,7 @@ class Encoder:
             raise CheckpointError(f"{info.path}: weights do not fit the encoder ({first})") from None
         return cls(
             model,
-            radius=info.radius,
-            max_neighbors=info.max_neighbors,
+            graph=info.graph,
             name=str(name_or_path),
             digest=info.weights_sha256[:16],
             device=device,
@@ -115,25 +137,29 @@ class Encoder:
 
     @classmethod
     def random(cls, *, seed: int = 0, device: str | None = None) -> Encoder:
-        """An untrained encoder with seeded weights (for tests and baselines)."""
+        """An untrained encoder with seeded weights (for tests and baselines); the global torch RNG is
+        left as it was."""
         import torch
 
-        from crystalsearch.graph.build import DEFAULT_MAX_NEIGHBORS, DEFAULT_RADIUS
         from crystalsearch.model.cgcnn import CGCNNEncoder
 
-        torch.manual_seed(seed)
-        return cls(
-            CGCNNEncoder(),
-            radius=DEFAULT_RADIUS,
-            max_neighbors=DEFAULT_MAX_NEIGHBORS,
-            name=f"random(seed={seed})",
-            device=device,
-        )
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = CGCNNEncoder()
+        return cls(model, name=f"random(seed={seed})", device=device)
 
     # -- properties -----------------------------------------------------------------------------------
     @property
     def dim(self) -> int:
         return int(self.model.config.h_dim)
+
+    @property
+    def radius(self) -> float:
+        return self.graph.radius
+
+    @property
+    def max_neighbors(self) -> int:
+        return self.graph.max_neighbors
 
     @property
     def hash(self) -> str:
@@ -154,9 +180,8 @@ class Encoder:
 
     # -- embedding ------------------------------------------------------------------------------------
     def graphs(self, structures: Iterable[Structure]) -> list[CrystalGraph]:
-        from crystalsearch.graph.build import build_graph
-
-        return [build_graph(s, radius=self.radius, max_neighbors=self.max_neighbors) for s in structures]
+        """The graphs of ``structures`` as this encoder's checkpoint says to build them."""
+        return self.graph.graphs(structures)
 
     def embed(self, structures: Iterable[Structure], *, batch_size: int = 256) -> np.ndarray:
         """Representations h of ``structures`` as float32 [n, dim]."""
@@ -167,8 +192,7 @@ class Encoder:
         from crystalsearch.graph.batch import GraphBatch
 
         chunks = [
-            self._forward(GraphBatch.from_graphs(graphs[i : i + batch_size]))
-            for i in range(0, len(graphs), batch_size)
+            self._forward(GraphBatch.from_graphs(graphs[i : i + batch_size])) for i in range(0, len(graphs), batch_size)
         ]
         return np.concatenate(chunks) if chunks else np.zeros((0, self.dim), dtype=np.float32)
 
@@ -196,6 +220,6 @@ class Encoder:
         from crystalsearch.graph.batch import GraphBatch
 
         assert isinstance(batch, GraphBatch)
-        with torch.inference_mode():
+        with torch.inference_mode(), flush_denormal(self.device):
             h = self.model(batch.to(self.device))
         return h.float().cpu().numpy()

@@ -26,5 +26,3 @@ class CheckpointError(CrystalSearchError):
 class IndexFileError(CrystalSearchError):
     """A search index is missing, corrupted or built with another encoder."""
 
-
-IndexError_ = IndexFileError  # former name

@@ -1,4 +1,5 @@
-"""Where crystalsearch keeps user data: rebuilt models and indexes, and caches."""
+"""Where crystalsearch keeps things: the data home (rebuilt models and indexes) and the cache home
+(graph stores, built default indexes, checksum stamps, calibrations). The one place for both."""
 
 from __future__ import annotations
 
@@ -21,3 +22,12 @@ def data_home() -> Path:
 
 def user_models_dir() -> Path:
     return data_home() / "models"
+
+
+def cache_dir() -> Path:
+    """``$CRYSTALSEARCH_CACHE`` or ``$XDG_CACHE_HOME/crystalsearch`` (default ``~/.cache/crystalsearch``)."""
+    env = os.environ.get("CRYSTALSEARCH_CACHE")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "crystalsearch"

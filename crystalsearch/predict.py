@@ -20,6 +20,7 @@ from crystalsearch.errors import CheckpointError
 if TYPE_CHECKING:
     from pymatgen.core import Structure
 
+    from crystalsearch.graph.settings import GraphSettings
     from crystalsearch.model.cgcnn import PropertyModel
     from crystalsearch.search.catalog import Catalog
     from crystalsearch.train.finetune import TargetTransform
@@ -87,12 +88,14 @@ class _Member:
 class Predictor:
     """An ensemble of fine-tuned property heads (one per seed) for one property."""
 
-    def __init__(self, prop: str, members: list[_Member], *, column: str, unit: str, folder: Path) -> None:
+    def __init__(
+        self, prop: str, members: list[_Member], *, column: str, unit: str, folder: Path, graph: GraphSettings
+    ) -> None:
         self.property, self.members, self.column, self.unit, self.folder = prop, members, column, unit, folder
+        self.graph = graph  # how the heads' graphs are built (from their checkpoints)
 
     @classmethod
     def load(cls, prop: str, *, folder: str | Path | None = None) -> Predictor:
-        import torch
 
         from crystalsearch.model.cgcnn import EncoderConfig, PropertyModel
         from crystalsearch.model.checkpoint import load_state_dict, read_info
@@ -107,7 +110,7 @@ class Predictor:
             have = ", ".join(available_properties()) or "none"
             raise CheckpointError(f"{root}: no fine-tuned heads for {prop} (available: {have}); train them with "
                                   f"`crystalsearch train finetune --property {prop} --seeds 3`")  # fmt: skip
-        members = []
+        members, graphs = [], set()
         for path in paths:
             info = read_info(path)
             meta = info.metadata
@@ -115,21 +118,25 @@ class Predictor:
             model.load_state_dict(load_state_dict(info))
             model.eval()
             members.append(_Member(model, TargetTransform.from_dict(meta["transform"])))
-        torch.set_flush_denormal(True)
-        return cls(prop, members, column=spec.column, unit=spec.unit, folder=root)
+            graphs.add(info.graph)
+        if len(graphs) > 1:
+            raise CheckpointError(
+                f"{root}: the heads were trained on graphs built differently ({sorted(map(str, graphs))})"
+            )
+        return cls(prop, members, column=spec.column, unit=spec.unit, folder=root, graph=graphs.pop())
 
     def predict_values(self, structures: list[Structure]) -> np.ndarray:
         """Ensemble predictions [n_members, n] in the property's units."""
         import torch
 
+        from crystalsearch.embed import flush_denormal
         from crystalsearch.graph.batch import GraphBatch
-        from crystalsearch.graph.build import build_graph
 
-        graphs = [build_graph(s) for s in structures]
+        graphs = self.graph.graphs(structures)
         out = np.zeros((len(self.members), len(graphs)))
         for start in range(0, len(graphs), 256):
             batch = GraphBatch.from_graphs(graphs[start : start + 256])
-            with torch.inference_mode():
+            with torch.inference_mode(), flush_denormal(torch.device("cpu")):
                 for m, member in enumerate(self.members):
                     t = member.model(batch).float().numpy()
                     out[m, start : start + len(t)] = member.transform.inverse(t)
@@ -168,7 +175,8 @@ class Predictor:
         Computed once per (index encoder, property) from the shipped dataset's test split and cached.
         """
         from crystalsearch import datasets
-        from crystalsearch.graph.store import cache_dir
+        from crystalsearch.atomic import atomic_write_json
+        from crystalsearch.paths import cache_dir
         from crystalsearch.search.faiss_index import normalise
         from crystalsearch.train.finetune import property_spec
 
@@ -187,6 +195,5 @@ class Predictor:
         q = normalise(catalog.encoder.embed([r.structure for r in test]))
         best = (q @ train_vecs.T).max(axis=1)
         threshold = float(np.percentile(best, 1))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"threshold": threshold, "n_test": len(test), "n_train": len(train_rows)}))
+        atomic_write_json(path, {"threshold": threshold, "n_test": len(test), "n_train": len(train_rows)})
         return threshold

@@ -23,7 +23,7 @@ from typer.testing import CliRunner  # noqa: E402
 
 from crystalsearch.cli import app  # noqa: E402
 from crystalsearch.errors import InputError  # noqa: E402
-from crystalsearch.evaluate import results  # noqa: E402
+from crystalsearch.evaluate import record, results  # noqa: E402
 from crystalsearch.evaluate.classes import CLASSES, compound_class  # noqa: E402
 from crystalsearch.evaluate.embeddings import EmbeddingsConfig, evaluate_embeddings, impute  # noqa: E402
 from crystalsearch.evaluate.features import parse_encoders, parse_seeds  # noqa: E402
@@ -142,9 +142,9 @@ def test_report_has_table1_in_the_paper_layout(rf: tuple[Path, dict]) -> None:
 
 def test_updates_merge_cells_and_halves(tmp_path: Path) -> None:
     prov = {"maes": [1.0, 3.0], "seeds": [0, 1]}
-    results.update(tmp_path, half="random_forest", cells={"bulk_modulus": {"magpie": prov}})
-    results.update(tmp_path, half="random_forest", cells={"bulk_modulus": {"mean": {**prov, "maes": [5.0]}}})
-    results.update(tmp_path, half="finetune", cells={"melting_temperature": {"random": prov}})
+    record.update(tmp_path, half="random_forest", cells={"bulk_modulus": {"magpie": prov}})
+    record.update(tmp_path, half="random_forest", cells={"bulk_modulus": {"mean": {**prov, "maes": [5.0]}}})
+    record.update(tmp_path, half="finetune", cells={"melting_temperature": {"random": prov}})
     table = json.loads((tmp_path / "table1.json").read_text())
     assert table == {
         "random_forest": {
@@ -158,13 +158,14 @@ def test_updates_merge_cells_and_halves(tmp_path: Path) -> None:
 # -- Table 1, bottom ---------------------------------------------------------------------------------------
 def test_finetune_is_resumable_and_reuses_the_first_seeds_lr(tmp_path: Path) -> None:
     from crystalsearch.evaluate.finetuning import RUNS, FinetuneEvalConfig, evaluate_finetune
+    from crystalsearch.graph.settings import GraphSettings
     from crystalsearch.model.cgcnn import CGCNNEncoder
     from crystalsearch.model.checkpoint import save_checkpoint
 
     torch.manual_seed(0)
     enc = CGCNNEncoder()
     ckpt = save_checkpoint(tmp_path / "enc", state_dict=enc.state_dict(), model_class="crystalsearch.model.cgcnn."
-                           "CGCNNEncoder", config=enc.config.to_dict(), radius=8.0, max_neighbors=12)  # fmt: skip
+                           "CGCNNEncoder", config=enc.config.to_dict(), graph=GraphSettings(8.0, 12))  # fmt: skip
     config = FinetuneEvalConfig(
         properties=("melting_temperature",), inits=("random", "crystalclr"), encoders={"crystalclr": str(ckpt)},
         seeds=(0, 1), lrs=(1e-3, 3e-4), epochs=1, patience=1, batch_size=32, max_structures=120, device="cpu",

@@ -19,6 +19,7 @@ from crystalsearch.embed import ENCODER_CLASS, Encoder  # noqa: E402
 from crystalsearch.errors import CheckpointError  # noqa: E402
 from crystalsearch.graph.batch import GraphBatch, concat_batches  # noqa: E402
 from crystalsearch.graph.build import build_graph  # noqa: E402
+from crystalsearch.graph.settings import GraphSettings
 from crystalsearch.model.cgcnn import CGCNNEncoder, ContrastiveModel, EncoderConfig, PropertyModel  # noqa: E402
 from crystalsearch.model.checkpoint import (  # noqa: E402
     MODEL_JSON,
@@ -84,8 +85,7 @@ def checkpoint(tmp_path: Path, encoder: Encoder) -> Path:
         state_dict=encoder.model.state_dict(),
         model_class=ENCODER_CLASS,
         config=encoder.model.config.to_dict(),
-        radius=8.0,
-        max_neighbors=12,
+        graph=GraphSettings(8.0, 12),
         metadata={"note": "test"},
         card="# test encoder\n",
     )
@@ -233,7 +233,7 @@ def test_encoder_eval_mode_and_model_shapes(encoder: Encoder, nacl: Structure, s
 def test_checkpoint_round_trip(checkpoint: Path, encoder: Encoder, nacl: Structure, si: Structure) -> None:
     assert {p.name for p in checkpoint.iterdir()} == {MODEL_JSON, WEIGHTS, "README.md"}
     info = read_info(checkpoint)
-    assert info.model_class == ENCODER_CLASS and info.radius == 8.0 and info.max_neighbors == 12
+    assert info.model_class == ENCODER_CLASS and info.graph == GraphSettings(8.0, 12)
     assert info.metadata == {"note": "test"} and info.weights_sha256 == file_sha256(checkpoint / WEIGHTS)
     loaded = Encoder.load(checkpoint)
     np.testing.assert_array_equal(loaded.embed([nacl, si]), encoder.embed([nacl, si]))
@@ -241,7 +241,7 @@ def test_checkpoint_round_trip(checkpoint: Path, encoder: Encoder, nacl: Structu
     # no leftover temporary folders next to it; overwriting is atomic and leaves one folder
     save_checkpoint(
         checkpoint, state_dict=encoder.model.state_dict(), model_class=ENCODER_CLASS,
-        config=encoder.model.config.to_dict(), radius=8.0, max_neighbors=12,
+        config=encoder.model.config.to_dict(), graph=GraphSettings(8.0, 12),
     )  # fmt: skip
     assert [p.name for p in checkpoint.parent.iterdir()] == ["enc"]
 
@@ -249,7 +249,7 @@ def test_checkpoint_round_trip(checkpoint: Path, encoder: Encoder, nacl: Structu
 def test_checkpoint_other_graph_settings(tmp_path: Path, encoder: Encoder, nacl: Structure) -> None:
     folder = save_checkpoint(
         tmp_path / "r6", state_dict=encoder.model.state_dict(), model_class=ENCODER_CLASS,
-        config=encoder.model.config.to_dict(), radius=6.0, max_neighbors=8,
+        config=encoder.model.config.to_dict(), graph=GraphSettings(6.0, 8),
     )  # fmt: skip
     info = read_info(folder)
     with pytest.raises(CheckpointError, match=r"radius=6\.0, requested 8\.0"):
@@ -308,7 +308,7 @@ def test_checkpoint_wrong_shapes(tmp_path: Path, encoder: Encoder) -> None:
     small = CGCNNEncoder(EncoderConfig(atom_fea_len=16))
     folder = save_checkpoint(
         tmp_path / "bad", state_dict=small.state_dict(), model_class=ENCODER_CLASS,
-        config=encoder.model.config.to_dict(), radius=8.0, max_neighbors=12,
+        config=encoder.model.config.to_dict(), graph=GraphSettings(8.0, 12),
     )  # fmt: skip
     with pytest.raises(CheckpointError, match="weights do not fit the encoder"):
         Encoder.load(folder)
@@ -335,3 +335,75 @@ def test_checkpoint_weights_only_blocks_pickle_payload(tmp_path: Path, checkpoin
     # the payload is real: a plain (unsafe) torch.load would have run it
     torch.load(weights, weights_only=False)
     assert marker.exists()
+
+
+# -- compilation falls back only when compiling fails; no process-wide side effects -----------------------
+
+
+class _Counting(torch.nn.Module):
+    def __init__(self, fail: bool = False) -> None:
+        super().__init__()
+        self.calls, self.fail = 0, fail
+        self.lin = torch.nn.Linear(3, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        if self.fail:
+            raise ValueError("shape bug")
+        return self.lin(x)
+
+
+def test_maybe_compiled_falls_back_once_when_compiling_fails() -> None:
+    from crystalsearch.model.compile import MaybeCompiled
+
+    def no_compiler(gm: object, inputs: object) -> object:
+        raise RuntimeError("no C++ compiler")
+
+    model = _Counting()
+    forward = MaybeCompiled(model, enabled=True, backend=no_compiler)
+    x = torch.randn(4, 3)
+    with pytest.warns(UserWarning, match=r"torch.compile failed \(BackendCompilerFailed"):
+        out = forward(x)
+    torch.testing.assert_close(out, model.lin(x))
+    assert forward.fn is model and "no C++ compiler" in (forward.fallback_reason or "")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # warned once only
+        forward(x)
+
+
+def test_maybe_compiled_lets_model_errors_through() -> None:
+    """A bug of the model (or an out-of-memory error) is raised as it is, and the model runs once."""
+    from crystalsearch.model.compile import MaybeCompiled
+
+    eager = _Counting(fail=True)
+    with pytest.raises(ValueError, match="shape bug"):
+        MaybeCompiled(eager, enabled=False)(torch.randn(4, 3))
+    assert eager.calls == 1
+    model = _Counting(fail=True)
+    forward = MaybeCompiled(model, enabled=True, backend="eager")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "continuing in eager mode"
+        with pytest.raises(ValueError, match="shape bug"):
+            forward(torch.randn(4, 3))
+    assert forward.fn is not model  # still compiled: nothing fell back
+    assert model.calls <= 1  # not run again eagerly after the failure
+
+
+def test_library_calls_leave_process_state_alone(nacl: Structure) -> None:
+    from crystalsearch.embed import select_device
+
+    tiny = torch.tensor([1e-310], dtype=torch.float64)
+    assert (tiny * 1.0).item() != 0.0  # subnormals kept, as in a fresh process
+    state = torch.get_rng_state()
+    device = select_device("cpu")
+    enc = Encoder.random(seed=3)
+    enc.embed([nacl])
+    assert (tiny * 1.0).item() != 0.0, "flush-denormal leaked out of a library call"
+    assert torch.equal(torch.get_rng_state(), state), "Encoder.random reseeded the global RNG"
+    assert device.type == "cpu"
+    # still deterministic in the seed
+    torch.testing.assert_close(Encoder.random(seed=3).model.to_h.weight, enc.model.to_h.weight.cpu())

@@ -19,6 +19,7 @@ pytest.importorskip("pymatgen.core")
 
 from crystalsearch.embed import Encoder  # noqa: E402
 from crystalsearch.errors import CheckpointError  # noqa: E402
+from crystalsearch.model.config import EncoderConfig  # noqa: E402
 from crystalsearch.train.config import PretrainConfig  # noqa: E402
 from crystalsearch.train.pretrain import CHECKPOINT, PretrainResult, pretrain  # noqa: E402
 
@@ -31,7 +32,7 @@ TINY = PretrainConfig(
     batch_size=32,
     epochs=2,
     probe_max_structures=200,
-    atom_fea_len=16,
+    encoder=EncoderConfig(atom_fea_len=16),
     compile=False,
     num_threads=1,
 )
@@ -73,7 +74,7 @@ def test_run_folder(run_a: PretrainResult, nacl, si) -> None:
         assert m["pairs_per_s"] > 0 and 0 <= m["augment_fraction"] < 1
         assert m["loss"] == pytest.approx(m["loss_clr"] + m["loss_cs"], rel=1e-6)
     assert (out / CHECKPOINT).is_file() and (out / "config.json").is_file()
-    assert json.loads((out / "config.json").read_text())["atom_fea_len"] == 16
+    assert json.loads((out / "config.json").read_text())["encoder"]["atom_fea_len"] == 16
     state = torch.load(out / CHECKPOINT, weights_only=True)
     assert state["epoch"] == 2 and set(state) >= {"model", "optimizer", "torch_rng"}
     assert run_a.epochs_done == 2 and run_a.final_metrics["epoch"] == 2
@@ -83,7 +84,7 @@ def test_run_folder(run_a: PretrainResult, nacl, si) -> None:
     h = enc.embed([nacl, si])
     assert h.shape == (2, 128) and h.dtype.name == "float32"
     card = (out / "encoder" / "README.md").read_text()
-    assert "| epochs | 2 |" in card and "128 Materials Project structures" in card
+    assert "| epochs | 2 |" in card and "128 structures (`mp_structures`)" in card
     assert "probe_bulk_mae_gpa" in card and "## Reproduce" in card
     assert not list(out.glob("*.partial")) and not list(out.parent.glob(".*partial"))
 
@@ -138,7 +139,7 @@ def test_ddp_two_processes_gloo(tmp_path: Path) -> None:
     m = metrics[0]
     assert m["epoch"] == 1 and math.isfinite(m["loss"]) and m["pairs_per_s"] > 0
     assert math.isfinite(m["val_nt_xent"]), "rank 0 validates"
-    assert "2 process(es)" in (out / "encoder" / "README.md").read_text()
+    assert "x 2 processes" in (out / "encoder" / "README.md").read_text()
     assert Encoder.load(out / "encoder").model.config.atom_fea_len == 16
     assert not list(out.glob("*.partial"))
     summary, _ = json.JSONDecoder().raw_decode(proc.stdout.lstrip())
@@ -188,3 +189,54 @@ def test_cli_bad_set_value(tmp_path: Path) -> None:
     result = cli("--config", str(CONFIG), "--set", "no_such_key=1", "--out", str(tmp_path / "out"))
     assert result.exit_code == 2 and "no_such_key" in result.output
     assert not (tmp_path / "out").exists()
+
+
+# -- the run folder stays consistent; validation uses the training temperature --------------------------
+
+
+def test_resume_after_crash_between_metrics_and_checkpoint(run_a: PretrainResult, tmp_path: Path) -> None:
+    """A run killed after logging epoch 2 but before its checkpoint (plus a torn line) resumes to one line
+    per epoch, the same as an uninterrupted run."""
+    b = tmp_path / "crashed"
+    pretrain(replace(TINY, epochs=1), out=b, show_progress=False)
+    with open(b / "metrics.jsonl", "a") as fh:
+        fh.write(json.dumps({"epoch": 2, "loss": -1.0}) + "\n" + '{"epoch": 3, "lo')
+    pretrain(replace(TINY, epochs=2), out=b, resume=True, show_progress=False)
+    mb, ma = read_metrics(b), read_metrics(run_a.run_dir)
+    assert [m["epoch"] for m in mb] == [1, 2]
+    assert mb[1]["loss"] == ma[1]["loss"]
+    history = json.loads((b / "encoder" / "model.json").read_text())["metadata"]["history"]
+    assert [h["epochs"] for h in history] == [[1, 1], [2, 2]]  # two segments: started, then resumed
+    assert "| 1–1 |" in (b / "encoder" / "README.md").read_text()
+
+
+def test_validation_uses_the_training_temperature(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from crystalsearch.train import pretrain as module
+
+    seen: list[float] = []
+    real = module.nt_xent
+
+    def spy(z1: torch.Tensor, z2: torch.Tensor, *, temperature: float) -> torch.Tensor:
+        seen.append(temperature)
+        return real(z1, z2, temperature=temperature)
+
+    monkeypatch.setattr(module, "nt_xent", spy)
+    pretrain(replace(TINY, epochs=1, temperature=0.3, loss="nt_xent", probe=False), out=tmp_path / "t",
+             show_progress=False)  # fmt: skip
+    assert seen and set(seen) == {0.3}
+
+
+def test_old_flat_configs_and_checkpoints_still_load(tmp_path: Path) -> None:
+    from crystalsearch.augment.config import AugmentConfig
+    from crystalsearch.train.config import config_dict, load_config, pretrain_config_from_dict
+
+    flat = load_config(PretrainConfig, CONFIG, sets=["atom_fea_len=16", "strain_p=0.1"])  # the shipped TOML is flat
+    nested = tmp_path / "nested.toml"
+    nested.write_text(CONFIG.read_text().replace("perturb_p = 0.5\nstrain_p = 0.5\ncolumn_replace_p = 0.5\n", "")
+                      + "\n[pretrain.encoder]\natom_fea_len = 16\n\n[pretrain.augment]\nstrain_p = 0.1\n")  # fmt: skip
+    assert load_config(PretrainConfig, nested) == flat
+    assert flat.encoder == EncoderConfig(atom_fea_len=16) and flat.augment == AugmentConfig(strain_p=0.1)
+    assert load_config(PretrainConfig, CONFIG, sets=["encoder.atom_fea_len=16", "augment.strain_p=0.1"]) == flat
+    old = {k: v for k, v in config_dict(flat).items() if k not in ("encoder", "augment")}
+    old.update(config_dict(flat)["encoder"], **config_dict(flat)["augment"])  # as config.json was written before
+    assert pretrain_config_from_dict(old) == pretrain_config_from_dict(config_dict(flat)) == flat

@@ -1,13 +1,13 @@
 """Batched augmentations on candidate-neighbour graphs (the training path).
 
 Rebuilding every augmented structure's graph with pymatgen makes contrastive training CPU-bound.
-Here a whole batch is augmented with tensors: each atom keeps its ``num_candidates`` (24) nearest
+Here a whole batch is augmented with tensors: each atom keeps its ``num_candidates`` (32 by default) nearest
 neighbours from the :class:`~crystalsearch.graph.store.GraphStore`; perturb and strain move the atoms
 and the lattice, candidate distances are recomputed, and the ``max_neighbors`` (12) nearest within the
 radius are re-picked with ``topk``. Column replace changes atom types only; supercell (3x3x3) is an
 exact re-indexing of the edges (every atom of the supercell has the same environment).
 
-The approximation: a neighbour that was not among an atom's 24 candidates cannot enter its 12 after
+The approximation: a neighbour that was not among an atom's 32 candidates cannot enter its 12 after
 augmentation. ``tests/test_augment.py`` measures the fraction of atoms whose neighbour distances differ
 from an exact pymatgen rebuild of the same augmented structure.
 """
@@ -19,39 +19,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from crystalsearch.augment.config import AugmentConfig
 from crystalsearch.augment.groups import partner_table
 from crystalsearch.graph.batch import GraphBatch
 
 NUMERICAL_TOL = 1e-8
-
-
-@dataclass(frozen=True)
-class AugmentConfig:
-    """Probabilities and magnitudes of the batched augmentations (paper recipe by default)."""
-
-    perturb_p: float = 0.5
-    strain_p: float = 0.5
-    column_replace_p: float = 0.5
-    supercell_p: float = 0.0
-    perturb_scale: float = 0.5
-    max_strain: float = 0.05
-    one_sided: bool = False
-
-    @classmethod
-    def only(cls, *names: str, one_sided: bool = True) -> AugmentConfig:
-        """A config applying exactly the named augmentations with p = 1 (for the augmentation study)."""
-        probs = {"perturb": 0.0, "strain": 0.0, "column_replace": 0.0, "supercell": 0.0}
-        for name in names:
-            if name not in probs:
-                raise ValueError(f"unknown augmentation {name!r}; choose from {sorted(probs)}")
-            probs[name] = 1.0
-        return cls(
-            perturb_p=probs["perturb"],
-            strain_p=probs["strain"],
-            column_replace_p=probs["column_replace"],
-            supercell_p=probs["supercell"],
-            one_sided=one_sided,
-        )
 
 
 @dataclass(frozen=True)
@@ -211,10 +183,3 @@ def _supercell(
         num_atoms=torch.from_numpy(new_counts),
     )
     return AugmentedBatch(batch=batch, lattices=new_lat, frac_coords=new_frac, atomic_numbers=new_numbers)
-
-
-def element_matrix(numbers: np.ndarray, graph_index: np.ndarray, num_graphs: int) -> torch.Tensor:
-    """Boolean [B, 101]: which elements each crystal contains (before column replacement)."""
-    m = np.zeros((num_graphs, 101), dtype=bool)
-    m[graph_index, numbers] = True
-    return torch.from_numpy(m)

@@ -34,7 +34,8 @@ from typing import Any
 import numpy as np
 
 from crystalsearch.evaluate.progress import Progress
-from crystalsearch.evaluate.results import command_line, now, read_json, update, write_json
+from crystalsearch.evaluate.record import update
+from crystalsearch.evaluate.results import command_line, now, read_json, write_json
 from crystalsearch.train.config import PretrainConfig
 
 AUGMENTATIONS = ("perturb", "strain", "column_replace", "supercell")
@@ -85,7 +86,7 @@ def _study_dir(config: AugmentationStudyConfig, runs_dir: Path) -> Path:
 def pretrain_run(names: tuple[str, ...], config: AugmentationStudyConfig, folder: Path, *,
                  show_progress: bool) -> tuple[Path, float, bool]:  # fmt: skip
     """Pretrain (or resume, or reuse) one run; returns its encoder folder, wall time and whether it ran."""
-    from crystalsearch.augment.fast import AugmentConfig
+    from crystalsearch.augment.config import AugmentConfig
     from crystalsearch.model.checkpoint import read_info
     from crystalsearch.train.config import PretrainConfig
     from crystalsearch.train.pretrain import CHECKPOINT, pretrain
@@ -97,8 +98,7 @@ def pretrain_run(names: tuple[str, ...], config: AugmentationStudyConfig, folder
     pc = PretrainConfig(
         name=f"augment_{run_name(names)}", dataset="mp_structures", max_structures=config.structures,
         loss=config.loss, temperature=config.temperature, epochs=config.epochs, batch_size=config.batch_size,
-        lr=config.lr, seed=config.seed, perturb_p=aug.perturb_p, strain_p=aug.strain_p,
-        column_replace_p=aug.column_replace_p, supercell_p=aug.supercell_p, one_sided=True, device=config.device,
+        lr=config.lr, seed=config.seed, augment=aug, device=config.device,
         compile=config.compile, num_threads=config.threads, probe=False,
     )  # fmt: skip
     result = pretrain(pc, out=folder, resume=(folder / CHECKPOINT).is_file(), show_progress=show_progress)

@@ -33,7 +33,8 @@ from crystalsearch.evaluate.features import (
     validate_methods,
 )
 from crystalsearch.evaluate.progress import Progress
-from crystalsearch.evaluate.results import command_line, mean_std, now, update
+from crystalsearch.evaluate.record import update
+from crystalsearch.evaluate.results import command_line, mean_std, now
 
 PROPERTIES = ("bulk_modulus", "thermal_conductivity", "melting_temperature")
 METHODS = ("crystalclr", "crystalclr_cs", "sitestats", "sine_coulomb", "magpie", MEAN)

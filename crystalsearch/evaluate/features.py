@@ -124,13 +124,7 @@ def embeddings(
     encoder: Encoder, records: Sequence[Record], *, progress: Callable[[int], None] | None = None
 ) -> np.ndarray:
     """Frozen representations h [n, dim] of ``records`` (graphs from the on-disk cache)."""
-    from crystalsearch.graph.dataset import store_for_records
-
-    store = store_for_records(
-        records, radius=encoder.radius, max_neighbors=encoder.max_neighbors,
-        num_candidates=encoder.max_neighbors, show_progress=False,
-    )  # fmt: skip
-    return encoder.embed_store(store, progress=progress)
+    return encoder.embed_store(encoder.graph.store_for_records(records), progress=progress)
 
 
 def fingerprint_matrix(

@@ -25,7 +25,8 @@ from typing import Any
 from crystalsearch.evaluate.embeddings import PROPERTIES
 from crystalsearch.evaluate.features import DEFAULT_ENCODERS, encoder_source, label, load_encoder
 from crystalsearch.evaluate.progress import Progress
-from crystalsearch.evaluate.results import append_jsonl, command_line, mean_std, now, read_jsonl, update
+from crystalsearch.evaluate.record import update
+from crystalsearch.evaluate.results import append_jsonl, command_line, mean_std, now, read_jsonl
 
 RUNS = "finetune_runs.jsonl"
 INITS = ("random", "crystalclr", "crystalclr_cs")
@@ -77,9 +78,8 @@ def evaluate_finetune(
 ) -> dict[str, dict[str, dict[str, Any]]]:
     """Run (or resume) the fine-tuning grid; returns ``{property: {init: cell provenance}}``."""
     from crystalsearch.evaluate.embeddings import property_data
-    from crystalsearch.graph.dataset import store_for_records
     from crystalsearch.train.config import FinetuneConfig
-    from crystalsearch.train.finetune import describe, finetune
+    from crystalsearch.train.finetune import describe, finetune, init_graph
 
     progress = progress or Progress(False)
     out = Path(out)
@@ -89,7 +89,7 @@ def evaluate_finetune(
     results: dict[str, dict[str, dict[str, Any]]] = {}
     for prop in config.properties:
         data = property_data(prop, max_structures=config.max_structures, seeds=config.seeds)
-        store = None
+        stores: dict[Any, Any] = {}  # graph stores by graph settings (each init's checkpoint has its own)
         for init, (spec, source) in inits.items():
             settings = {
                 "property": prop, "init": init, "weights": (source or {}).get("digest", "random"),
@@ -104,15 +104,16 @@ def evaluate_finetune(
                     bar(1)
                     continue
                 lrs = config.lrs if seed == lr_seed else (float(done[lr_seed]["lr"]),)
-                if store is None:
-                    store = store_for_records(data["records"], num_candidates=12, show_progress=False)
+                graph = init_graph(spec)
+                if graph not in stores:
+                    stores[graph] = graph.store_for_records(data["records"])
                 ft = FinetuneConfig(
                     property=prop, init=spec, lrs=lrs, epochs=config.epochs, patience=config.patience,
                     batch_size=config.batch_size, seed=seed, max_structures=config.max_structures,
                     device=config.device, num_threads=config.threads, compile=config.compile,
                 )  # fmt: skip
                 c0 = time.process_time()
-                result = finetune(ft, store=store, show_progress=False)
+                result = finetune(ft, store=stores[graph], show_progress=False)
                 row = {
                     **describe(result), "key": key, "seed": seed, "init": init, "init_spec": spec,
                     "lr_grid": {str(k): v for k, v in result.lr_grid.items()}, "lr_chosen_on_seed": lr_seed,

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -23,7 +22,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from crystalsearch.graph.store import atomic_write_npz, cache_dir
+from crystalsearch.atomic import atomic_write
+from crystalsearch.graph.store import atomic_write_npz
+from crystalsearch.paths import cache_dir
 
 if TYPE_CHECKING:
     from crystalsearch.datasets import Record
@@ -108,15 +109,15 @@ def fingerprints(
                     featurize = _featurizer(name, structures)
             assert structures is not None
             rows = [_safe(featurize, s) for s in structures[start : start + CHUNK]]
+            if failed := sum(r is None for r in rows):
+                warnings.warn(f"{name}: {failed} of {len(rows)} structures could not be featurised (NaN rows)",
+                              stacklevel=2)  # fmt: skip
             width = max((len(r) for r in rows if r is not None), default=0)
             arr = np.full((len(rows), width), np.nan)
             for i, r in enumerate(rows):
                 if r is not None:
                     arr[i, : len(r)] = r
-            work.mkdir(parents=True, exist_ok=True)
-            tmp = work / f"{start:07d}.{os.getpid()}.partial.npy"  # unique: processes may share the cache
-            np.save(tmp, arr)
-            tmp.replace(path)
+            atomic_write(path, lambda fh: np.save(fh, arr))  # noqa: B023 - called before the loop moves on
             chunks.append(arr)
         if progress is not None:
             progress(min(CHUNK, len(records) - start))
@@ -139,5 +140,7 @@ def _safe(featurize: Callable[[Any], list[float]], structure: Any) -> list[float
         warnings.simplefilter("ignore")
         try:
             return list(featurize(structure))
-        except Exception:  # noqa: BLE001 - matminer raises many kinds for odd structures
+        except (MemoryError, RecursionError):
+            raise  # the machine's trouble, not the structure's
+        except Exception:  # noqa: BLE001 - matminer raises many kinds for odd structures: a NaN row, counted
             return None

@@ -10,7 +10,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from crystalsearch.evaluate.results import EVALUATIONS, REPORT, TABLE1, TABLE_PROPERTIES, atomic_write_text, read_json
+from crystalsearch.atomic import atomic_write_text
+from crystalsearch.evaluate.results import EVALUATIONS, REPORT, TABLE1, TABLE_PROPERTIES, empty_table1, read_json
 
 COLUMNS = {
     "melting_temperature": "Melting temperature (K)",
@@ -358,8 +359,6 @@ when fewer than 5 seeds were run.
 
 def write_report(out: Path) -> Path:
     """Regenerate ``out/report.md`` from ``table1.json`` and ``evaluations.json`` (atomic write)."""
-    from crystalsearch.evaluate.results import empty_table1
-
     out = Path(out)
     text = render(read_json(out / TABLE1, empty_table1()), read_json(out / EVALUATIONS, {}))
     atomic_write_text(out / REPORT, text)

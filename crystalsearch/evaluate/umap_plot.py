@@ -20,7 +20,8 @@ import numpy as np
 from crystalsearch.evaluate.classes import CLASSES, compound_class
 from crystalsearch.evaluate.features import embeddings, encoder_source, label, load_encoder
 from crystalsearch.evaluate.progress import Progress
-from crystalsearch.evaluate.results import command_line, now, update
+from crystalsearch.evaluate.record import update
+from crystalsearch.evaluate.results import command_line, now
 
 FIGURE = "figure3_umap.png"
 NEIGHBOURS = 10

@@ -44,12 +44,6 @@ def atom_feature_table_hash() -> str:
     return hashlib.sha256(_table_bytes()).hexdigest()[:16]
 
 
-def supported_atomic_numbers() -> np.ndarray:
-    """Atomic numbers with a row in the atom table (1..100)."""
-    table = atom_feature_table()
-    return np.nonzero(np.abs(table).sum(axis=1) > 0)[0]
-
-
 def gaussian_centers() -> np.ndarray:
     """Gaussian centres [41] in Å: ``np.arange(0, 8 + 0.2, 0.2)`` as in CGCNN."""
     return np.arange(GAUSSIAN_DMIN, GAUSSIAN_DMAX + GAUSSIAN_STEP, GAUSSIAN_STEP)

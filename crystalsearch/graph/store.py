@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from crystalsearch.graph.build import DEFAULT_MAX_NEIGHBORS, DEFAULT_RADIUS, CrystalGraph, nearest_neighbors
+from crystalsearch.paths import cache_dir
 
 if TYPE_CHECKING:
     from crystalsearch.graph.batch import GraphBatch
@@ -232,15 +233,6 @@ def content_key(
         h.update(np.ascontiguousarray(frac, dtype=np.float64).tobytes())
         h.update(np.ascontiguousarray(z, dtype=np.int64).tobytes())
     return h.hexdigest()[:24]
-
-
-def cache_dir() -> Path:
-    """``$CRYSTALSEARCH_CACHE`` or ``$XDG_CACHE_HOME/crystalsearch`` (default ``~/.cache/crystalsearch``)."""
-    env = os.environ.get("CRYSTALSEARCH_CACHE")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "crystalsearch"
 
 
 def cached_store(

@@ -5,9 +5,6 @@ Shapes: N atoms, E edges, B crystals in a :class:`~crystalsearch.graph.batch.Gra
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
-
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -19,19 +16,9 @@ from crystalsearch.graph.features import (
     atom_feature_table,
     gaussian_centers,
 )
+from crystalsearch.model.config import EncoderConfig
 
-
-@dataclass(frozen=True)
-class EncoderConfig:
-    """Constructor arguments of :class:`CGCNNEncoder` (stored in ``model.json``)."""
-
-    atom_fea_len: int = 64
-    n_conv: int = 3
-    h_dim: int = 128
-    proj_dim: int = 128
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+__all__ = ["CGCNNEncoder", "ContrastiveModel", "EncoderConfig", "PropertyModel", "ProjectionHead", "RegressionHead"]
 
 
 class GatedConv(nn.Module):

@@ -3,15 +3,14 @@
 ``model.json`` records the model class, the package version that wrote it, the constructor
 arguments, the graph settings and the hash of the atom-feature table, so that a checkpoint is only
 ever used with the featurization it was trained on. Weights are loaded with ``weights_only=True``.
-Folders are written atomically: into a temporary sibling, then swapped in with ``os.replace``.
+Folders are written atomically: into a temporary sibling, then swapped in (:func:`crystalsearch.atomic.staged_dir`).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
+import pickle
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
@@ -19,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from crystalsearch._version import __version__
-from crystalsearch.atomic import file_sha256, swap_in
+from crystalsearch.atomic import atomic_write, atomic_write_json, atomic_write_text, file_sha256, staged_dir
 from crystalsearch.errors import CheckpointError
+from crystalsearch.graph.settings import GraphSettings
 
 FORMAT_VERSION = 1
 WEIGHTS = "weights.pt"
@@ -35,8 +35,7 @@ class CheckpointInfo:
     path: Path
     model_class: str
     config: dict[str, Any]
-    radius: float
-    max_neighbors: int
+    graph: GraphSettings
     atom_table_hash: str
     weights_sha256: str
     version: str
@@ -73,40 +72,45 @@ def save_checkpoint(
     state_dict: Mapping[str, Any],
     model_class: str,
     config: Mapping[str, Any],
-    radius: float,
-    max_neighbors: int,
+    graph: GraphSettings,
     metadata: Mapping[str, Any] | None = None,
     card: str = "",
 ) -> Path:
-    """Write a checkpoint folder atomically and return its path."""
+    """Write a checkpoint folder atomically and return its path (``graph``: how its graphs are built)."""
     import torch
 
     from crystalsearch.graph.features import atom_feature_table_hash
 
     dest = Path(folder)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".partial"))
-    try:
-        torch.save({k: v.detach().cpu() for k, v in state_dict.items()}, tmp / WEIGHTS)
+    with staged_dir(dest) as tmp:
+        atomic_write(tmp / WEIGHTS, lambda fh: torch.save({k: v.detach().cpu() for k, v in state_dict.items()}, fh))
         info = {
             "format_version": FORMAT_VERSION,
             "class": model_class,
             "crystalsearch_version": __version__,
             "config": dict(config),
-            "graph": {"radius": radius, "max_neighbors": max_neighbors},
+            "graph": graph.to_dict(),
             "atom_feature_table_sha256": atom_feature_table_hash(),
             "weights": WEIGHTS,
             "weights_sha256": file_sha256(tmp / WEIGHTS),
             "metadata": dict(metadata or {}),
         }
-        (tmp / MODEL_JSON).write_text(json.dumps(info, indent=2) + "\n")
+        atomic_write_json(tmp / MODEL_JSON, info)
         if card:
-            (tmp / "README.md").write_text(card)
-        swap_in(tmp, dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+            atomic_write_text(tmp / "README.md", card)
     return dest
+
+
+def rewrite_metadata(folder: str | os.PathLike[str], *, metadata: Mapping[str, Any], card: str) -> Path:
+    """Replace a checkpoint's metadata and model card, leaving its weights (and so its hash, which
+    indexes and heads are keyed on) byte for byte as they are. Each file is replaced atomically."""
+    path = Path(folder)
+    raw = json.loads((path / MODEL_JSON).read_text())
+    if file_sha256(path / WEIGHTS) != raw["weights_sha256"]:
+        raise CheckpointError(f"{path / WEIGHTS}: checksum does not match model.json (corrupted or modified)")
+    atomic_write_json(path / MODEL_JSON, {**raw, "metadata": dict(metadata)})
+    atomic_write_text(path / "README.md", card)
+    return path
 
 
 def read_info(folder: str | os.PathLike[str]) -> CheckpointInfo:
@@ -118,13 +122,11 @@ def read_info(folder: str | os.PathLike[str]) -> CheckpointInfo:
         raise CheckpointError(f"{path}: not a crystalsearch checkpoint (no {MODEL_JSON}){hint}")
     try:
         raw = json.loads(meta_path.read_text())
-        graph = raw["graph"]
         info = CheckpointInfo(
             path=path,
             model_class=str(raw["class"]),
             config=dict(raw["config"]),
-            radius=float(graph["radius"]),
-            max_neighbors=int(graph["max_neighbors"]),
+            graph=GraphSettings.from_dict(raw["graph"]),
             atom_table_hash=str(raw["atom_feature_table_sha256"]),
             weights_sha256=str(raw["weights_sha256"]),
             version=str(raw["crystalsearch_version"]),
@@ -142,6 +144,12 @@ def read_info(folder: str | os.PathLike[str]) -> CheckpointInfo:
     return info
 
 
+def graph_settings(name_or_path: str | os.PathLike[str]) -> GraphSettings:
+    """How the graphs of a checkpoint's model are built (``model.json["graph"]``): the one place models
+    learn how to meet structures (``graph_settings(ckpt).graphs(structures)``)."""
+    return read_info(name_or_path).graph
+
+
 def load_state_dict(
     info: CheckpointInfo, *, radius: float | None = None, max_neighbors: int | None = None
 ) -> dict[str, Any]:
@@ -150,12 +158,15 @@ def load_state_dict(
 
     from crystalsearch.graph.features import atom_feature_table_hash
 
+    if (why := info.graph.mismatch()) is not None:
+        raise CheckpointError(f"{info.path}: trained with {why}")
     if info.atom_table_hash != atom_feature_table_hash():
         raise CheckpointError(
             f"{info.path}: trained with atom-feature table {info.atom_table_hash}, "
             f"this installation has {atom_feature_table_hash()}"
         )
-    for name, want, have in (("radius", radius, info.radius), ("max_neighbors", max_neighbors, info.max_neighbors)):
+    graph = info.graph
+    for name, want, have in (("radius", radius, graph.radius), ("max_neighbors", max_neighbors, graph.max_neighbors)):
         if want is not None and want != have:
             raise CheckpointError(f"{info.path}: trained with graph {name}={have}, requested {want}")
     weights = info.path / WEIGHTS
@@ -165,5 +176,5 @@ def load_state_dict(
         raise CheckpointError(f"{weights}: checksum does not match model.json (corrupted or modified)")
     try:
         return dict(torch.load(weights, map_location="cpu", weights_only=True))
-    except Exception as exc:  # noqa: BLE001 - torch raises many types for bad files
-        raise CheckpointError(f"{weights}: cannot load weights ({exc})") from None
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:  # what bad files raise
+        raise CheckpointError(f"{weights}: cannot load weights ({type(exc).__name__}: {exc})") from None

@@ -22,14 +22,14 @@ from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 
-from crystalsearch.errors import IndexFileError, InputError
+from crystalsearch.errors import CrystalSearchError, IndexFileError, InputError
 from crystalsearch.search.build import check_encoder, recover
 from crystalsearch.search.defaults import default_index, load_encoder, notify_stderr
 from crystalsearch.search.embedding import threads
 from crystalsearch.search.entries import structure_from_json
 from crystalsearch.search.faiss_index import VectorIndex, normalise
 from crystalsearch.search.filters import Filters
-from crystalsearch.search.known import MatcherConfig, matching_rows
+from crystalsearch.search.known import KnownChecker, MatchCriterion, Verdict
 from crystalsearch.search.manifest import (
     DB_FILE,
     INDEX_FILE,
@@ -74,7 +74,8 @@ class Catalog:
         self.vectors = vectors
         self.db = db
         self._encoder = encoder
-        self.matcher = MatcherConfig()
+        self.matcher = MatchCriterion()  # what "known" means (the Materials Project's criterion by default)
+        self._checker: KnownChecker | None = None
         self.threads: int | None = 1  # torch/FAISS threads while searching (None: library defaults)
         self._allowed: dict[Filters, np.ndarray] = {}  # rows passing each recent filter (rows never change)
 
@@ -133,7 +134,7 @@ class Catalog:
             ref = self.manifest.encoder.name
             try:
                 enc = load_encoder(ref)
-            except Exception as exc:  # noqa: BLE001 - any failure to load is reported the same way
+            except (CrystalSearchError, OSError, ValueError) as exc:  # a missing or unusable checkpoint
                 raise IndexFileError(f"{self.path}: cannot load the index's encoder {ref} ({exc})") from None
             check_encoder(self.manifest, enc, where=self.path)
             self._encoder = enc
@@ -153,10 +154,8 @@ class Catalog:
 
     def embed(self, structures: Sequence[Structure]) -> np.ndarray:
         """L2-normalised representations [n, dim] of structures with the index's encoder."""
-        from crystalsearch.graph.build import build_graph
-
         enc = self.encoder
-        graphs = [build_graph(s, radius=enc.radius, max_neighbors=enc.max_neighbors) for s in structures]
+        graphs = enc.graphs(structures)
         with threads(self.threads):
             return normalise(enc.embed_graphs(graphs))
 
@@ -213,19 +212,12 @@ class Catalog:
             else:
                 sims, rows = self.vectors.search_subset(item.vector, k, allowed, exclude=exclude)
             pairs = list(zip(rows.tolist(), sims.tolist()))
-            verdict: str | None = None
-            known_as: tuple[str, ...] = ()
-            same: set[int] | None = None
-            if known:
-                matched = self._known_rows(item)
-                known_as = tuple(self._ids(matched))
-                verdict = f"known: {', '.join(known_as)}" if known_as else "novel"
-                passing = [r for r in matched if allowed is None or _contains(allowed, r)]
-                first = [(r, float(self.vectors.vector(r) @ item.vector)) for r in passing]
-                first.sort(key=lambda p: (-p[1], p[0]))
-                pairs = (first + [p for p in pairs if p[0] not in set(matched)])[:k]
-                same = set(matched)
-            results.append(QueryResult(item.label, self._hits(pairs, same), item.formula, None, verdict, known_as))
+            known_verdict = self._verdict(item) if known else None
+            same = None if known_verdict is None else {m.row for m in known_verdict.matches}
+            verdict = None if known_verdict is None else known_verdict.text()
+            known_as = () if known_verdict is None else tuple(m.material_id for m in known_verdict.matches)
+            results.append(QueryResult(item.label, self._hits(pairs, same), item.formula, None, verdict, known_as,
+                                       known_verdict))  # fmt: skip
         return results
 
     def allowed_rows(self, filters: Filters) -> np.ndarray:
@@ -275,21 +267,26 @@ class Catalog:
         m = self.db.materials([row])[row]
         return _Query(material_id, self.vectors.vector(row), row, None, m.reduced_formula)
 
-    def _known_rows(self, item: _Query) -> list[int]:
+    def checker(self) -> KnownChecker:
+        """The "is it known?" checker of this catalog with the criterion ``self.matcher``."""
+        if self._checker is None or self._checker.criterion != self.matcher:
+            self._checker = KnownChecker(self, self.matcher)
+        return self._checker
+
+    def is_known(self, query: QueryInput) -> Verdict:
+        """Whether a Structure, structure file or indexed id is a known material of this catalog (criterion:
+        ``self.matcher``, see :mod:`crystalsearch.search.known`); an indexed id is known as itself."""
+        (item,) = self._resolve([query], None)
+        if isinstance(item, QueryResult):
+            raise InputError(item.query, (item.error or "unreadable").split(": ", 1)[-1])
+        return self._verdict(item)
+
+    def _verdict(self, item: _Query) -> Verdict:
         structure = item.structure
         if structure is None:
             assert item.row is not None
             structure = structure_from_json(self.db.structures([item.row])[item.row])
-        rows = self.db.ids_with_formula(item.formula)
-        rows = rows[(rows < len(self)) & (rows != (-1 if item.row is None else item.row))]
-        if rows.size == 0:
-            return []
-        sims = self.vectors.vectors()[rows] @ item.vector
-        order = np.lexsort((rows, -sims))[: self.matcher.max_candidates]
-        chosen = rows[order].tolist()
-        texts = self.db.structures(chosen)
-        candidates = [(r, structure_from_json(texts[r])) for r in chosen]
-        return matching_rows(structure, candidates, config=self.matcher)
+        return self.checker().check(structure, item.vector)
 
     def _ids(self, rows: Sequence[int]) -> list[str]:
         found = self.db.materials(rows)

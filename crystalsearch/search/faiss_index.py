@@ -8,11 +8,9 @@ Filtered searches are always exact: the allowed rows come from SQL and are score
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
@@ -107,22 +105,17 @@ class VectorIndex:
         return cls(index, path=path)
 
     def write(self, path: Path) -> None:
-        """Write atomically (temporary file in the same folder, then ``os.replace``)."""
+        """Write atomically (:func:`crystalsearch.atomic.atomic_write`), streamed through FAISS's writer."""
         import faiss
 
-        from crystalsearch.search.manifest import file_mode
+        from crystalsearch.atomic import atomic_write
 
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
-        os.fchmod(fd, file_mode())
-        os.close(fd)
-        try:
-            faiss.write_index(self.index, tmp)
-            with open(tmp, "rb+") as fh:
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        def write(fh: BinaryIO) -> None:
+            writer = faiss.PyCallbackIOWriter(fh.write)  # type: ignore[attr-defined]
+            faiss.write_index(self.index, writer)
+            del writer  # flushes FAISS's buffer into fh
+
+        atomic_write(path, write)
 
     @property
     def ntotal(self) -> int:

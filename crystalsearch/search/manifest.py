@@ -10,18 +10,16 @@ is opened; a file whose size, mtime and inode match the last successful verifica
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
-import os
-import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from crystalsearch import atomic
 from crystalsearch._version import __version__
-from crystalsearch.atomic import atomic_write, file_sha256, swap_in  # noqa: F401 - re-exported for search.build
+from crystalsearch.atomic import atomic_write_bytes, file_mode, file_sha256, swap_in  # noqa: F401 - re-exported for search.build
 from crystalsearch.errors import IndexFileError
 
 if TYPE_CHECKING:
@@ -30,7 +28,7 @@ if TYPE_CHECKING:
 INDEX_FILE = "index.faiss"
 DB_FILE = "metadata.sqlite"
 MANIFEST = "manifest.json"
-LOCK_FILE = ".lock"
+LOCK_FILE = atomic.LOCK_FILE
 JOURNAL = "add.journal.json"
 FORMAT_VERSION = 1
 METRIC = "inner_product"
@@ -169,20 +167,9 @@ def write_manifest(folder: Path, manifest: Manifest) -> None:
     atomic_write_bytes(folder / MANIFEST, (json.dumps(manifest.to_dict(), indent=2) + "\n").encode())
 
 
-def file_mode() -> int:
-    """``0o666`` minus the process umask (what ``open()`` would give a new file)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    atomic_write(path, lambda fh: fh.write(data), mode=file_mode())
-
-
 # -- verification ------------------------------------------------------------------------------------
 def _stamp_file() -> Path:
-    from crystalsearch.graph.store import cache_dir
+    from crystalsearch.paths import cache_dir
 
     return cache_dir() / "verified.json"
 
@@ -245,26 +232,7 @@ def remember_verified(folder: Path, manifest: Manifest) -> None:
 
 
 # -- locking and folder swaps -------------------------------------------------------------------------
-@contextlib.contextmanager
-def locked(folder: Path, *, exclusive: bool, timeout: float = 60.0) -> Iterator[None]:
+def locked(folder: Path, *, exclusive: bool, timeout: float = 60.0) -> contextlib.AbstractContextManager[None]:
     """Hold ``folder/.lock`` (shared for readers, exclusive for writers); no-op on read-only folders."""
-    path = folder / LOCK_FILE
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError:
-        yield
-        return
-    mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
-    deadline = time.monotonic() + timeout
-    try:
-        while True:
-            try:
-                fcntl.flock(fd, mode | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise IndexFileError(f"{folder}: another process is writing this index; try again later") from None
-                time.sleep(0.05)
-        yield
-    finally:
-        os.close(fd)
+    busy = "another process is writing this index; try again later"
+    return atomic.locked(folder, exclusive=exclusive, timeout=timeout, busy=busy, error=IndexFileError)

@@ -120,14 +120,10 @@ def _cells(catalog: Catalog, rows: list[int]) -> list[Cell]:
 
 
 def _embed_cells(catalog: Catalog, cells: list[Cell]) -> np.ndarray:
-    from crystalsearch.graph.build import graph_from_arrays
     from crystalsearch.search.faiss_index import normalise
 
     enc = catalog.encoder
-    graphs = [
-        graph_from_arrays(lat, frac, z, radius=enc.radius, max_neighbors=enc.max_neighbors) for lat, frac, z in cells
-    ]
-    return normalise(enc.embed_graphs(graphs))
+    return normalise(enc.embed_graphs([enc.graph.graph_of_cell(*cell) for cell in cells]))
 
 
 def ranks_of(vectors: np.ndarray, queries: np.ndarray, truth: np.ndarray, *, tie_tol: float) -> np.ndarray:

@@ -14,7 +14,6 @@ import functools
 import gzip
 import hashlib
 import os
-import tempfile
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -22,6 +21,8 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
+
+from crystalsearch.atomic import atomic_write_bytes
 
 __all__ = [
     "SYMPREC",
@@ -202,12 +203,7 @@ def write_table(cells: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], path
         if digest not in seen:
             seen.add(digest)
             lines.append(f"{digest}\t{symmetry_of(lattice, frac, numbers).number}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".partial")
-    os.fchmod(fd, 0o644)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(gzip.compress(("\n".join(lines) + "\n").encode("ascii"), mtime=0))
-    os.replace(tmp, path)
+    atomic_write_bytes(path, gzip.compress(("\n".join(lines) + "\n").encode("ascii"), mtime=0))
     return len(seen)
 
 

@@ -5,11 +5,16 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import tomllib
 
+from crystalsearch.augment.config import AugmentConfig
 from crystalsearch.errors import InputError
+from crystalsearch.model.config import EncoderConfig
+
+if TYPE_CHECKING:
+    from crystalsearch.graph.settings import GraphSettings
 
 T = TypeVar("T")
 
@@ -28,21 +33,15 @@ class PretrainConfig:
     lr: float = 1e-4
     weight_decay: float = 0.0
     seed: int = 0
-    # augmentations (probabilities; one_sided augments only the second view)
-    perturb_p: float = 0.5
-    strain_p: float = 0.5
-    column_replace_p: float = 0.5
-    supercell_p: float = 0.0
-    one_sided: bool = False
+    # augmentations (probabilities; one_sided augments only the second view): [pretrain.augment] in TOML,
+    # or the old flat keys (perturb_p = 0.5)
+    augment: AugmentConfig = AugmentConfig()
+    # model: [pretrain.encoder] in TOML, or the old flat keys (atom_fea_len = 64)
+    encoder: EncoderConfig = EncoderConfig()
     # graphs
     radius: float = 8.0
     max_neighbors: int = 12
-    num_candidates: int = 32
-    # model
-    atom_fea_len: int = 64
-    n_conv: int = 3
-    h_dim: int = 128
-    proj_dim: int = 128
+    num_candidates: int = 32  # candidate neighbours per atom for the batched augmentations
     # hardware
     device: str = "auto"
     amp: bool = True  # bf16 autocast on CUDA
@@ -61,6 +60,15 @@ class PretrainConfig:
             raise ValueError("batch_size must be at least 2")
         if self.temperature <= 0:
             raise ValueError("temperature must be positive")
+        if self.num_candidates < self.max_neighbors:
+            raise ValueError("num_candidates must be at least max_neighbors")
+
+    @property
+    def graph(self) -> GraphSettings:
+        """How this run builds its graphs (recorded in the encoder checkpoint)."""
+        from crystalsearch.graph.settings import GraphSettings
+
+        return GraphSettings(self.radius, self.max_neighbors)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,6 +114,60 @@ def _coerce(field: dataclasses.Field[Any], value: Any, where: str) -> Any:
         raise InputError(where, f"setting {field.name}={value!r} is not a valid {kind}") from None
 
 
+def _sections(cls: type[Any]) -> dict[str, type[Any]]:
+    """Fields of ``cls`` that are themselves config dataclasses (``encoder``, ``augment``)."""
+    return {f.name: _NESTED[f.type] for f in dataclasses.fields(cls) if f.type in _NESTED}
+
+
+_NESTED: dict[Any, type[Any]] = {"EncoderConfig": EncoderConfig, "AugmentConfig": AugmentConfig}
+
+
+class _Settings:
+    """Values for ``cls`` gathered from TOML, overrides and ``--set``: top-level keys, nested sections
+    (``encoder.n_conv`` or ``[pretrain.encoder]``) and, for old configs, nested keys given flat."""
+
+    def __init__(self, cls: type[Any]) -> None:
+        self.cls = cls
+        self.fields = {f.name: f for f in dataclasses.fields(cls)}
+        self.sections = _sections(cls)
+        self.nested = {s: {f.name: f for f in dataclasses.fields(c)} for s, c in self.sections.items()}
+        self.flat = {name: s for s, fs in self.nested.items() for name in fs}  # old flat key -> section
+        self.values: dict[str, Any] = {}
+        self.inner: dict[str, dict[str, Any]] = {s: {} for s in self.sections}
+
+    def known(self) -> str:
+        names = [n for n in self.fields if n not in self.sections]
+        names += [f"{s}.{n}" for s, fs in self.nested.items() for n in fs]
+        return ", ".join(sorted(names))
+
+    def put(self, key: str, value: Any, where: str) -> None:
+        section, dot, name = key.partition(".")
+        if dot and section in self.nested and name in self.nested[section]:
+            self.inner[section][name] = _coerce(self.nested[section][name], value, where)
+        elif key in self.sections and dataclasses.is_dataclass(value):
+            self.inner[key].update(dataclasses.asdict(value))  # type: ignore[arg-type]
+        elif key in self.sections and isinstance(value, Mapping):
+            for name, v in value.items():
+                self.put(f"{key}.{name}", v, where)
+        elif key in self.fields and key not in self.sections:
+            self.values[key] = _coerce(self.fields[key], value, where)
+        elif key in self.flat:
+            self.put(f"{self.flat[key]}.{key}", value, where)
+        else:
+            raise InputError(where, f"unknown setting {key!r}; known: {self.known()}")
+
+    def build(self, where: str) -> Any:
+        try:
+            nested = {s: self.sections[s](**{**self._defaults(s), **v}) for s, v in self.inner.items()}
+            return self.cls(**self.values, **nested)
+        except (TypeError, ValueError) as exc:
+            raise InputError(where, str(exc)) from None
+
+    def _defaults(self, section: str) -> dict[str, Any]:
+        default = self.fields[section].default
+        return dataclasses.asdict(default) if dataclasses.is_dataclass(default) else {}  # type: ignore[arg-type]
+
+
 def load_config(
     cls: type[T],
     path: str | Path | None = None,
@@ -113,10 +175,11 @@ def load_config(
     overrides: Mapping[str, Any] | None = None,
     sets: Iterable[str] = (),
 ) -> T:
-    """Build ``cls`` from a TOML file (flat keys, or under ``[pretrain]``/``[finetune]``), then apply
-    ``overrides`` (a mapping, ``None`` values ignored) and ``sets`` (``"key=value"`` strings)."""
-    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    values: dict[str, Any] = {}
+    """Build ``cls`` from a TOML file (flat keys, or under ``[pretrain]``/``[finetune]``, nested configs
+    under ``[pretrain.encoder]``/``[pretrain.augment]`` or flat as in older files), then apply
+    ``overrides`` (a mapping, ``None`` values ignored; nested configs as objects, dicts or dotted keys)
+    and ``sets`` (``"key=value"`` strings, ``key`` possibly dotted: ``encoder.n_conv=4``)."""
+    settings = _Settings(cls)
     where = str(path) if path else "config"
     if path is not None:
         p = Path(path)
@@ -129,27 +192,27 @@ def load_config(
         section = "pretrain" if cls is PretrainConfig else "finetune"
         raw = raw.get(section, raw) if isinstance(raw.get(section), dict) else raw
         for key, value in raw.items():
-            if isinstance(value, dict):
+            if isinstance(value, dict) and key not in settings.sections:
                 continue  # other sections
-            if key not in fields:
-                raise InputError(where, f"unknown setting {key!r}; known: {', '.join(sorted(fields))}")
-            values[key] = _coerce(fields[key], value, where)
+            settings.put(key, value, where)
     for key, value in (overrides or {}).items():
-        if key not in fields:
-            raise InputError(where, f"unknown setting {key!r}; known: {', '.join(sorted(fields))}")
         if value is not None:
-            values[key] = _coerce(fields[key], value, "command line")
+            settings.put(key, value, "command line")
     for item in sets:
         key, sep, value = item.partition("=")
         key = key.strip().replace("-", "_")
-        if not sep or key not in fields:
-            raise InputError("--set", f"expected KEY=VALUE with KEY one of {', '.join(sorted(fields))}; got {item!r}")
-        values[key] = _coerce(fields[key], value.strip(), "--set")
-    try:
-        return cls(**values)
-    except ValueError as exc:
-        raise InputError(where, str(exc)) from None
+        if not sep:
+            raise InputError("--set", f"expected KEY=VALUE with KEY one of {settings.known()}; got {item!r}")
+        settings.put(key, value.strip(), "--set")
+    return settings.build(where)  # type: ignore[no-any-return]
 
 
 def config_dict(config: Any) -> dict[str, Any]:
+    """A config as JSON-ready nested dicts (what ``config.json`` and checkpoint metadata hold)."""
     return dataclasses.asdict(config)
+
+
+def pretrain_config_from_dict(data: Mapping[str, Any]) -> PretrainConfig:
+    """A :class:`PretrainConfig` from :func:`config_dict` output, nested or flat (runs and checkpoints
+    written before the encoder and augmentation settings were nested)."""
+    return load_config(PretrainConfig, None, overrides=data)

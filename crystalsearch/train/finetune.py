@@ -19,10 +19,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from crystalsearch.embed import select_device
+from crystalsearch.embed import flush_denormal, select_device
+from crystalsearch.graph.settings import GraphSettings
 from crystalsearch.graph.store import GraphStore
 from crystalsearch.model.cgcnn import EncoderConfig, PropertyModel
 from crystalsearch.properties import PROPERTIES, PropertySpec
+from crystalsearch.train.card import hardware_of
 from crystalsearch.train.config import FinetuneConfig, config_dict
 
 
@@ -92,6 +94,18 @@ class FinetuneResult:
     transform: TargetTransform
     test_predictions: np.ndarray
     test_indices: np.ndarray
+    graph: GraphSettings = GraphSettings()  # how the model's graphs were built (from the --from encoder)
+    hardware: str = ""
+
+
+def init_graph(init: str) -> GraphSettings:
+    """How graphs are built for a model initialised from ``init``: the checkpoint's settings (default
+    recipe for ``random``)."""
+    if init == "random":
+        return GraphSettings()
+    from crystalsearch.model.checkpoint import graph_settings
+
+    return graph_settings(init)
 
 
 def init_model(init: str, *, seed: int) -> PropertyModel:
@@ -159,21 +173,37 @@ def finetune(
     store: GraphStore | None = None,
     show_progress: bool = True,
 ) -> FinetuneResult:
-    """Fine-tune on ``config.property``; returns the best-validation model and its test MAE."""
+    """Fine-tune on ``config.property``; returns the best-validation model and its test MAE.
+
+    Graphs are built with the settings of the ``config.init`` checkpoint; a given ``store`` must match them.
+    """
+    threads = torch.get_num_threads()
+    try:
+        if config.num_threads:
+            torch.set_num_threads(config.num_threads)  # for this call only: restored below
+        return _finetune(config, store=store, show_progress=show_progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _finetune(config: FinetuneConfig, *, store: GraphStore | None, show_progress: bool) -> FinetuneResult:
     from crystalsearch import datasets
-    from crystalsearch.graph.dataset import store_for_records
 
     spec = property_spec(config.property)
     device = select_device(None if config.device == "auto" else config.device)
-    if config.num_threads:
-        torch.set_num_threads(config.num_threads)
     ds = datasets.load(spec.dataset)
     y = ds.targets(spec.column)
     n = min(len(ds), config.max_structures) if config.max_structures else len(ds)
     split = ds.split(seed=config.seed, group_by_formula=config.group_by_formula).labelled(y, n=n)
     train, val, test = split.train, split.val, split.test
+    graph = init_graph(config.init)
     if store is None:
-        store = store_for_records(ds.records[:n], num_candidates=12, show_progress=show_progress)
+        store = graph.store_for_records(ds.records[:n], show_progress=show_progress)
+    elif not graph.matches(store):
+        raise ValueError(
+            f"graph store built with radius {store.radius}, {store.max_neighbors} neighbours; "
+            f"{config.init} needs radius {graph.radius}, {graph.max_neighbors} neighbours"
+        )
     log = spec.log if config.log_target == "auto" else config.log_target == "yes"
     transform = TargetTransform.fit(y[train], log=log)
     t0 = time.perf_counter()
@@ -181,8 +211,9 @@ def finetune(
     for lr in config.lrs:
         model = init_model(config.init, seed=config.seed)
         rng = np.random.default_rng([config.seed, 7])
-        results[lr] = _train_one(model, store, y, train, val, transform=transform, config=config, lr=lr,
-                                 device=device, rng=rng)  # fmt: skip
+        with flush_denormal(device):
+            results[lr] = _train_one(model, store, y, train, val, transform=transform, config=config, lr=lr,
+                                     device=device, rng=rng)  # fmt: skip
     best_lr = min(results, key=lambda lr: results[lr][1])
     model, val_mae, epochs = results[best_lr]
     pred = transform.inverse(predict_store(model, store, test, device=device))
@@ -190,7 +221,8 @@ def finetune(
         property=spec.name, init=config.init, lr=best_lr, epochs_run=epochs, val_mae=val_mae,
         test_mae=float(np.mean(np.abs(pred - y[test]))), unit=spec.unit, n_train=len(train), n_val=len(val),
         n_test=len(test), wall_time_s=time.perf_counter() - t0, lr_grid={lr: r[1] for lr, r in results.items()},
-        model=model.cpu(), transform=transform, test_predictions=pred, test_indices=test,
+        model=model.cpu(), transform=transform, test_predictions=pred, test_indices=test, graph=graph,
+        hardware=hardware_of(device),
     )  # fmt: skip
 
 
@@ -198,6 +230,7 @@ def save_finetuned(result: FinetuneResult, folder: Path, config: FinetuneConfig,
                    extra_card: str = "") -> Path:  # fmt: skip
     """Write a property checkpoint folder (encoder + head + target transform) with its model card."""
     from crystalsearch.model.checkpoint import save_checkpoint
+    from crystalsearch.train.card import finetune_card
 
     spec = PROPERTIES[result.property]
     command = command or " ".join(shlex.quote(a) for a in ["crystalsearch", *sys.argv[1:]])
@@ -207,38 +240,13 @@ def save_finetuned(result: FinetuneResult, folder: Path, config: FinetuneConfig,
         "init": result.init, "lr": result.lr, "lr_grid": {str(k): v for k, v in result.lr_grid.items()},
         "val_mae": result.val_mae, "test_mae": result.test_mae, "epochs_run": result.epochs_run,
         "n_train": result.n_train, "n_val": result.n_val, "n_test": result.n_test,
-        "wall_time_s": result.wall_time_s, "finetune": config_dict(config), "command": command,
+        "wall_time_s": result.wall_time_s, "hardware": result.hardware, "finetune": config_dict(config),
+        "command": command,
     }  # fmt: skip
-    sizes = f"{result.n_train} train / {result.n_val} val / {result.n_test} test, seed {config.seed}"
-    sizes += ", grouped by formula" if config.group_by_formula else ""
-    grid = "\n".join(f"| {lr:g} | {mae:.4g} |" for lr, mae in result.lr_grid.items())
-    card = f"""# {result.property} head (CGCNN encoder + regression head, fine-tuned)
-
-Predicts {spec.column} ({result.unit}) from a crystal structure. Encoder initialised from `{result.init}`
-and fine-tuned end to end with a CGCNN regression head.
-
-| | |
-|---|---|
-| data | shipped `{spec.dataset}` ({sizes}) |
-| target transform | {"log, then " if result.transform.log else ""}standardised |
-| learning rate | {result.lr:g} (best validation MAE of the grid below) |
-| epochs | {result.epochs_run} (early stopping, patience {config.patience}, at most {config.epochs}) |
-| validation MAE | {result.val_mae:.4g} {result.unit} |
-| **test MAE** | **{result.test_mae:.4g} {result.unit}** |
-| wall time | {result.wall_time_s / 60:.1f} min on {"CPU" if config.device in ("cpu", "auto") else config.device} |
-
-| lr | val MAE ({result.unit}) |
-|---|---|
-{grid}
-{extra_card}
-## Reproduce
-```
-{command}
-```
-"""
+    card = finetune_card(result, config, command=command, extra=extra_card)
     return save_checkpoint(
         folder, state_dict=result.model.state_dict(), model_class="crystalsearch.model.cgcnn.PropertyModel",
-        config=result.model.encoder.config.to_dict(), radius=8.0, max_neighbors=12, metadata=meta, card=card,
+        config=result.model.encoder.config.to_dict(), graph=result.graph, metadata=meta, card=card,
     )  # fmt: skip
 
 

@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import tomllib
 
+from crystalsearch.atomic import atomic_write_json, staged_dir
 from crystalsearch.errors import InputError
 
 
@@ -43,21 +42,13 @@ class _State:
 
     def finish(self, step: str, **info: Any) -> None:
         self.data[step] = {"done": True, **info}
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, suffix=".partial")
-        with os.fdopen(fd, "w") as fh:
-            json.dump(self.data, fh, indent=2)
-        os.replace(tmp, self.path)
+        atomic_write_json(self.path, self.data)
 
 
 def _install_folder(src: Path, dest: Path) -> None:
     """Copy ``src`` to ``dest`` atomically (copy into a temporary sibling, then swap)."""
-    from crystalsearch.atomic import swap_in
-
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".partial"))
-    shutil.rmtree(tmp)
-    shutil.copytree(src, tmp)
-    swap_in(tmp, dest)
+    with staged_dir(dest) as tmp:
+        shutil.copytree(src, tmp, dirs_exist_ok=True)
 
 
 def train_all(

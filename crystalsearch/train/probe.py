@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from crystalsearch.graph.settings import GraphSettings
 
 
 @dataclass(frozen=True)
@@ -17,10 +21,10 @@ class ProbeData:
     val: np.ndarray
 
 
-def load_probe(*, max_structures: int = 0, radius: float = 8.0, max_neighbors: int = 12) -> ProbeData:
-    """The shipped ``mp_elasticity`` set (bulk modulus, GPa), split 80/10/10 with seed 0."""
+def load_probe(*, max_structures: int = 0, graph: GraphSettings) -> ProbeData:
+    """The shipped ``mp_elasticity`` set (bulk modulus, GPa), split 80/10/10 with seed 0, as graphs built
+    with the encoder's settings ``graph``."""
     from crystalsearch import datasets
-    from crystalsearch.graph.dataset import store_for_records
 
     ds = datasets.load("mp_elasticity")
     records = ds.records[:max_structures] if max_structures else ds.records
@@ -28,9 +32,7 @@ def load_probe(*, max_structures: int = 0, radius: float = 8.0, max_neighbors: i
     n = len(records)
     train = split.train[split.train < n]
     val = split.val[split.val < n]
-    store = store_for_records(
-        records, radius=radius, max_neighbors=max_neighbors, num_candidates=max_neighbors, show_progress=False
-    )
+    store = graph.store_for_records(records)
     target = ds.targets("bulk_modulus_vrh")[:n]
     return ProbeData(store=store, log_target=np.log(target), train=train, val=val)
 

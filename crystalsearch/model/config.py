@@ -1,0 +1,19 @@
+"""Constructor arguments of the CGCNN encoder, importable without torch (training configs nest them)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """Constructor arguments of :class:`~crystalsearch.model.cgcnn.CGCNNEncoder` (stored in ``model.json``)."""
+
+    atom_fea_len: int = 64
+    n_conv: int = 3
+    h_dim: int = 128
+    proj_dim: int = 128
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

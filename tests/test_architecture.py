@@ -1,0 +1,131 @@
+"""House rules that hold for the whole package: no import cycles (lazy imports included), one atomic file
+writer, no Python under index/ and training/, and shipped checkpoints whose metadata tells the truth."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "crystalsearch"
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        out[name] = path
+    return out
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> package modules it imports anywhere (top level, inside functions, under TYPE_CHECKING)."""
+    modules = _modules()
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        deps: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                for alias in node.names:
+                    sub = f"{node.module}.{alias.name}"
+                    deps.add(sub if sub in modules else node.module)
+            elif isinstance(node, ast.Import):
+                deps.update(alias.name for alias in node.names)
+        graph[name] = {d for d in deps if d in modules and d != name and not name.startswith(d + ".")}
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                found.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_no_import_cycles() -> None:
+    graph = import_graph()
+    assert "crystalsearch.search.reader" not in graph["crystalsearch.search.db"]
+    assert cycles(graph) == []
+
+
+def test_cycle_finder_finds_a_cycle() -> None:
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+WRITERS = {("tempfile", "mkstemp"), ("tempfile", "mkdtemp"), ("os", "replace"), ("os", "rename")}
+
+
+def test_one_atomic_writer() -> None:
+    """Temporary files and renames live in crystalsearch.atomic only (no hand-rolled atomic writers)."""
+    offenders = []
+    for path in PACKAGE.rglob("*.py"):
+        if path == PACKAGE / "atomic.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and isinstance(node.func.value, ast.Name)
+                and (node.func.value.id, node.func.attr) in WRITERS
+            ):
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.func.value.id}.{node.func.attr}")
+    assert offenders == []
+
+
+def test_index_and_training_hold_no_python() -> None:
+    assert [str(p.relative_to(ROOT)) for d in ("index", "training") for p in (ROOT / d).rglob("*.py")] == []
+
+
+@pytest.mark.parametrize("name", ["crystalclr_cs", "crystalclr"])
+def test_shipped_encoder_metadata_tells_the_truth(name: str) -> None:
+    from crystalsearch.atomic import file_sha256
+    from crystalsearch.model.checkpoint import read_info, shipped_models_dir
+    from crystalsearch.train.card import pretrain_card_for
+
+    folder = shipped_models_dir() / name
+    info = read_info(folder)
+    meta = info.metadata
+    assert meta["pretrain"]["epochs"] == meta["epochs"] == meta["metrics"]["epoch"]
+    assert meta["history"][-1]["epochs"][1] == meta["epochs"] and meta["history"][0]["epochs"][0] == 1
+    assert meta["pretrain"]["encoder"] == info.config  # the widths the weights have
+    assert file_sha256(folder / "weights.pt") == info.weights_sha256  # metadata fixed, weights untouched
+    assert (folder / "README.md").read_text() == pretrain_card_for(folder)
+
+
+def test_shipped_default_weights_unchanged() -> None:
+    """Indexes and heads are keyed on the default encoder's hash: its weights must never change by accident."""
+    from crystalsearch.embed import Encoder
+    from crystalsearch.model.checkpoint import read_info
+
+    default = Encoder.load("default")
+    assert default.hash == "89bfe52b85a74a55"
+    for model_json in (PACKAGE / "models" / "heads").glob("*/seed*/model.json"):
+        assert read_info(model_json.parent).graph == default.graph  # fine-tuned from it, on its graphs
