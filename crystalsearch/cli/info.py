@@ -11,7 +11,7 @@ from typing import Any
 
 import typer
 
-from crystalsearch.cli.common import console, one_line_errors, print_json
+from crystalsearch.cli.common import add_command, console, examples, one_line_errors, print_json
 
 PACKAGES = ("torch", "faiss-cpu", "pymatgen", "sqlalchemy", "spglib", "numpy", "typer", "rich", "mp-api")
 
@@ -176,15 +176,16 @@ def render(info: dict[str, Any]) -> None:
                   highlight=False)  # fmt: skip
 
 
+@one_line_errors
+def info(json_out: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
+    """Show which datasets, models and search indexes are present, and where the cache is."""
+    data = collect()
+    if json_out:
+        print_json(data)
+    else:
+        render(data)
+
+
 def register(app: typer.Typer) -> None:
     """Attach the `info` command to the application."""
-
-    @app.command("info")
-    @one_line_errors
-    def info(json_out: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
-        """Show which datasets, models and search indexes are present, and where the cache is."""
-        data = collect()
-        if json_out:
-            print_json(data)
-        else:
-            render(data)
+    add_command(app, info, "info", epilog=examples("crystalsearch info", "crystalsearch info --json"))
