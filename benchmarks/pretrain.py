@@ -67,7 +67,6 @@ def _setup(batch_size: int, seed: int) -> dict[str, Any]:
     from crystalsearch import datasets
     from crystalsearch.graph.dataset import store_for_records
     from crystalsearch.train.config import PretrainConfig
-    from crystalsearch.train.pretrain import augment_config
 
     t0 = time.perf_counter()
     records = datasets.load("mp_structures").records
@@ -81,7 +80,7 @@ def _setup(batch_size: int, seed: int) -> dict[str, Any]:
         "store": store,
         "elements": elements,
         "config": config,
-        "aug": augment_config(config),
+        "aug": config.augment,
         "load_s": t_store,
     }
 
@@ -89,10 +88,10 @@ def _setup(batch_size: int, seed: int) -> dict[str, Any]:
 def _model(config: Any, seed: int) -> tuple[Any, Any]:
     import torch
 
-    from crystalsearch.model.cgcnn import ContrastiveModel, EncoderConfig
+    from crystalsearch.model.cgcnn import ContrastiveModel
 
     torch.manual_seed(seed)
-    model = ContrastiveModel(EncoderConfig(config.atom_fea_len, config.n_conv, config.h_dim, config.proj_dim))
+    model = ContrastiveModel(config.encoder)
     model.train()
     return model, torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
 

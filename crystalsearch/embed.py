@@ -204,7 +204,13 @@ class Encoder:
         batch_size: int = 512,
         progress: Callable[[int], None] | None = None,
     ) -> np.ndarray:
-        """Representations h of crystals in a graph store (all of them by default)."""
+        """Representations h of crystals in a graph store (all of them by default); the store must have
+        been built with this encoder's graph settings."""
+        if not self.graph.matches(store):
+            raise ValueError(
+                f"graph store built with radius {store.radius}, {store.max_neighbors} neighbours; encoder "
+                f"{self.name} needs radius {self.graph.radius}, {self.graph.max_neighbors} neighbours"
+            )
         idx = np.arange(len(store)) if indices is None else np.asarray(indices)
         out = np.zeros((idx.shape[0], self.dim), dtype=np.float32)
         for start in range(0, idx.shape[0], batch_size):

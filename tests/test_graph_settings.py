@@ -66,6 +66,10 @@ def test_encoder_builds_graphs_with_the_checkpoint_settings(odd_encoder: Path, n
     assert enc.graph == graph_settings(odd_encoder) == ODD and enc.dim == 32
     g = enc.graphs([nacl])[0]
     assert (g.radius, g.max_neighbors) == (6.0, 8) and g.edge_index.shape[1] == 8 * len(nacl)
+    records = datasets.load("mp_structures").records[:5]
+    assert enc.embed_store(enc.graph.store_for_records(records)).shape == (5, 32)
+    with pytest.raises(ValueError, match="needs radius 6.0, 8 neighbours"):
+        enc.embed_store(GraphSettings().store_for_records(records))  # graphs built for another model
 
 
 def test_finetune_from_and_predict_use_the_checkpoint_settings(odd_encoder: Path, tmp_path: Path, nacl) -> None:  # type: ignore[no-untyped-def]
