@@ -11,12 +11,18 @@ from __future__ import annotations
 import io
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import typer
 
 from crystalsearch.cli.common import add_command, examples, fail, one_line_errors, print_error, print_json
+
+
+def _writer(data: bytes) -> Callable[[BinaryIO], object]:
+    return lambda fh: fh.write(data)
+
 
 if TYPE_CHECKING:
     import numpy as np
@@ -74,19 +80,19 @@ def write(out: Path, fmt: str, ids: list[str], vectors: np.ndarray, record: dict
     """Write the matrix (and the sidecar ``out.json``) atomically."""
     import numpy as np
 
-    from crystalsearch.atomic import atomic_write_bytes
+    from crystalsearch.atomic import atomic_write
 
     if fmt == ".npy":
         buf = io.BytesIO()
         np.save(buf, vectors)
-        atomic_write_bytes(out, buf.getvalue())
+        atomic_write(out, _writer(buf.getvalue()))
     elif fmt == ".csv":
         text = io.StringIO()
         text.write(",".join(["id", *(f"h{i}" for i in range(vectors.shape[1]))]) + "\n")
         for sid, row in zip(ids, vectors, strict=True):
             quoted = '"' + sid.replace('"', '""') + '"'
             text.write(quoted + "," + ",".join(f"{v:.7g}" for v in row) + "\n")
-        atomic_write_bytes(out, text.getvalue().encode())
+        atomic_write(out, _writer(text.getvalue().encode()))
     else:
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -98,8 +104,8 @@ def write(out: Path, fmt: str, ids: list[str], vectors: np.ndarray, record: dict
         )
         sink = pa.BufferOutputStream()
         pq.write_table(table, sink)
-        atomic_write_bytes(out, sink.getvalue().to_pybytes())
-    atomic_write_bytes(Path(f"{out}.json"), (json.dumps(record, indent=2, ensure_ascii=False) + "\n").encode())
+        atomic_write(out, _writer(sink.getvalue().to_pybytes()))
+    atomic_write(Path(f"{out}.json"), _writer((json.dumps(record, indent=2, ensure_ascii=False) + "\n").encode()))
 
 
 @one_line_errors
@@ -116,7 +122,7 @@ def embed(
         help="default, crystalclr, crystalclr_cs, a model installed by `crystalsearch train`, a checkpoint "
         "folder, or random[:SEED].",
     ),
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON object (schema: README, JSON output)."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object (schema: docs/cli.md)."),
 ) -> None:
     """Export the representations h of structures (one row per structure, in input order) with the
     encoder's name and weights checksum recorded; unreadable inputs are reported and skipped (exit 2)."""

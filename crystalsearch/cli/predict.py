@@ -10,12 +10,18 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import typer
 
 from crystalsearch.cli.common import add_command, console, examples, one_line_errors, print_error, print_json
+
+
+def _writer(data: bytes) -> Callable[[BinaryIO], object]:
+    return lambda fh: fh.write(data)
+
 
 if TYPE_CHECKING:
     from pymatgen.core import Structure
@@ -181,14 +187,14 @@ def table_rows(answers: list[Answer], predictor: Predictor) -> tuple[list[str], 
 def write_csv(path: Path, answers: list[Answer], predictor: Predictor) -> None:
     import io
 
-    from crystalsearch.atomic import atomic_write_bytes
+    from crystalsearch.atomic import atomic_write
 
     buf = io.StringIO()
     header, rows = table_rows(answers, predictor)
     w = csv.writer(buf)
     w.writerow(header)
     w.writerows(rows)
-    atomic_write_bytes(path, buf.getvalue().encode())
+    atomic_write(path, _writer(buf.getvalue().encode()))
 
 
 @one_line_errors
@@ -199,7 +205,7 @@ def predict(
     index: str = typer.Option("default", "--index", help="Index of the evidence materials and catalog values."),
     heads: Path | None = typer.Option(None, "--heads", help="Folder of fine-tuned heads (seed*/ sub-folders)."),
     no_evidence: bool = typer.Option(False, "--no-evidence", help="Skip the evidence and catalog values."),
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON object (schema: README, JSON output)."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object (schema: docs/cli.md)."),
     csv_out: Path | None = typer.Option(None, "--csv", metavar="FILE", help="Also write a CSV file."),
 ) -> None:
     """Predict a property for each structure: the seed-ensemble mean ± its spread, the 3 nearest known

@@ -128,10 +128,10 @@ def similar(
     max_sites: int | None = typer.Option(None, "--max-sites", help="Only materials with at most this many sites."),
     where: str | None = typer.Option(
         None, "--where", help="SQL-style condition on columns, e.g. \"band_gap > 1 AND crystal_system = 'cubic'\", "
-        "\"spacegroup_number IN (225, 227)\", \"formula LIKE 'Li%'\" (grammar: README, Filtering with --where).",
+        "\"spacegroup_number IN (225, 227)\", \"formula LIKE 'Li%'\" (grammar: docs/cli.md).",
     ),
     known: bool = typer.Option(False, "--known", help="Check with StructureMatcher whether each query is known."),
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON object (schema: README, JSON output)."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object (schema: docs/cli.md)."),
     csv_path: str | None = typer.Option(None, "--csv", metavar="FILE", help="Also write hits as CSV ('-': stdout)."),
 ) -> None:
     """Find the known materials most similar to each QUERY (cosine similarity of CrystalCLR embeddings).

@@ -1,6 +1,6 @@
 """Search results and the one JSON schema of the CLI (``--json`` of ``similar``, ``predict``, ``embed``).
 
-Every ``--json`` response is one object (documented in ``docs/json.md``)::
+Every ``--json`` response is one object (documented in ``docs/cli.md``)::
 
     {"schema_version": 1, "command": "similar", "units": {...}, ..., "results": [...]}
 
@@ -19,7 +19,10 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from crystalsearch.search.known import Verdict
 
 __all__ = [
     "FIELD_UNITS",
@@ -119,12 +122,14 @@ class QueryResult:
     error: str | None = None
     verdict: str | None = None
     known_as: tuple[str, ...] = ()
+    known: Verdict | None = None  # the full "is it known?" verdict (search.known) with ``known=True``
 
     def to_dict(self, columns: Iterable[str] | None = None) -> dict[str, Any]:
-        """The JSON shape of one query: ``error``, ``verdict`` and ``known_as`` always present."""
+        """The JSON shape of one query: ``error``, ``verdict``, ``known_as`` and ``known`` always present."""
         cols = None if columns is None else list(columns)
         return {
             "query": self.query, "formula": self.formula, "error": self.error, "verdict": self.verdict,
             "known_as": list(self.known_as) if self.verdict is not None else None,
+            "known": self.known.to_dict() if self.known is not None else None,
             "hits": [h.to_dict(cols) for h in self.hits],
         }  # fmt: skip

@@ -1,6 +1,6 @@
 """The ``--where`` language: SQL-style conditions on index columns, compiled to parameterised SQL.
 
-Grammar (keywords are case-insensitive; the README's "Filtering with --where" section has examples)::
+Grammar (keywords are case-insensitive; docs/cli.md has examples)::
 
     condition  := disjunct (OR disjunct)*
     disjunct   := negation (AND negation)*
