@@ -90,7 +90,8 @@ def test_similar_rejects_bad_where_in_one_line(index_dir: Path) -> None:
 def test_similar_known_json(index_dir: Path) -> None:
     result = run("similar", EXAMPLES / "NaCl.cif", "-k", "2", "--index", index_dir, "--known", "--json")
     data = json.loads(result.stdout)["results"]  # type: ignore[attr-defined]
-    assert data[0]["verdict"] == "known: mp-22862" and data[0]["hits"][0]["same_structure"] is True
+    assert data[0]["known_as"] == ["mp-22862"] and data[0]["hits"][0]["same_structure"] is True
+    assert data[0]["known"]["status"] == "known" and data[0]["known"]["material_id"] == "mp-22862"
 
 
 def test_index_build_add_info(tmp_path: Path, index_dir: Path) -> None:

@@ -295,29 +295,37 @@ def test_bad_filter_values() -> None:
 def test_known_exact_strained_and_column_replaced(catalog: Catalog) -> None:
     nacl = read_structure(EXAMPLES / "NaCl.cif")
     strained = nacl.copy()
-    strained.apply_strain([0.03, -0.02, 0.01])
+    strained.apply_strain(0.03)  # a copy relaxed with another functional: same symmetry, 9% more volume
+    distorted = nacl.copy()
+    distorted.apply_strain([0.03, -0.02, 0.01])  # no longer cubic: another space group, not the same material
     one_k = nacl.copy()
     one_k.replace(0, "K")  # column replacement of one Na: K Na3 Cl4, not in the index
     all_k = nacl.copy()
     all_k.replace_species({"Na": "K"})  # every Na -> K: rock-salt KCl, mp-23193
-    results = catalog.search([nacl, strained, one_k, all_k], k=5, known=True)
-    assert results[0].verdict == "known: mp-22862" and results[0].hits[0].material_id == "mp-22862"
+    results = catalog.search([nacl, strained, one_k, all_k, distorted], k=5, known=True)
+    assert results[0].known_as == ("mp-22862",) and results[0].verdict.startswith("known as mp-22862 (RMS ")
     assert results[0].hits[0].same_structure is True and not any(h.same_structure for h in results[0].hits[1:])
-    assert results[1].verdict == "known: mp-22862" and results[1].hits[0].material_id == "mp-22862"
+    assert results[1].known_as == ("mp-22862",) and results[1].hits[0].material_id == "mp-22862"
     assert (
         results[2].verdict == "novel"
         and results[2].known_as == ()
         and not any(h.same_structure for h in results[2].hits)
     )
-    assert results[3].verdict == "known: mp-23193" and results[3].hits[0].material_id == "mp-23193"
+    assert results[3].known_as == ("mp-23193",)
+    assert results[4].verdict == "novel" and results[4].known is not None and results[4].known.spacegroup != 225
+    assert "none in space group" in results[4].known.reason
+    for r in results:  # the table stays in similarity order whatever the verdict
+        sims = [h.similarity for h in r.hits]
+        assert sims == sorted(sims, reverse=True)
 
 
 def test_known_respects_filters_and_self_exclusion(catalog: Catalog) -> None:
-    (r,) = catalog.search(["mp-22862"], k=3, known=True)
-    assert "mp-22862" not in r.known_as and r.verdict == "novel"
+    (r,) = catalog.search(["mp-22862"], k=3, known=True)  # an indexed id is known as itself, left out of its hits
+    assert r.known_as == ("mp-22862",) and "mp-22862" not in [h.material_id for h in r.hits]
     (r,) = catalog.search([read_structure(EXAMPLES / "NaCl.cif")], k=3, known=True,
                           filters=Filters.make(exclude_elements="Na"))  # fmt: skip
-    assert r.verdict == "known: mp-22862" and "mp-22862" not in [h.material_id for h in r.hits] and len(r.hits) == 3
+    assert r.known_as == ("mp-22862",) and "mp-22862" not in [h.material_id for h in r.hits] and len(r.hits) == 3
+    assert r.known is not None and r.known.to_dict()["material_id"] == "mp-22862"
 
 
 # --- integrity ----------------------------------------------------------------------------------------

@@ -1,49 +1,272 @@
-""" "Is it known?": decide with pymatgen's StructureMatcher which indexed materials are the query's structure.
+""" "Is it known?": the Materials Project's notion of *the same material*, as a verdict on a catalog.
 
-Only materials with the query's reduced formula can match (StructureMatcher compares reduced
-compositions), so the candidates are exactly the indexed rows with that formula, tried in order of
-embedding similarity (at most ``max_candidates`` of them). Default tolerances (``ltol=0.2``,
-``stol=0.3``, ``angle_tol=5``, primitive cells, volumes scaled) treat small strains and
-perturbations of a known crystal as that crystal, while a different composition is never a match.
+The Materials Project groups calculations into one material (emmet's materials builder) when they have
+the same reduced formula, the **same space group** (spglib, ``symprec`` 0.1 Å) and pymatgen's
+**StructureMatcher** matches them with ``ltol`` 0.2 (fractional lattice length tolerance), ``stol`` 0.3
+(site tolerance, a fraction of the average free length per atom, (V/n)^1/3), ``angle_tol`` 5°, both
+reduced to primitive cells, volumes scaled to each other, no supercells or subsets, species compared by
+element (oxidation states ignored). :class:`MatchCriterion` holds exactly these settings as defaults, and a
+query is *known as X* when it is the same material as the catalog entry X under them. Polymorphs are
+never merged: different space groups are different materials even where StructureMatcher alone would
+match them (cubic BaTiO3 mp-2998 and its slightly distorted P4mm, R3m and Amm2 polymorphs).
+
+Fast by construction, each step only on what the previous one left:
+
+1. exact keys: catalog rows with the query's reduced formula (an SQL index lookup), then those with its
+   space group (the index's ``spacegroup_number`` column, computed with the same spglib tolerance; other
+   tolerances recompute the catalog side);
+2. the survivors ranked by embedding similarity (cosine of the index's vectors), same prototype label first;
+3. StructureMatcher on at most ``max_pairs`` of them, in that order.
+
+The best match is the matching entry with the smallest RMS displacement; other matching entries are
+listed too (the catalog itself holds duplicates then). The RMS displacement is pymatgen's (normalised
+by (V/n)^1/3, volumes scaled) and, for reading, in Å at the catalog entry's volume per atom.
 """
 
 from __future__ import annotations
 
+import functools
 import warnings
+from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 if TYPE_CHECKING:
+    from pymatgen.analysis.structure_matcher import StructureMatcher
     from pymatgen.core import Structure
 
-__all__ = ["MatcherConfig", "matching_rows"]
+    from crystalsearch.search.reader import MaterialRow
+
+__all__ = ["KnownChecker", "Match", "MatchCriterion", "MatcherConfig", "QueryKey", "Verdict", "fit_rms",
+           "matching_rows", "query_key", "same_material"]  # fmt: skip
 
 
 @dataclass(frozen=True)
-class MatcherConfig:
-    """StructureMatcher tolerances and how many same-formula candidates to try."""
+class MatchCriterion:
+    """When two crystals are the same material (defaults: the Materials Project's, emmet ``SETTINGS``).
 
+    ``symprec``: spglib tolerance (Å) of the space-group comparison; ``ltol``, ``stol``, ``angle_tol``:
+    StructureMatcher's tolerances; ``max_pairs``: at most this many same-formula, same-space-group catalog
+    entries (the most similar first) are compared with StructureMatcher per query.
+    """
+
+    symprec: float = 0.1
     ltol: float = 0.2
     stol: float = 0.3
     angle_tol: float = 5.0
-    max_candidates: int = 30
+    max_pairs: int = 16
+
+    def matcher(self) -> StructureMatcher:
+        return _matcher(self.ltol, self.stol, self.angle_tol)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "symprec": self.symprec, "ltol": self.ltol, "stol": self.stol, "angle_tol": self.angle_tol,
+            "primitive_cell": True, "scale": True, "attempt_supercell": False, "comparator": "ElementComparator",
+            "max_pairs": self.max_pairs,
+        }  # fmt: skip
+
+
+MatcherConfig = MatchCriterion  # the name used before the space-group criterion
+
+
+@functools.lru_cache(maxsize=8)
+def _matcher(ltol: float, stol: float, angle_tol: float) -> StructureMatcher:
+    from pymatgen.analysis.structure_matcher import ElementComparator, StructureMatcher
+
+    return StructureMatcher(ltol=ltol, stol=stol, angle_tol=angle_tol, primitive_cell=True, scale=True,
+                            attempt_supercell=False, allow_subset=False, comparator=ElementComparator())  # fmt: skip
+
+
+@dataclass(frozen=True)
+class QueryKey:
+    """The exact keys of a structure: reduced formula, space group at ``symprec``, prototype label."""
+
+    formula: str
+    spacegroup: int
+    prototype: str
+
+
+def query_key(structure: Structure, *, symprec: float = 0.1) -> QueryKey:
+    from crystalsearch.search.prototype import symmetry_label
+
+    numbers = np.array([site.specie.Z for site in structure], dtype=np.int64)
+    label = symmetry_label(structure.lattice.matrix, structure.frac_coords, numbers, symprec=symprec)
+    return QueryKey(str(structure.composition.reduced_formula), label.number, label.prototype)
+
+
+@dataclass(frozen=True)
+class Match:
+    """One catalog entry that is the same material as the query."""
+
+    material_id: str
+    rms: float  # pymatgen's RMS displacement, normalised by (V/n)^1/3
+    rms_angstrom: float  # the same in Å at the entry's volume per atom
+    similarity: float  # cosine similarity of the representations
+    row: int = field(default=-1, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"material_id": self.material_id, "rms": round(self.rms, 6), "rms_angstrom": round(self.rms_angstrom, 5),
+                "similarity": round(self.similarity, 6)}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Known (``matches``: best first) or novel, with the reason in words."""
+
+    formula: str
+    spacegroup: int
+    matches: tuple[Match, ...] = ()
+    reason: str = ""
+    pairs: int = 0  # StructureMatcher comparisons made
+    prototype: str = ""
+
+    @property
+    def known(self) -> bool:
+        return bool(self.matches)
+
+    @property
+    def best(self) -> Match | None:
+        return self.matches[0] if self.matches else None
+
+    def text(self) -> str:
+        if not self.matches:
+            return "novel"
+        best = self.matches[0]
+        more = f"; also {', '.join(m.material_id for m in self.matches[1:])}" if len(self.matches) > 1 else ""
+        return f"known as {best.material_id} (RMS {best.rms_angstrom:.3f} Å){more}"
+
+    def to_dict(self) -> dict[str, Any]:
+        best = self.best
+        return {
+            "status": "known" if best else "novel", "material_id": best.material_id if best else None,
+            "rms": round(best.rms, 6) if best else None, "rms_angstrom": round(best.rms_angstrom, 5) if best else None,
+            "matches": [m.to_dict() for m in self.matches], "formula": self.formula,
+            "spacegroup_number": self.spacegroup, "reason": self.reason,
+        }  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    row: int
+    similarity: float
+    material: MaterialRow
+
+
+class KnownChecker:
+    """Verdicts against one catalog (an opened :class:`~crystalsearch.search.catalog.Catalog`)."""
+
+    def __init__(self, catalog: Any, criterion: MatchCriterion = MatchCriterion(), *, cache: int = 512) -> None:
+        from crystalsearch.search.prototype import SYMPREC
+
+        self.catalog = catalog
+        self.criterion = criterion
+        self._stored_sg = abs(criterion.symprec - SYMPREC) < 1e-12  # the index's column is at this tolerance
+        self._structures: OrderedDict[int, Structure] = OrderedDict()
+        self._spacegroups: dict[int, int] = {}
+        self._cache = cache
+
+    def structure(self, row: int) -> Structure:
+        """A catalog structure (kept in a small LRU cache: bulk checks meet the same entries again)."""
+        from crystalsearch.search.entries import structure_from_json
+
+        s = self._structures.get(row)
+        if s is None:
+            s = structure_from_json(self.catalog.db.structures([row])[row])
+            self._structures[row] = s
+            if len(self._structures) > self._cache:
+                self._structures.popitem(last=False)
+        else:
+            self._structures.move_to_end(row)
+        return s
+
+    def _spacegroup(self, m: MaterialRow) -> int:
+        if self._stored_sg:
+            return int(m.spacegroup_number)
+        sg = self._spacegroups.get(m.id)
+        if sg is None:
+            sg = self._spacegroups[m.id] = query_key(self.structure(m.id), symprec=self.criterion.symprec).spacegroup
+        return sg
+
+    def same_formula(self, formula: str) -> list[MaterialRow]:
+        rows = self.catalog.db.ids_with_formula(formula)
+        rows = rows[rows < len(self.catalog)]
+        found = self.catalog.db.materials(rows.tolist())
+        return [found[int(r)] for r in rows if int(r) in found]
+
+    def candidates(self, key: QueryKey, vector: np.ndarray | None) -> tuple[list[_Candidate], int]:
+        """Same-formula, same-space-group catalog rows, ranked; and how many rows had the formula."""
+        same = self.same_formula(key.formula)
+        keep = [m for m in same if self._spacegroup(m) == key.spacegroup]
+        if not keep:
+            return [], len(same)
+        rows = np.array([m.id for m in keep], dtype=np.int64)
+        if vector is not None:
+            sims = self.catalog.vectors.vectors()[rows] @ np.asarray(vector, dtype=np.float32)
+        else:
+            sims = np.zeros(len(rows), dtype=np.float32)
+        proto = np.array([0 if key.prototype and m.prototype == key.prototype else 1 for m in keep])
+        order = np.lexsort((rows, -sims, proto))
+        return [_Candidate(int(rows[i]), float(sims[i]), keep[i]) for i in order], len(same)
+
+    def check(self, structure: Structure, vector: np.ndarray | None = None, *, key: QueryKey | None = None) -> Verdict:
+        """The verdict on one structure (``vector``: its L2-normalised representation, for the ranking)."""
+        c = self.criterion
+        key = key or query_key(structure, symprec=c.symprec)
+        ranked, n_formula = self.candidates(key, vector)
+        if not ranked:
+            why = f"no catalog material with formula {key.formula}"
+            if n_formula:
+                why = f"{n_formula} catalog material(s) with formula {key.formula}, none in space group "
+                why += str(key.spacegroup)
+            return Verdict(key.formula, key.spacegroup, (), why, 0, key.prototype)
+        tried = ranked[: c.max_pairs]
+        matches = [m for m in (self._compare(structure, cand) for cand in tried) if m is not None]
+        matches.sort(key=lambda m: (m.rms, -m.similarity, m.row))
+        skipped = f" ({len(ranked) - len(tried)} less similar ones not compared)" if len(ranked) > len(tried) else ""
+        if not matches:
+            why = (f"{len(ranked)} catalog material(s) with formula {key.formula} and space group {key.spacegroup}; "
+                   f"StructureMatcher matches none of the {len(tried)} compared{skipped}")  # fmt: skip
+            return Verdict(key.formula, key.spacegroup, (), why, len(tried), key.prototype)
+        why = f"same formula and space group {key.spacegroup} as {matches[0].material_id}, StructureMatcher match"
+        if len(matches) > 1:
+            why += f"; the catalog holds {len(matches)} entries of this material"
+        return Verdict(key.formula, key.spacegroup, tuple(matches), why, len(tried), key.prototype)
+
+    def _compare(self, structure: Structure, cand: _Candidate) -> Match | None:
+        other = self.structure(cand.row)
+        rms = fit_rms(structure, other, self.criterion)
+        if rms is None:
+            return None
+        scale = float(cand.material.volume_per_atom) ** (1 / 3)
+        return Match(cand.material.material_id, rms, rms * scale, cand.similarity, cand.row)
+
+
+def fit_rms(a: Structure, b: Structure, criterion: MatchCriterion) -> float | None:
+    """StructureMatcher's verdict on two structures: their normalised RMS displacement if they match, else None."""
+    matcher = criterion.matcher()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            if not matcher.fit(a, b):
+                return None
+            found = matcher.get_rms_dist(a, b)
+        except (ValueError, ArithmeticError, IndexError):  # degenerate lattices: not a match
+            return None
+    return float(found[0]) if found is not None else 0.0
+
+
+def same_material(a: Structure, b: Structure, criterion: MatchCriterion = MatchCriterion()) -> bool:
+    """The criterion on two structures: same reduced formula and space group, and a StructureMatcher match."""
+    ka, kb = query_key(a, symprec=criterion.symprec), query_key(b, symprec=criterion.symprec)
+    return (ka.formula, ka.spacegroup) == (kb.formula, kb.spacegroup) and fit_rms(a, b, criterion) is not None
 
 
 def matching_rows(
-    query: Structure, candidates: Sequence[tuple[int, Structure]], *, config: MatcherConfig = MatcherConfig()
+    query: Structure, candidates: Sequence[tuple[int, Structure]], *, config: MatchCriterion = MatchCriterion()
 ) -> list[int]:
-    """Rows of the candidates that StructureMatcher considers the same structure as ``query``."""
-    from pymatgen.analysis.structure_matcher import StructureMatcher
-
-    matcher = StructureMatcher(ltol=config.ltol, stol=config.stol, angle_tol=config.angle_tol)
-    out = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for row, structure in candidates[: config.max_candidates]:
-            try:
-                if matcher.fit(query, structure):
-                    out.append(row)
-            except (ValueError, ArithmeticError):  # degenerate lattices: not a match
-                continue
-    return out
+    """Rows of the candidates that are the same material as ``query`` (:func:`same_material`)."""
+    return [row for row, s in candidates[: config.max_pairs] if same_material(query, s, config)]
