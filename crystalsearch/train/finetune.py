@@ -109,15 +109,16 @@ def init_graph(init: str) -> GraphSettings:
 
 
 def init_model(init: str, *, seed: int) -> PropertyModel:
-    """A PropertyModel with a random encoder (``random``) or one loaded from a checkpoint."""
-    torch.manual_seed(seed)
-    if init == "random":
-        return PropertyModel(EncoderConfig())
+    """A PropertyModel with a random encoder (``random``) or one loaded from a checkpoint; the random
+    weights come from ``seed`` (the global torch RNG is left as it was)."""
     from crystalsearch.embed import Encoder
 
-    enc = Encoder.load(init, device="cpu")
-    model = PropertyModel(enc.model.config)
-    model.encoder.load_state_dict(enc.model.state_dict())
+    enc = None if init == "random" else Encoder.load(init, device="cpu")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = PropertyModel(EncoderConfig() if enc is None else enc.model.config)
+    if enc is not None:
+        model.encoder.load_state_dict(enc.model.state_dict())
     return model
 
 
