@@ -129,9 +129,8 @@ def to_dict(answer: Answer, predictor: Predictor) -> dict[str, Any]:
 
 def render(answers: list[Answer], predictor: Predictor) -> None:
     from rich.markup import escape
-    from rich.table import Table
 
-    from crystalsearch.cli.render import similarity_text
+    from crystalsearch.cli.render import Column, print_table, similarity_text
     from crystalsearch.properties import by_column
 
     digits = by_column(predictor.column).digits if predictor.column in _columns() else 3
@@ -151,12 +150,13 @@ def render(answers: list[Answer], predictor: Predictor) -> None:
         if r.warning:
             console.print(f"  [yellow]warning:[/] {escape(r.warning)}", highlight=False)
         if r.neighbors:
-            table = Table(title="evidence: nearest other materials with a known value", title_justify="left")
-            for col in ("material id", "formula", f"{r.property} ({unit})", "similarity"):
-                table.add_column(col, no_wrap=True, justify="left" if col in ("material id", "formula") else "right")
-            for n in r.neighbors:
-                table.add_row(n.material_id, n.formula, f"{n.value:.{digits}f}", similarity_text(n.similarity))
-            console.print(table)
+            ns = r.neighbors
+            print_table(console, [
+                Column("material id", [n.material_id for n in ns]),
+                Column("formula", [n.formula for n in ns], optional=True, drop_order=1),
+                Column(f"{r.property} ({unit})", [f"{n.value:.{digits}f}" for n in ns], "right"),
+                Column("similarity", [similarity_text(n.similarity) for n in ns], "right"),
+            ], title="evidence: nearest other materials with a known value")  # fmt: skip
     if shown:
         console.print(SPREAD.format(n=len(predictor.members)), style="dim", highlight=False)
 
