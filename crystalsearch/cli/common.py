@@ -118,7 +118,9 @@ def add_command(app: typer.Typer, func: Callable[..., Any], name: str, *, epilog
     """Register a module-level command function with the shared help conventions (help from its docstring)."""
     import inspect
 
-    app.command(name, cls=Command, help=escape(inspect.cleandoc(func.__doc__ or "")), epilog=escape(epilog))(func)
+    paragraphs = inspect.cleandoc(func.__doc__ or "").split("\n\n")
+    text = "\n\n".join(" ".join(p.split()) for p in paragraphs)
+    app.command(name, cls=Command, help=escape(text), epilog=escape(epilog))(func)
 
 
 def sub_app(help_text: str, **kwargs: Any) -> typer.Typer:
