@@ -14,6 +14,8 @@ import pytest
 from crystalsearch import datasets
 from crystalsearch.embed import Encoder
 from crystalsearch.errors import IndexFileError, InputError
+from crystalsearch.fingerprint import DIM as FP_DIM
+from crystalsearch.fingerprint import VERSION as FP_VERSION
 from crystalsearch.io import ReadReport, read_structure
 from crystalsearch.search import build as build_mod
 from crystalsearch.search import defaults
@@ -23,6 +25,7 @@ from crystalsearch.search.db import Material
 from crystalsearch.search.entries import Entry, merge_records
 from crystalsearch.search.filters import Filters, parse_where
 from crystalsearch.search.manifest import DB_FILE, INDEX_FILE, JOURNAL, read_manifest
+from crystalsearch.search.scoring import BOTH_WEIGHT
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
@@ -75,13 +78,21 @@ def index_copy(index_dir: Path, tmp_path: Path) -> Path:
     return dest
 
 
-def brute_force(catalog: Catalog, q: np.ndarray, rows: list[int], k: int, exclude: int | None = None) -> list[str]:
+def brute_force(
+    catalog: Catalog, q: np.ndarray, rows: list[int], k: int, exclude: int | None = None, *, w: float = BOTH_WEIGHT
+) -> list[str]:
+    """Reference ranking, row by row: w * ((cos_s + [same prototype]) / 2) + (1 - w) * cos_h."""
     vecs = catalog.vectors.vectors()
     cand = [r for r in rows if r != exclude]
-    sims = vecs[cand] @ q
-    order = sorted(range(len(cand)), key=lambda i: (-sims[i], cand[i]))[:k]
-    found = catalog.db.materials([cand[i] for i in order])
-    return [found[cand[i]].material_id for i in order]
+    meta = catalog.db.materials(list(range(len(catalog))))
+    own = next((m.prototype for m in meta.values() if np.array_equal(vecs[m.id], q)), None)
+    scores = []
+    for r in cand:
+        chem = float(vecs[r, :128] @ q[:128])
+        struct = 0.5 * float(vecs[r, 128:] @ q[128:]) + 0.5 * float(own is not None and meta[r].prototype == own)
+        scores.append(w * struct + (1 - w) * chem)
+    order = sorted(range(len(cand)), key=lambda i: (-scores[i], cand[i]))[:k]
+    return [meta[cand[i]].material_id for i in order]
 
 
 # --- building -----------------------------------------------------------------------------------------
@@ -100,8 +111,12 @@ def test_build_writes_one_row_per_material(index_dir: Path, entries: list[Entry]
     assert (
         row.band_gap == pytest.approx(5.0033) and row.bulk_modulus_vrh is not None and row.shear_modulus_vrh is not None
     )
-    norms = np.linalg.norm(catalog.vectors.vectors(), axis=1)
-    np.testing.assert_allclose(norms, 1.0, atol=1e-5)
+    # each row is [h | s]: the encoder's representation and the structure fingerprint, each of unit length
+    vectors = catalog.vectors.vectors()
+    assert catalog.chem_dim == 128 and catalog.struct_dim == FP_DIM and vectors.shape[1] == 128 + FP_DIM
+    np.testing.assert_allclose(np.linalg.norm(vectors[:, :128], axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(vectors[:, 128:], axis=1), 1.0, atol=1e-5)
+    assert row.prototype == "AB_cF8_225_m-3m_m-3m" and manifest.versions["fingerprint"] == FP_VERSION
     with sqlite3.connect(index_dir / DB_FILE) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 

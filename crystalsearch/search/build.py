@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from crystalsearch.errors import CrystalSearchError, IndexFileError
+from crystalsearch.fingerprint import DIM as FP_DIM
+from crystalsearch.fingerprint import VERSION as FP_VERSION
 from crystalsearch.search.embedding import auto_workers, embed_entries, run_chunks
 from crystalsearch.search.entries import Entry, as_entries, fingerprint
 from crystalsearch.search.manifest import (
@@ -53,6 +55,16 @@ if TYPE_CHECKING:
 __all__ = ["AddReport", "add_to_index", "build_index", "check_encoder", "recover"]
 
 PLAN = "plan.json"
+EXACT_UP_TO = 50_000
+
+
+def auto_factory(n: int) -> str:
+    """FAISS factory ``index build`` picks for ``n`` materials: exact ``Flat`` up to :data:`EXACT_UP_TO`,
+    then ``IVF{nlist},Flat`` with ``nlist`` the power of two nearest ``4 * sqrt(n)`` (170k: ``IVF2048``)."""
+    if n <= EXACT_UP_TO:
+        return "Flat"
+    nlist = 2 ** int(round(np.log2(4 * np.sqrt(n))))
+    return f"IVF{nlist},Flat"
 Progress = bool | Callable[[int], None]
 
 
@@ -85,10 +97,10 @@ def _bar(progress: Progress, total: int, description: str) -> Iterator[Callable[
 def _load_chunk(path: Path, n: int, dim: int) -> dict[str, np.ndarray] | None:
     try:
         with np.load(path) as data:
-            chunk = {k: data[k] for k in ("embeddings", "spacegroup", "prototype", "n")}
+            chunk = {k: data[k] for k in ("embeddings", "structure", "spacegroup", "prototype", "n")}
     except (OSError, ValueError, KeyError, EOFError):
         return None
-    if int(chunk["n"][0]) != n or chunk["embeddings"].shape != (n, dim):
+    if int(chunk["n"][0]) != n or chunk["embeddings"].shape != (n, dim) or chunk["structure"].shape != (n, FP_DIM):
         return None
     if chunk["spacegroup"].shape != (n,) or chunk["prototype"].shape != (n,):
         return None
@@ -108,7 +120,7 @@ def build_index(
     *,
     encoder: Encoder,
     out: Path,
-    faiss_factory: str = "Flat",
+    faiss_factory: str = "auto",
     progress: Progress = True,
     resume: bool = True,
     chunk_size: int = 1024,
@@ -117,7 +129,8 @@ def build_index(
     """Build an index folder ``out`` from a dataset name (``"all"``), a Dataset, Records or Entries.
 
     Resumable (see module doc). ``workers``: embedding processes (default: 2 for large builds, else
-    in-process). Returns the manifest of the finished index.
+    in-process). ``faiss_factory="auto"`` is exact (``Flat``) up to :data:`EXACT_UP_TO` materials and an
+    inverted file above (:func:`auto_factory`). Returns the manifest of the finished index.
     """
     from crystalsearch.datasets import PROPERTY_UNITS
     from crystalsearch.search.db import RowWriter
@@ -165,8 +178,11 @@ def build_index(
             rows.finish(abort=True)
             raise
         rows.finish()
-        vectors = np.concatenate([chunks[i]["embeddings"] for i in range(len(parts))]).astype(np.float32)
-        vi = VectorIndex(make_index(vectors, dim=encoder.dim, factory=faiss_factory))
+        vectors = np.concatenate(
+            [np.hstack([chunks[i]["embeddings"], chunks[i]["structure"]]) for i in range(len(parts))]
+        ).astype(np.float32)
+        factory = auto_factory(len(vectors)) if faiss_factory == "auto" else faiss_factory
+        vi = VectorIndex(make_index(vectors, dim=vectors.shape[1], factory=factory))
         vi.write(staging / INDEX_FILE)
         recall = None if vi.exact else recall_at_k(vi.index, vectors)
         for leftover in ("-wal", "-shm"):
@@ -176,12 +192,12 @@ def build_index(
             encoder=encoder_info(encoder),
             count=len(entries),
             files={name: file_info(staging / name) for name in (INDEX_FILE, DB_FILE)},
-            faiss_factory=faiss_factory,
+            faiss_factory=factory,
             sources=_source_counts(entries),
             units=dict(PROPERTY_UNITS),
             symprec=SYMPREC,
             recall_at_10=recall,
-            versions=versions(),
+            versions={**versions(), "fingerprint": FP_VERSION},
             created=created,
             updated=created,
         )
@@ -257,6 +273,7 @@ def add_to_index(
     entries_or_structures: Any, *, index: Path, encoder: Encoder | None = None, progress: Progress = True
 ) -> AddReport:
     """Add entries (or ``(id, Structure)`` pairs) to the index folder ``index``; existing ids are skipped."""
+    from crystalsearch.fingerprint import fingerprints
     from crystalsearch.search.db import MetadataDB, entry_rows
     from crystalsearch.search.faiss_index import VectorIndex
     from crystalsearch.search.reader import MetadataReader
@@ -285,6 +302,8 @@ def add_to_index(
                 raise IndexFileError(f"{index}: FAISS rows ({n0}) and database rows disagree; rebuild the index")
             with _bar(progress, len(new), f"embedding {len(new):,} crystals") as advance:
                 vectors = embed_entries(new, enc, advance=advance)
+            if vi.dim == enc.dim + FP_DIM:
+                vectors = np.hstack([vectors, fingerprints([(e.lattice, e.frac_coords) for e in new])])
             labels = labels_many(e.cell() for e in new)
             symmetries = [lab.symmetry() for lab in labels]
             rows = entry_rows(new, symmetries, start=n0, prototypes=[lab.prototype for lab in labels])

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Union
 import numpy as np
 
 from crystalsearch.errors import CrystalSearchError, IndexFileError, InputError
+from crystalsearch.fingerprint import DIM as FP_DIM
 from crystalsearch.search.build import check_encoder, recover
 from crystalsearch.search.defaults import default_index, load_encoder, notify_stderr
 from crystalsearch.search.embedding import threads
@@ -42,6 +43,7 @@ from crystalsearch.search.manifest import (
 )
 from crystalsearch.search.reader import MetadataReader
 from crystalsearch.search.results import Hit, QueryResult
+from crystalsearch.search.scoring import Scored
 
 if TYPE_CHECKING:
     from pymatgen.core import Structure
@@ -57,10 +59,11 @@ QueryInput = Union["Structure", str]
 @dataclass(frozen=True)
 class _Query:
     label: str
-    vector: np.ndarray
+    vector: np.ndarray  # [h | s] like the index's rows (h only for indexes without a structure part)
     row: int | None  # the query's own row when it is an indexed material (left out of its hits)
     structure: Structure | None
     formula: str
+    prototype: str | None = None
 
 
 class Catalog:
@@ -152,12 +155,32 @@ class Catalog:
             raise InputError(material_id, f"not in the index {self.path}")
         return structure_from_json(self.db.structures([row])[row])
 
+    @property
+    def chem_dim(self) -> int:
+        """Size of the chemistry part ``h`` of the index's vectors (the encoder's dimension)."""
+        return int(self.manifest.encoder.dim)
+
+    @property
+    def struct_dim(self) -> int:
+        """Size of the structure part ``s`` (0 for indexes built before it existed)."""
+        return self.vectors.dim - self.chem_dim
+
     def embed(self, structures: Sequence[Structure]) -> np.ndarray:
         """L2-normalised representations [n, dim] of structures with the index's encoder."""
         enc = self.encoder
         graphs = enc.graphs(structures)
         with threads(self.threads):
             return normalise(enc.embed_graphs(graphs))
+
+    def represent(self, structures: Sequence[Structure]) -> np.ndarray:
+        """Vectors ``[n, vectors.dim]`` laid out like the index's rows: ``[h | s]`` (see search.scoring)."""
+        h = self.embed(structures)
+        if not self.struct_dim:
+            return h
+        from crystalsearch.fingerprint import fingerprints
+
+        s = fingerprints([(st.lattice.matrix, st.frac_coords) for st in structures])
+        return np.hstack([h, s]).astype(np.float32)
 
     # -- search ----------------------------------------------------------------------------------------
     def similar(
@@ -171,11 +194,17 @@ class Catalog:
         max_sites: int | None = None,
         where: str | None = None,
         known: bool = False,
+        by: str = "both",
+        weight: float | None = None,
     ) -> list[Hit]:
-        """The ``k`` indexed materials most similar to a Structure, an indexed id, or a structure file."""
+        """The ``k`` indexed materials most similar to a Structure, an indexed id, or a structure file.
+
+        ``by``: ``"both"`` (structure type first, chemistry second), ``"structure"`` or ``"chemistry"``;
+        ``weight`` overrides the structure share of the score (0..1). See :mod:`crystalsearch.search.scoring`.
+        """
         filters = Filters.make(elements=elements, exclude_elements=exclude_elements, spacegroup=spacegroup,
                                max_sites=max_sites, where=where)  # fmt: skip
-        (result,) = self.search([query], k=k, filters=filters, known=known)
+        (result,) = self.search([query], k=k, filters=filters, known=known, by=by, weight=weight)
         if result.error:
             raise InputError(result.query, result.error.split(": ", 1)[-1])
         return list(result.hits)
@@ -188,16 +217,31 @@ class Catalog:
         filters: Filters | None = None,
         known: bool = False,
         report: ReadReport | None = None,
+        by: str = "both",
+        weight: float | None = None,
     ) -> list[QueryResult]:
         """Search many queries at once (structures embedded in one batch). Strings are indexed ids,
         files, folders or globs; unreadable ones give a result with ``error`` (and go in ``report``)."""
         if k < 1:
             raise InputError("-k", f"must be at least 1, got {k}")
+        from crystalsearch.search.scoring import MODES
+
+        if by not in MODES:
+            raise InputError("--by", f"must be one of {', '.join(MODES)}, got {by!r}")
         with threads(self.threads):
-            return self._search(queries, k=k, filters=filters or Filters(), known=known, report=report)
+            return self._search(queries, k=k, filters=filters or Filters(), known=known, report=report, by=by,
+                                weight=weight)  # fmt: skip
 
     def _search(
-        self, queries: Sequence[QueryInput], *, k: int, filters: Filters, known: bool, report: ReadReport | None
+        self,
+        queries: Sequence[QueryInput],
+        *,
+        k: int,
+        filters: Filters,
+        known: bool,
+        report: ReadReport | None,
+        by: str,
+        weight: float | None,
     ) -> list[QueryResult]:
         resolved = self._resolve(queries, report)
         allowed = self.allowed_rows(filters) if filters.active else None
@@ -206,19 +250,42 @@ class Catalog:
             if isinstance(item, QueryResult):
                 results.append(item)
                 continue
-            exclude = [] if item.row is None else [item.row]
-            if allowed is None:
-                sims, rows = self.vectors.search(item.vector, k, exclude=exclude)
-            else:
-                sims, rows = self.vectors.search_subset(item.vector, k, allowed, exclude=exclude)
-            pairs = list(zip(rows.tolist(), sims.tolist()))
+            scored = self._ranked(item, k=k, allowed=allowed, by=by, weight=weight)
+            pairs = [(x.row, x.score) for x in scored]
+            parts = {x.row: (x.structure, x.chemistry) for x in scored}
             known_verdict = self._verdict(item) if known else None
             same = None if known_verdict is None else {m.row for m in known_verdict.matches}
             verdict = None if known_verdict is None else known_verdict.text()
             known_as = () if known_verdict is None else tuple(m.material_id for m in known_verdict.matches)
-            results.append(QueryResult(item.label, self._hits(pairs, same), item.formula, None, verdict, known_as,
-                                       known_verdict))  # fmt: skip
+            results.append(QueryResult(item.label, self._hits(pairs, same, parts), item.formula, None, verdict,
+                                       known_as, known_verdict))  # fmt: skip
         return results
+
+    def _ranked(
+        self, item: _Query, *, k: int, allowed: np.ndarray | None, by: str, weight: float | None
+    ) -> list[Scored]:
+        """The ``k`` best rows for one query under ``--by``/``--weight`` (see :mod:`.scoring`)."""
+        from crystalsearch.search.scoring import CANDIDATES, Ranking, default_weight, rank
+
+        w = default_weight(by) if weight is None else float(weight)
+        if not 0.0 <= w <= 1.0:
+            raise InputError("--weight", f"must be between 0 and 1 (the structure share), got {weight}")
+        ranking = Ranking(w, self.chem_dim, self.struct_dim)
+        h, s = item.vector[: self.chem_dim], (item.vector[self.chem_dim :] if self.struct_dim else None)
+        q = ranking.query(h, s)
+        exclude = [] if item.row is None else [item.row]
+        n_candidates = max(CANDIDATES, 4 * k)
+        if allowed is None:
+            _, candidates = self.vectors.search(q, n_candidates, exclude=exclude)
+        else:
+            _, candidates = self.vectors.search_subset(q, n_candidates, allowed, exclude=exclude)
+        same = np.zeros(0, dtype=np.int64)
+        if ranking.bonus and item.prototype:
+            same = self.db.ids_with_prototype(item.prototype)
+            same = same[(same < len(self)) & (same != (-1 if item.row is None else item.row))]
+            if allowed is not None:
+                same = same[np.isin(same, allowed)]
+        return rank(self.vectors.vectors(), ranking, h, s, candidates, same_prototype=same, k=k)
 
     def allowed_rows(self, filters: Filters) -> np.ndarray:
         """Sorted rows of this index passing ``filters`` (evaluated in SQL, cached per filter)."""
@@ -257,15 +324,15 @@ class Catalog:
                     reason = f"unknown material id (not in the index {self.path} nor in the shipped data)"
                 slots.append(QueryResult(err.source, error=f"{err.source}: {reason}"))
         if pending:
-            vectors = self.embed([s for _, _, s in pending])
+            vectors = self.represent([s for _, _, s in pending])
             for (slot, label, structure), v in zip(pending, vectors):
                 formula = str(structure.composition.reduced_formula)
-                slots[slot] = _Query(label, v, None, structure, formula)
+                slots[slot] = _Query(label, v, None, structure, formula, _prototype_of(structure))
         return slots
 
     def _indexed_query(self, material_id: str, row: int) -> _Query:
         m = self.db.materials([row])[row]
-        return _Query(material_id, self.vectors.vector(row), row, None, m.reduced_formula)
+        return _Query(material_id, self.vectors.vector(row), row, None, m.reduced_formula, m.prototype)
 
     def checker(self) -> KnownChecker:
         """The "is it known?" checker of this catalog with the criterion ``self.matcher``."""
@@ -292,11 +359,17 @@ class Catalog:
         found = self.db.materials(rows)
         return [found[r].material_id for r in rows if r in found]
 
-    def _hits(self, pairs: Sequence[tuple[int, float]], same: set[int] | None) -> tuple[Hit, ...]:
+    def _hits(
+        self,
+        pairs: Sequence[tuple[int, float]],
+        same: set[int] | None,
+        parts: dict[int, tuple[float | None, float]] | None = None,
+    ) -> tuple[Hit, ...]:
         found = self.db.materials([r for r, _ in pairs])
         hits = []
         for rank, (row, sim) in enumerate(pairs, 1):
             m = found[row]
+            struct, chem = (parts or {}).get(row, (None, None))
             hits.append(
                 Hit(
                     rank,
@@ -312,9 +385,18 @@ class Catalog:
                     m.properties(),
                     m.source,
                     None if same is None else row in same,
+                    struct,
+                    chem,
+                    m.prototype,
                 )  # fmt: skip
             )
         return tuple(hits)
+
+
+def _prototype_of(structure: Structure) -> str:
+    from crystalsearch.search.prototype import symmetry_label
+
+    return symmetry_label(structure.lattice.matrix, structure.frac_coords, np.array(structure.atomic_numbers)).prototype
 
 
 def _contains(sorted_ids: np.ndarray, row: int) -> bool:
@@ -334,7 +416,8 @@ def _load_consistent(folder: Path, verify: Verify) -> tuple[Manifest, VectorInde
             manifest = read_manifest(folder)
             verify_files(folder, manifest, verify=verify)
             vectors = VectorIndex.read(folder / INDEX_FILE)
-            if vectors.ntotal != manifest.count or vectors.dim != manifest.encoder.dim:
+            dims = (manifest.encoder.dim, manifest.encoder.dim + FP_DIM)
+            if vectors.ntotal != manifest.count or vectors.dim not in dims:
                 raise IndexFileError(f"{folder / INDEX_FILE}: {vectors.ntotal} vectors of dim {vectors.dim}, "
                                      f"manifest says {manifest.count} of dim {manifest.encoder.dim}")  # fmt: skip
             return manifest, vectors

@@ -66,12 +66,17 @@ def embed_entries(
 
 
 def embed_chunk(entries: Sequence[Entry], encoder: Encoder, advance: Callable[[int], None]) -> dict[str, np.ndarray]:
-    """What a build saves per chunk: embeddings, space group numbers, prototype labels and the entry count."""
+    """What a build saves per chunk: embeddings, structure fingerprints, space group numbers, prototype labels
+    and the entry count."""
+    from crystalsearch.fingerprint import fingerprints
+
     embeddings = embed_entries(entries, encoder, advance=advance)
+    structure = fingerprints([(e.lattice, e.frac_coords) for e in entries])
     labels = labels_many(e.cell() for e in entries)
     numbers = np.array([lab.number for lab in labels], dtype=np.int16)
     prototypes = np.array([lab.prototype for lab in labels], dtype=np.str_)
-    return {"embeddings": embeddings, "spacegroup": numbers, "prototype": prototypes, "n": np.array([len(entries)])}
+    return {"embeddings": embeddings, "structure": structure, "spacegroup": numbers, "prototype": prototypes,
+            "n": np.array([len(entries)])}  # fmt: skip
 
 
 def auto_workers(n_entries: int, encoder: Encoder | None = None) -> int:

@@ -132,7 +132,7 @@ class MetadataReader:
         """SELECT of all ``MATERIAL_COLUMNS``, with NULL for columns an index built by an older version lacks."""
         sql: str | None = getattr(self, "_select_sql", None)
         if sql is None:
-            have = {r[1] for r in self._conn().execute("PRAGMA table_info(materials)")}
+            have = self._columns()
             cols = [c if c in have else f"NULL AS {c}" for c in MATERIAL_COLUMNS]
             sql = self._select_sql = f"SELECT {', '.join(cols)} FROM materials WHERE id IN "
         return sql
@@ -150,6 +150,19 @@ class MetadataReader:
     def ids_with_formula(self, reduced_formula: str) -> np.ndarray:
         cur = self._conn().execute("SELECT id FROM materials WHERE reduced_formula = ? ORDER BY id", (reduced_formula,))
         return np.fromiter((r[0] for r in cur), dtype=np.int64)
+
+    def ids_with_prototype(self, prototype: str) -> np.ndarray:
+        """Rows carrying prototype label ``prototype`` (sorted)."""
+        if "prototype" not in self._columns():
+            return np.zeros(0, dtype=np.int64)
+        cur = self._conn().execute("SELECT id FROM materials WHERE prototype = ? ORDER BY id", (prototype,))
+        return np.fromiter((r[0] for r in cur), dtype=np.int64)
+
+    def _columns(self) -> set[str]:
+        cols: set[str] | None = getattr(self, "_column_set", None)
+        if cols is None:
+            cols = self._column_set = {r[1] for r in self._conn().execute("PRAGMA table_info(materials)")}
+        return cols
 
     def orm(self) -> MetadataDB:
         """The SQLAlchemy side (imported on first use), for filters and summaries."""

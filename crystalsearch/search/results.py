@@ -37,11 +37,14 @@ __all__ = [
 SCHEMA_VERSION = 1
 SIMILARITY_DIGITS = 6
 FIELD_UNITS: dict[str, str] = {
-    "similarity": "cosine similarity of L2-normalised CrystalCLR representations (1 = same representation)",
+    "similarity": "score = w * structure_similarity + (1 - w) * chemistry_similarity (w: --by/--weight)",
+    "structure_similarity": "(cosine of structure fingerprints + [same prototype label]) / 2; 1 = same type",
+    "chemistry_similarity": "cosine similarity of L2-normalised CrystalCLR+CS representations",
     "density": "g/cm^3",
     "volume_per_atom": "Å^3/atom",
 }
-_DIGITS = {"similarity": SIMILARITY_DIGITS, "density": 4, "volume_per_atom": 4}
+_DIGITS = {"similarity": SIMILARITY_DIGITS, "structure_similarity": SIMILARITY_DIGITS,
+           "chemistry_similarity": SIMILARITY_DIGITS, "density": 4, "volume_per_atom": 4}  # fmt: skip
 
 
 def _registry_digits(column: str) -> int | None:
@@ -97,6 +100,9 @@ class Hit:
     properties: dict[str, float]
     source: str
     same_structure: bool | None = None
+    structure_similarity: float | None = None  # the two parts of ``similarity`` (search.scoring)
+    chemistry_similarity: float | None = None
+    prototype: str | None = None  # search.prototype label
 
     def to_dict(self, columns: Iterable[str] | None = None) -> dict[str, Any]:
         """The JSON shape of a hit; ``properties`` has every key of ``columns`` (null when unknown)."""
@@ -109,6 +115,9 @@ class Hit:
             "volume_per_atom": round_value("volume_per_atom", self.volume_per_atom),
             "properties": {k: round_value(k, self.properties.get(k)) for k in keys}, "source": self.source,
             "same_structure": self.same_structure,
+            "structure_similarity": round_value("structure_similarity", self.structure_similarity),
+            "chemistry_similarity": round_value("chemistry_similarity", self.chemistry_similarity),
+            "prototype": self.prototype,
         }  # fmt: skip
 
 

@@ -123,7 +123,12 @@ def _embed_cells(catalog: Catalog, cells: list[Cell]) -> np.ndarray:
     from crystalsearch.search.faiss_index import normalise
 
     enc = catalog.encoder
-    return normalise(enc.embed_graphs([enc.graph.graph_of_cell(*cell) for cell in cells]))
+    h = normalise(enc.embed_graphs([enc.graph.graph_of_cell(*cell) for cell in cells]))
+    if not catalog.struct_dim:
+        return h
+    from crystalsearch.fingerprint import fingerprints
+
+    return np.hstack([h, fingerprints([(lattice, frac) for lattice, frac, _ in cells])]).astype(np.float32)
 
 
 def ranks_of(vectors: np.ndarray, queries: np.ndarray, truth: np.ndarray, *, tie_tol: float) -> np.ndarray:
