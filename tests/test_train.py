@@ -240,3 +240,15 @@ def test_old_flat_configs_and_checkpoints_still_load(tmp_path: Path) -> None:
     old = {k: v for k, v in config_dict(flat).items() if k not in ("encoder", "augment")}
     old.update(config_dict(flat)["encoder"], **config_dict(flat)["augment"])  # as config.json was written before
     assert pretrain_config_from_dict(old) == pretrain_config_from_dict(config_dict(flat)) == flat
+
+
+def test_resume_from_a_checkpoint_without_history(tmp_path: Path) -> None:
+    out = tmp_path / "old"
+    pretrain(replace(TINY, epochs=1, probe=False), out=out, show_progress=False)
+    state = torch.load(out / CHECKPOINT, weights_only=True)
+    del state["history"]  # as written before runs kept their history
+    torch.save(state, out / CHECKPOINT)
+    pretrain(replace(TINY, epochs=2, probe=False), out=out, resume=True, show_progress=False)
+    history = json.loads((out / "encoder" / "model.json").read_text())["metadata"]["history"]
+    assert [(h["epochs"], h["hardware"]) for h in history][0] == ([1, 1], "not recorded")
+    assert history[1]["epochs"] == [2, 2] and history[1]["hardware"].startswith("CPU (")

@@ -160,6 +160,9 @@ def _pretrain(config: PretrainConfig, *, device: torch.device, out: Path, resume
     t_run = time.perf_counter() - float(state["wall_time_s"]) if state else time.perf_counter()
     metrics: dict[str, Any] = dict(state["last_metrics"]) if state else {}
     history = list(state.get("history", [])) if state else []
+    if state and not history:  # a checkpoint written before runs kept their history
+        history = [segment(first=1, last=start_epoch, hardware="not recorded", wall_time_s=float(state["wall_time_s"]),
+                           command="not recorded")]  # fmt: skip
     run = _Run(config=config, model=model, store=store, elements=elements, forward=forward, optimizer=optimizer,
                dist=dist, device=device, use_amp=use_amp, steps=steps, per_rank=per_rank,
                show_progress=show_progress)  # fmt: skip
