@@ -127,20 +127,13 @@ def render(info: dict[str, Any], *, started: bool) -> list[str]:
 def install(work: Path, name: str) -> Path:
     """Copy the trained encoder (and its heads) of a finished run to ``<data home>/models/<name>``."""
     import shutil
-    import tempfile
 
-    from crystalsearch.atomic import swap_in
+    from crystalsearch.atomic import staged_dir
     from crystalsearch.paths import user_models_dir
 
     dest = user_models_dir() / name
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{name}.", suffix=".partial"))
-    try:
+    with staged_dir(dest) as tmp:
         shutil.copytree(work / "models" / "crystalclr_cs", tmp, dirs_exist_ok=True)
         if (work / "models" / "heads").is_dir():
             shutil.copytree(work / "models" / "heads", tmp / "heads", dirs_exist_ok=True)
-        swap_in(tmp, dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return dest
