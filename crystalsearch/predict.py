@@ -191,7 +191,7 @@ class Predictor:
         test = [ds.records[int(i)] for i in split.test[:500]]
         if len(train_rows) < 10 or not test:
             return None
-        train_vecs = np.stack([catalog.vectors.vector(int(r)) for r in train_rows])
+        train_vecs = np.stack([catalog.vectors.vector(int(r))[: catalog.chem_dim] for r in train_rows])  # h part
         q = normalise(catalog.encoder.embed([r.structure for r in test]))
         best = (q @ train_vecs.T).max(axis=1)
         threshold = float(np.percentile(best, 1))
