@@ -146,11 +146,15 @@ def test_cli_predict_says_catalog_value_and_explains_the_spread(small_catalog, m
 
     monkeypatch.setenv("CRYSTALSEARCH_CACHE", str(tmp_path))
     args = ["predict", "-p", "bulk_modulus", str(EXAMPLES / "NaCl.cif"), "mp-149", "--index", str(small_catalog.path)]
-    result = CliRunner().invoke(app, [*args, "--json"])
+    strained = read_structure(EXAMPLES / "NaCl.cif")
+    strained.apply_strain(0.01)  # a slightly strained copy is still the same material for StructureMatcher
+    strained.to(filename=str(tmp_path / "NaCl_strained.cif"))
+    result = CliRunner().invoke(app, [*args, str(tmp_path / "NaCl_strained.cif"), "--json"])
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
     assert "spread" in payload["uncertainty"] and "3 seed-ensemble" in payload["uncertainty"]
-    nacl, si = payload["results"]
+    nacl, si, nacl_strained = payload["results"]
+    assert nacl_strained["catalog_value"] == {"material_id": "mp-22862", "value": 23.8}
     assert nacl["catalog_value"] == {"material_id": "mp-22862", "value": 23.8}  # a file that is an indexed material
     assert si["catalog_value"] == {"material_id": "mp-149", "value": 88.9}  # an indexed id
     for r in (nacl, si):  # the material itself is not its own evidence

@@ -54,29 +54,26 @@ def catalog_value(
     """The stored value when the query is itself in the catalog, and the prediction with that material
     removed from its evidence (the next nearest material with a value takes its place)."""
     from crystalsearch.predict import EVIDENCE, Neighbor
-    from crystalsearch.search.known import matching_rows
 
-    row = catalog.row_of(label.strip())
-    if row is None:  # a file: is it an indexed material? (identical representation and StructureMatcher)
-        formula = structure.composition.reduced_formula
-        close = [n for n in prediction.neighbors if n.similarity > 0.9999 and n.formula == formula]
-        for n in close:
-            candidate = catalog.row_of(n.material_id)
-            if candidate is not None and matching_rows(structure, [(candidate, catalog.structure(n.material_id))],
-                                                       config=catalog.matcher):  # fmt: skip
-                row = candidate
+    if catalog.row_of(label.strip()) is not None:
+        same = [label.strip()]  # an indexed id
+    else:  # a file: is it an indexed material? (the catalog's "is it known?" criterion, as similar --known)
+        same = [m.material_id for m in catalog.is_known(structure).matches]
+    material, value = None, None
+    for mid in same:
+        row = catalog.row_of(mid)
+        if row is not None:
+            material = catalog.db.materials([row])[row]
+            value = material.properties().get(column)
+            if value is not None:
                 break
-    if row is None:
+    if material is None or value is None:
         return None, prediction
-    material = catalog.db.materials([row])[row]
-    value = material.properties().get(column)
-    if value is None:
-        return None, prediction
-    hits = catalog.similar(structure, k=EVIDENCE + 1, where=f"{column} IS NOT NULL")
+    hits = catalog.similar(structure, k=EVIDENCE + len(same), where=f"{column} IS NOT NULL")
     neighbors = tuple(
         Neighbor(h.material_id, h.formula, float(h.properties[column]), h.similarity)
         for h in hits
-        if h.material_id != material.material_id
+        if h.material_id not in same
     )[:EVIDENCE]
     found = {"material_id": material.material_id, "value": float(value)}
     return found, dataclasses.replace(prediction, neighbors=neighbors)
