@@ -25,8 +25,6 @@ from __future__ import annotations
 import functools
 import gzip
 import math
-import os
-import warnings
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -36,6 +34,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from crystalsearch.search.symmetry import spglib_dataset
 
 if TYPE_CHECKING:
     from crystalsearch.search.symmetry import Symmetry
@@ -92,22 +92,10 @@ def symmetry_label(
     lattice: np.ndarray, frac_coords: np.ndarray, numbers: np.ndarray, *, symprec: float = SYMPREC
 ) -> SymmetryLabel:
     """Space group and prototype label of one crystal; tighter tolerances are tried if spglib fails."""
-    os.environ.setdefault("SPGLIB_WARNING", "OFF")
-    import spglib
-
     z = np.ascontiguousarray(numbers, dtype=np.int64)
-    cell = (np.ascontiguousarray(lattice, dtype=np.float64), np.ascontiguousarray(frac_coords, dtype=np.float64), z)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        for tol in (symprec, symprec / 10, symprec / 100):
-            try:
-                data = spglib.get_symmetry_dataset(cell, symprec=tol)  # type: ignore[arg-type]
-            except spglib.SpglibError:
-                data = None
-            if data is not None:
-                break
-        else:
-            return SymmetryLabel(1, "")
+    data = spglib_dataset(lattice, frac_coords, z, symprec=symprec)
+    if data is None:
+        return SymmetryLabel(1, "")
     equivalent = np.asarray(data.crystallographic_orbits)
     site_symmetry = list(data.site_symmetry_symbols)
     per_species: dict[int, list[str]] = {}

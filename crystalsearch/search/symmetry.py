@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -119,10 +120,10 @@ def resolve_spacegroup(text: str) -> int:
     raise ValueError(f"unknown space group {text!r} (give a number 1-230 or a symbol such as Fm-3m)")
 
 
-def symmetry_of(
+def spglib_dataset(
     lattice: np.ndarray, frac_coords: np.ndarray, numbers: np.ndarray, *, symprec: float = SYMPREC
-) -> Symmetry:
-    """Space group of one crystal with spglib; falls back to tighter tolerances, then to P1."""
+) -> Any:
+    """spglib's symmetry dataset of one crystal, trying tighter tolerances if spglib fails; None if all fail."""
     os.environ.setdefault("SPGLIB_WARNING", "OFF")  # spglib prints tolerance retries on stderr otherwise
     import spglib
 
@@ -131,7 +132,6 @@ def symmetry_of(
         np.ascontiguousarray(frac_coords, dtype=np.float64),
         np.ascontiguousarray(numbers, dtype=np.int64),
     )
-    number = 1
     with warnings.catch_warnings():  # spglib deprecation notes about its error handling
         warnings.simplefilter("ignore", DeprecationWarning)
         for tol in (symprec, symprec / 10, symprec / 100):
@@ -140,8 +140,16 @@ def symmetry_of(
             except spglib.SpglibError:
                 dataset = None
             if dataset is not None:
-                number = int(dataset.number)
-                break
+                return dataset
+    return None
+
+
+def symmetry_of(
+    lattice: np.ndarray, frac_coords: np.ndarray, numbers: np.ndarray, *, symprec: float = SYMPREC
+) -> Symmetry:
+    """Space group of one crystal with spglib; falls back to tighter tolerances, then to P1."""
+    dataset = spglib_dataset(lattice, frac_coords, numbers, symprec=symprec)
+    number = 1 if dataset is None else int(dataset.number)
     return Symmetry(number, spacegroup_symbol(number), crystal_system(number))
 
 
