@@ -9,13 +9,13 @@ from dataclasses import dataclass
 class AugmentConfig:
     """Probabilities and magnitudes of the batched augmentations (paper recipe by default)."""
 
-    perturb_p: float = 0.5
+    perturb_p: float = 0.5  # each probability is per crystal and view
     strain_p: float = 0.5
-    column_replace_p: float = 0.5
-    supercell_p: float = 0.0
-    perturb_scale: float = 0.5
-    max_strain: float = 0.05
-    one_sided: bool = False
+    column_replace_p: float = 0.5  # one site -> another element of its periodic-table group
+    supercell_p: float = 0.0  # 3x3x3, exact re-indexing (off in the recipe: a near no-op for mean pooling)
+    perturb_scale: float = 0.5  # sites move by U[0, scale x min pairwise distance]
+    max_strain: float = 0.05  # each lattice vector scaled by 1 + U[0, max_strain]
+    one_sided: bool = False  # augment the second view only (the augmentation study)
 
     @classmethod
     def only(cls, *names: str, one_sided: bool = True) -> AugmentConfig:
