@@ -29,6 +29,7 @@ from crystalsearch.graph.build import reference_neighbor_distances  # noqa: E402
 from crystalsearch.graph.dataset import record_arrays, store_for_dataset, store_for_records  # noqa: E402
 from crystalsearch.graph.features import gaussian_centers  # noqa: E402
 from crystalsearch.graph.store import GraphStore, build_store, cached_store, content_key  # noqa: E402
+from crystalsearch.search.retrieval import random_rotation  # noqa: E402
 
 # -- helpers -------------------------------------------------------------------------------------------
 
@@ -238,18 +239,10 @@ def test_supercell_invariance(small_structures: list[Structure], scale: tuple[in
         assert_same_neighbor_distances(sup, [orig[k] for k in site_map], atol=1e-7)
 
 
-def _random_rotation(rng: np.random.Generator) -> np.ndarray:
-    q, r = np.linalg.qr(rng.normal(size=(3, 3)))
-    q = q * np.sign(np.diag(r))
-    if np.linalg.det(q) < 0:
-        q[:, 0] = -q[:, 0]
-    return q
-
-
 def test_rotation_invariance(small_structures: list[Structure]) -> None:
     rng = np.random.default_rng(0)
     for s in small_structures:
-        rot = _random_rotation(rng)
+        rot = random_rotation(rng)
         assert abs(np.linalg.det(rot) - 1) < 1e-12 and not np.allclose(rot, np.eye(3))
         rotated = Structure(
             Lattice(s.lattice.matrix @ rot.T), s.species, s.cart_coords @ rot.T, coords_are_cartesian=True

@@ -29,6 +29,7 @@ from crystalsearch.model.checkpoint import (  # noqa: E402
     read_info,
     save_checkpoint,
 )
+from crystalsearch.search.retrieval import random_rotation  # noqa: E402
 
 # Shipped structures whose neighbour shells are not cut inside a degenerate mixed-element shell.
 INVARIANT_IDS = ("mp-1000", "mp-1008688", "mp-10442", "mp-14206", "mp-1571")
@@ -39,14 +40,6 @@ TIED_SHELL_ID = "mp-1013555"
 
 def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
-
-
-def random_rotation(rng: np.random.Generator) -> np.ndarray:
-    q, r = np.linalg.qr(rng.normal(size=(3, 3)))
-    q = q * np.sign(np.diag(r))
-    if np.linalg.det(q) < 0:
-        q[:, 0] *= -1
-    return q
 
 
 def variants(s: Structure, rng: np.random.Generator) -> list[Structure]:

@@ -77,7 +77,8 @@ class RetrievalReport:
         }
 
 
-def _rotation(rng: np.random.Generator) -> np.ndarray:
+def random_rotation(rng: np.random.Generator) -> np.ndarray:
+    """A uniformly random proper rotation matrix (QR of a Gaussian matrix, signs fixed, det +1)."""
     q, r = np.linalg.qr(rng.normal(size=(3, 3)))
     q = q * np.sign(np.diag(r))
     if np.linalg.det(q) < 0:
@@ -89,7 +90,7 @@ def transform(cell: Cell, kind: str, rng: np.random.Generator, config: Retrieval
     """A transformed copy of ``cell`` (see module doc)."""
     lattice, frac, z = cell
     if kind == "rotation":
-        return lattice @ _rotation(rng).T, frac.copy(), z
+        return lattice @ random_rotation(rng).T, frac.copy(), z
     if kind == "translation":
         return lattice.copy(), (frac + rng.random(3)) % 1.0, z
     if kind == "supercell":
