@@ -106,6 +106,7 @@ def test_index_build_add_info(tmp_path: Path, index_dir: Path) -> None:
     assert all("is already in the index" in f for f in data["failed"])
     result = run("index", "info", "--index", out, "--json", "--verify")
     info = json.loads(result.stdout)  # type: ignore[attr-defined]
+    assert info["schema_version"] == 1 and info["command"] == "index info"
     assert info["count"] == 6 and info["database"]["materials"] == 6 and info["checksums"] == "ok"
     assert info["encoder"]["hash"] == Encoder.random(seed=0).hash
     result = run("index", "build", "--dataset", "mp_structures", EXAMPLES / "Si.cif")
@@ -131,6 +132,7 @@ def test_info_json() -> None:
     data = json.loads(result.stdout)  # type: ignore[attr-defined]
     assert {d["dataset"] for d in data["data"]} == set(datasets.DATASETS)
     assert {"models", "indexes", "cache", "packages"} <= set(data)
+    assert data["schema_version"] == 1 and data["command"] == "info"
 
 
 def test_evaluate_retrieval_command(index_dir: Path) -> None:

@@ -90,7 +90,7 @@ def embeddings_cmd(
     with Progress(not json_out) as progress:
         cells = evaluate_embeddings(config, out=out, progress=progress)
     if json_out:
-        print_json({"random_forest": _compact(cells), "out": str(out)})
+        print_json({"random_forest": _compact(cells), "out": str(out)}, command="evaluate embeddings")
         return
     _table("Random forest on frozen representations (test MAE)", cells)
     console.print(f"table1.json and report.md updated in {out}")
@@ -135,7 +135,7 @@ def finetune_cmd(
     with Progress(not json_out) as progress:
         cells = evaluate_finetune(config, out=out, progress=progress)
     if json_out:
-        print_json({"finetune": _compact(cells), "out": str(out)})
+        print_json({"finetune": _compact(cells), "out": str(out)}, command="evaluate finetune")
         return
     _table("Fine-tuned CGCNN (test MAE)", cells, finetune=True)
     console.print(f"table1.json, report.md and finetune_runs.jsonl updated in {out}")
@@ -175,7 +175,7 @@ def augmentations_cmd(
     log = (lambda _m: None) if json_out else (lambda m: console.print(m, highlight=False))
     summary = evaluate_augmentations(config, out=out, runs_dir=runs_dir, show_progress=not json_out, log=log)
     if json_out:
-        print_json(summary)
+        print_json(summary, command="evaluate augmentations")
         return
     console.print(f"[bold green]done[/] in {summary['wall_time_s'] / 60:.1f} min; heatmaps: {summary['path']}")
     console.print(f"random-encoder reference: {summary['baseline_random_encoder']}")

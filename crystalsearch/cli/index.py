@@ -163,7 +163,7 @@ def build(
     seconds = time.perf_counter() - t0
     if json_out:
         print_json({"path": str(target), "seconds": round(seconds, 2), "failed": [str(e) for e in report.failed],
-                    **manifest.to_dict()})  # fmt: skip
+                    **manifest.to_dict()}, command="index build")  # fmt: skip
     else:
         rows = {"index": target, "materials": f"{manifest.count:,}",
                 "encoder": f"{manifest.encoder.name} ({manifest.encoder.hash})", "faiss": manifest.faiss_factory,
@@ -224,7 +224,7 @@ def add(
     if json_out:
         print_json({"index": str(folder), "added": added, "refused": [e.source for e in refused],
                     "materials": result.manifest.count if result else None,
-                    "failed": [str(e) for e in report.failed]})  # fmt: skip
+                    "failed": [str(e) for e in report.failed]}, command="index add")  # fmt: skip
     else:
         console.print(f"added {len(added)} structure(s) to {folder}", highlight=False, markup=False)
     raise typer.Exit(report.exit_code)
@@ -242,7 +242,7 @@ def info(
     folder = Path(index) if index != "default" else default_index(notify=_notify, build=False)[0]
     summary = index_summary(folder, verify="full" if verify else "fast")
     if json_out:
-        print_json(summary)
+        print_json(summary, command="index info")
         return
     db, enc = summary["database"], summary["encoder"]
     rows = {

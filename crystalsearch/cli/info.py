@@ -181,7 +181,7 @@ def info(json_out: bool = typer.Option(False, "--json", help="Print as JSON.")) 
     """Show which datasets, models and search indexes are present, and where the cache is."""
     data = collect()
     if json_out:
-        print_json(data)
+        print_json(data, command="info")
     else:
         render(data)
 

@@ -57,7 +57,7 @@ def umap_cmd(
     with Progress(not json_out) as progress:
         summary = plot_umap(config, out=out, progress=progress)
     if json_out:
-        print_json(summary)
+        print_json(summary, command="plot umap")
         return
     pur = summary["purity"]
     console.print(f"[bold green]wrote[/] {summary['path']} ({summary['n_structures']:,} crystals)")

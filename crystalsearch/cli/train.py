@@ -66,7 +66,7 @@ def pretrain(
     summary = {"run_dir": str(result.run_dir), "encoder": str(result.encoder_dir), "epochs": result.epochs_done,
                "wall_time_s": round(result.wall_time_s, 1), "metrics": result.final_metrics}  # fmt: skip
     if json_out:
-        print_json(summary)
+        print_json(summary, command="train pretrain")
         return
     console.print(f"[bold green]done[/] {result.epochs_done} epochs in {result.wall_time_s / 60:.1f} min")
     for key, value in result.final_metrics.items():
@@ -134,7 +134,7 @@ def run_all(*, config: str, out: Path | None, epochs: int | None, device: str | 
     info = plan(path, epochs=epochs, name=name, replace_default=replace_default, out=out, device=device)
     if not yes:
         if json_out:
-            print_json({**info, "started": False})
+            print_json({**info, "started": False}, command="train all")
         else:
             console.print("\n".join(render(info, started=False)), markup=False, highlight=False)
         return
@@ -146,7 +146,7 @@ def run_all(*, config: str, out: Path | None, epochs: int | None, device: str | 
     if not replace_default and name:
         summary["model"] = {"name": name, "path": str(install(work, name)), "select_with": f"--encoder {name}"}
     if json_out:
-        print_json(summary)
+        print_json(summary, command="train all")
         return
     _summary_table(summary)
 
