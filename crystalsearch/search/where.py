@@ -45,6 +45,8 @@ ALIASES = {
 }  # fmt: skip
 MAX_WHERE_LENGTH = 1000
 MAX_WHERE_TOKENS = 400
+_CMP = ("=", "==", "!=", "<>", "<", "<=", ">", ">=")
+_POSTFIX = ("in", "between", "like")  # NOT IN, NOT BETWEEN, NOT LIKE
 KEYWORDS = frozenset({"and", "or", "not", "in", "between", "like", "is", "null", "none"})
 _HIDDEN = frozenset({"id", "label_sources"})  # row number and provenance JSON: not filterable
 
@@ -150,20 +152,19 @@ class _Parser:
     def condition(self) -> ColumnElement[bool]:
         import sqlalchemy as sa
 
-        parts = [self.disjunct()]
-        while self.at_keyword("or"):
-            self.next()
-            parts.append(self.disjunct())
-        return parts[0] if len(parts) == 1 else sa.or_(*parts)
+        return self._joined("or", self.disjunct, sa.or_)
 
     def disjunct(self) -> ColumnElement[bool]:
         import sqlalchemy as sa
 
-        parts = [self.negation()]
-        while self.at_keyword("and"):
+        return self._joined("and", self.negation, sa.and_)
+
+    def _joined(self, word: str, part: Any, combine: Any) -> ColumnElement[bool]:
+        parts = [part()]
+        while self.at_keyword(word):
             self.next()
-            parts.append(self.negation())
-        return parts[0] if len(parts) == 1 else sa.and_(*parts)
+            parts.append(part())
+        return parts[0] if len(parts) == 1 else combine(*parts)  # type: ignore[no-any-return]
 
     def negation(self) -> ColumnElement[bool]:
         import sqlalchemy as sa
@@ -192,9 +193,7 @@ class _Parser:
         return self.predicate()
 
     def _at_comparison(self) -> bool:
-        return self.at_op("=", "==", "!=", "<>", "<", "<=", ">", ">=", "+", "-", "*", "/") or self.at_keyword(
-            "in", "between", "like", "is", "not"
-        )
+        return self.at_op(*_CMP, "+", "-", "*", "/") or self.at_keyword("in", "between", "like", "is", "not")
 
     def predicate(self) -> ColumnElement[bool]:
         import sqlalchemy as sa
@@ -213,9 +212,7 @@ class _Parser:
             self.need_column(left, first, "IS NULL")
             return left.expr.is_not(None) if negate else left.expr.is_(None)  # type: ignore[no-any-return]
         negate = False
-        if self.at_keyword("not") and self.peek(1).kind == "keyword" and self.peek(1).text.lower() in (
-            "in", "between", "like",
-        ):  # fmt: skip
+        if self.at_keyword("not") and self.peek(1).kind == "keyword" and self.peek(1).text.lower() in _POSTFIX:
             self.next()
             negate = True
             tok = self.peek()
@@ -225,7 +222,7 @@ class _Parser:
             cond = self.between(left, first)
         elif self.at_keyword("like"):
             cond = self.like(left, first)
-        elif self.at_op("=", "==", "!=", "<>", "<", "<=", ">", ">="):
+        elif self.at_op(*_CMP):
             cond = self.comparisons(left, first)
         else:
             raise self.error("expected a comparison such as band_gap > 1", tok)
@@ -235,7 +232,7 @@ class _Parser:
         import sqlalchemy as sa
 
         parts = []
-        while self.at_op("=", "==", "!=", "<>", "<", "<=", ">", ">="):
+        while self.at_op(*_CMP):
             op = self.next()
             right_tok = self.peek()
             right = self.value()
