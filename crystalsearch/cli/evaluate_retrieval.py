@@ -4,6 +4,8 @@ sub-application."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 from crystalsearch.cli.common import add_command, console, examples, one_line_errors, print_json
@@ -12,6 +14,17 @@ from crystalsearch.cli.common import add_command, console, examples, one_line_er
 @one_line_errors
 def retrieval(
     index: str = typer.Option("default", "--index", help="Index folder (default: the default index)."),
+    task: str = typer.Option(
+        "invariance", "--task",
+        help="invariance: recall of transformed copies; structure: does each --by mode find the query's "
+        "structure type (StructureMatcher truth), against the MP fingerprint and Magpie.",
+    ),
+    queries: int = typer.Option(300, "--queries", min=1, help="Query materials for --task structure."),
+    subset: int = typer.Option(5000, "--subset", min=10, help="Subset size where every ranking is compared."),
+    out: Path = typer.Option(
+        Path("crystalsearch-results") / "structure_retrieval", "--out",
+        help="Folder for --task structure results (results.json, report.md).",
+    ),
     n: int = typer.Option(200, "-n", "--n", min=1, help="Indexed materials to make queries from."),
     seed: int = typer.Option(0, "--seed", help="Random seed for the sample and the transformations."),
     kinds: str = typer.Option(
@@ -22,8 +35,15 @@ def retrieval(
     max_sites: int = typer.Option(24, "--max-sites", min=1, help="Only sample materials up to this size."),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
-    """Recall@1 and @10 of indexed crystals queried by transformed copies of themselves."""
+    """Recall@1 and @10 of indexed crystals queried by transformed copies of themselves (--task invariance),
+    or structure-type precision of every similarity mode (--task structure)."""
     from crystalsearch.errors import InputError
+
+    if task == "structure":
+        _structure_task(index, queries=queries, subset=subset, seed=seed, out=out, json_out=json_out)
+        return
+    if task != "invariance":
+        raise InputError("--task", f"must be invariance or structure, got {task!r}")
     from crystalsearch.search.catalog import Catalog
     from crystalsearch.search.retrieval import KINDS, RetrievalConfig, evaluate_retrieval
 
@@ -51,9 +71,35 @@ def retrieval(
     console.print(f"rotation/translation/supercell copies at rank 1: {'[green]yes[/]' if ok else '[red]no[/]'}")
 
 
+def _structure_task(index: str, *, queries: int, subset: int, seed: int, out: Path, json_out: bool) -> None:
+    import sys
+
+    from crystalsearch.evaluate.structure_report import write_report
+    from crystalsearch.evaluate.structure_retrieval import (
+        StructureEvalConfig,
+        VerdictCache,
+        evaluate_structure_retrieval,
+    )
+    from crystalsearch.paths import cache_dir
+    from crystalsearch.search.catalog import Catalog
+
+    config = StructureEvalConfig(n_queries=queries, seed=seed, subset=subset)
+    verdicts = VerdictCache(cache_dir() / "matcher" / "framework.jsonl")
+    say = (lambda m: None) if json_out else (lambda m: console.print(f"[dim]{m}[/]", highlight=False))
+    with Catalog.open(index) as catalog:
+        report = evaluate_structure_retrieval(catalog, config=config, verdicts=verdicts, progress=say)
+    command = "crystalsearch " + " ".join(sys.argv[1:])
+    text = write_report(report, out=out, command=command)
+    if json_out:
+        print_json(report.to_dict())
+        return
+    console.print(text, markup=False, highlight=False)
+
+
 def register(app: typer.Typer) -> None:
     """Attach the `retrieval` command to a typer (sub-)application, e.g. the `evaluate` group."""
     add_command(app, retrieval, "retrieval", epilog=examples(
         "crystalsearch evaluate retrieval",
         "crystalsearch evaluate retrieval --index my_index -n 50 --kinds perturb,strain --perturb 0.1 --json",
+        "crystalsearch evaluate retrieval --task structure --queries 300 --out results/structure",
     ))  # fmt: skip

@@ -261,6 +261,24 @@ class Catalog:
                                        known_as, known_verdict))  # fmt: skip
         return results
 
+    def ranked(
+        self,
+        query: str,
+        *,
+        k: int = 10,
+        by: str = "both",
+        weight: float | None = None,
+        allowed: np.ndarray | None = None,
+    ) -> list[Scored]:
+        """Rows and score parts of the ``k`` best materials for an indexed material ``query`` (itself left
+        out), optionally among ``allowed`` rows only: the ranking of :meth:`search` without metadata."""
+        row = self.row_of(query)
+        if row is None:
+            raise InputError(query, f"not in the index {self.path}")
+        with threads(self.threads):
+            allowed_rows = None if allowed is None else np.asarray(allowed, dtype=np.int64)
+            return self._ranked(self._indexed_query(query, row), k=k, allowed=allowed_rows, by=by, weight=weight)
+
     def _ranked(
         self, item: _Query, *, k: int, allowed: np.ndarray | None, by: str, weight: float | None
     ) -> list[Scored]:
