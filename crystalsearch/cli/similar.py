@@ -51,8 +51,10 @@ def render_table(result: QueryResult, *, units: dict[str, str], filters: str = "
         Column("space group", [h.spacegroup for h in hits], optional=True, drop_order=2),
         Column("similarity", [similarity_text(h.similarity) for h in hits], "right"),
     ]
-    if result.verdict is not None:
-        columns.append(Column("same", ["yes" if h.same_structure else "" for h in hits], "center"))
+    if result.verdict is not None:  # the verdict in its own column; rows stay in similarity order
+        rms = {m.material_id: m.rms_angstrom for m in result.known.matches} if result.known else {}
+        cells = [f"same material (RMS {rms[h.material_id]:.3f} Å)" if h.material_id in rms else "" for h in hits]
+        columns.append(Column("known", cells))
     for order, (col, label, digits) in enumerate(_properties([result])):
         cells = [number_text(h.properties.get(col), digits) for h in hits]
         columns.append(Column(label, cells, "right", optional=True, drop_order=10 + order, unit=units.get(col, "")))
