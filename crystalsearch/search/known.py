@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from crystalsearch.search.reader import MaterialRow
 
 __all__ = ["KnownChecker", "Match", "MatchCriterion", "MatcherConfig", "QueryKey", "Verdict", "fit_rms",
-           "matching_rows", "query_key", "same_material"]  # fmt: skip
+           "matching_rows", "query_key", "reduce_structure", "same_material"]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -169,13 +169,16 @@ class KnownChecker:
         self._spacegroups: dict[int, int] = {}
         self._cache = cache
 
-    def structure(self, row: int) -> Structure:
-        """A catalog structure (kept in a small LRU cache: bulk checks meet the same entries again)."""
+    def structure(self, row: int, *, reduced: bool = False) -> Structure:
+        """A catalog structure; ``reduced``: its :func:`reduce_structure` (kept in a small LRU cache, bulk
+        checks meet the same entries again)."""
         from crystalsearch.search.entries import structure_from_json
 
+        if not reduced:
+            return structure_from_json(self.catalog.db.structures([row])[row])
         s = self._structures.get(row)
         if s is None:
-            s = structure_from_json(self.catalog.db.structures([row])[row])
+            s = reduce_structure(structure_from_json(self.catalog.db.structures([row])[row]))
             self._structures[row] = s
             if len(self._structures) > self._cache:
                 self._structures.popitem(last=False)
@@ -204,8 +207,9 @@ class KnownChecker:
         if not keep:
             return [], len(same)
         rows = np.array([m.id for m in keep], dtype=np.int64)
-        if vector is not None:
-            sims = self.catalog.vectors.vectors()[rows] @ np.asarray(vector, dtype=np.float32)
+        index_vectors = self.catalog.vectors.vectors()
+        if vector is not None and np.shape(vector) == (index_vectors.shape[1],):  # laid out like the index's rows
+            sims = index_vectors[rows] @ np.asarray(vector, dtype=np.float32)
         else:
             sims = np.zeros(len(rows), dtype=np.float32)
         proto = np.array([0 if key.prototype and m.prototype == key.prototype else 1 for m in keep])
@@ -224,7 +228,8 @@ class KnownChecker:
                 why += str(key.spacegroup)
             return Verdict(key.formula, key.spacegroup, (), why, 0, key.prototype)
         tried = ranked[: c.max_pairs]
-        matches = [m for m in (self._compare(structure, cand) for cand in tried) if m is not None]
+        reduced = reduce_structure(structure)
+        matches = [m for m in (self._compare(reduced, cand) for cand in tried) if m is not None]
         matches.sort(key=lambda m: (m.rms, -m.similarity, m.row))
         skipped = f" ({len(ranked) - len(tried)} less similar ones not compared)" if len(ranked) > len(tried) else ""
         if not matches:
@@ -236,27 +241,45 @@ class KnownChecker:
             why += f"; the catalog holds {len(matches)} entries of this material"
         return Verdict(key.formula, key.spacegroup, tuple(matches), why, len(tried), key.prototype)
 
-    def _compare(self, structure: Structure, cand: _Candidate) -> Match | None:
-        other = self.structure(cand.row)
-        rms = fit_rms(structure, other, self.criterion)
+    def _compare(self, reduced: Structure, cand: _Candidate) -> Match | None:
+        rms = fit_rms(reduced, self.structure(cand.row, reduced=True), self.criterion, reduced=True)
         if rms is None:
             return None
         scale = float(cand.material.volume_per_atom) ** (1 / 3)
         return Match(cand.material.material_id, rms, rms * scale, cand.similarity, cand.row)
 
 
-def fit_rms(a: Structure, b: Structure, criterion: MatchCriterion) -> float | None:
-    """StructureMatcher's verdict on two structures: their normalised RMS displacement if they match, else None."""
+def reduce_structure(structure: Structure) -> Structure:
+    """The cell StructureMatcher compares (``primitive_cell=True``): Niggli-reduced, then primitive.
+
+    Reduced once per structure here and passed with ``skip_structure_reduction``: pymatgen's own cache of
+    reduced structures compares a hit site by site (quadratic in the number of sites), which dominated.
+    """
+    return structure.get_reduced_structure(reduction_algo="niggli").get_primitive_structure()
+
+
+def fit_rms(a: Structure, b: Structure, criterion: MatchCriterion, *, reduced: bool = False) -> float | None:
+    """StructureMatcher's verdict on two structures (``fit``): their normalised RMS displacement if they
+    match, else None. ``reduced``: both already through :func:`reduce_structure`.
+
+    One pass finds the mapping of smallest RMS; it decides whenever its largest displacement is within
+    ``stol`` (then ``fit`` is true) or no mapping's RMS is (then ``fit`` is false); otherwise ``fit`` decides.
+    """
     matcher = criterion.matcher()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            if not matcher.fit(a, b):
+            if not reduced:
+                a, b = reduce_structure(a), reduce_structure(b)
+            s1, s2, fu, s1_supercell = matcher._preprocess(a, b, skip_structure_reduction=True)
+            best = matcher._match(s1, s2, fu, s1_supercell, use_rms=True, break_on_match=False)
+            if best is None:
                 return None
-            found = matcher.get_rms_dist(a, b)
+            if float(np.max(best[1])) < matcher.stol or matcher.fit(a, b, skip_structure_reduction=True):
+                return float(best[0])
         except (ValueError, ArithmeticError, IndexError):  # degenerate lattices: not a match
             return None
-    return float(found[0]) if found is not None else 0.0
+    return None
 
 
 def same_material(a: Structure, b: Structure, criterion: MatchCriterion = MatchCriterion()) -> bool:

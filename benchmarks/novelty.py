@@ -1,0 +1,315 @@
+"""Novelty checks against brute force: agreement of every verdict and time, in the same run.
+
+Usage::
+
+    nice -n 5 python benchmarks/novelty.py                      # 1,200 candidates vs a 25k test index
+    nice -n 5 python benchmarks/novelty.py --large 10000         # + 10,000 candidates vs the default index
+    python benchmarks/novelty.py --candidates 300 --json         # smaller
+
+* **Test index**: whole formula groups of the MP 2025 release (seeded shuffle of the reduced formulas,
+  groups of at most 150 materials) until 27,022 materials; 2,000 of them (from formulas with at least two
+  materials, so their polymorphs stay indexed) are held out, the other 25,022 indexed with the default
+  encoder (built once into ``<cache>/bench``).
+* **Candidates**, written as CIF files into a folder, as a user would have them: (1) indexed materials
+  disguised: rotated, re-celled (conventional cell, a supercell, or another setting of the same lattice),
+  origin shifted, every site moved by 0.01-0.03 Å in a random direction, a third also isotropically
+  strained by up to 1% (a copy relaxed with other settings); 5% of them disguised twice (duplicates among
+  the candidates); (2) held-out materials disguised the same way; (3) indexed materials with one element
+  replaced by another of its periodic-table group everywhere (KCl from NaCl: known or novel).
+* **Fast**: :func:`crystalsearch.search.novelty.check_novelty` on the folder (reading included), one
+  process and ``--workers`` processes. **Exhaustive baseline**: the same CIFs read, then for each candidate
+  StructureMatcher (the same criterion's settings) against *every* catalog material with its reduced
+  formula, the verdict kept only where the space group (spglib, same symprec) agrees too; the best match is
+  the smallest RMS. **Agreement**: same status (known/novel) and the same best material id.
+* ``--large N``: N candidates (the same recipe, from the whole release) against the full default index when
+  it is built (``default_index(build=False)``), else against the test index (said in the output).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+GROUP_MAX = 150
+N_INDEX = 25_000
+N_HELD = 2_000
+GROUPS = {  # periodic-table columns for element replacement
+    g: els.split()
+    for g, els in {
+        "1": "Li Na K Rb Cs", "2": "Be Mg Ca Sr Ba", "13": "B Al Ga In Tl", "14": "C Si Ge Sn Pb",
+        "15": "N P As Sb Bi", "16": "O S Se Te", "17": "F Cl Br I", "3": "Sc Y La", "4": "Ti Zr Hf",
+        "5": "V Nb Ta", "6": "Cr Mo W", "10": "Ni Pd Pt", "11": "Cu Ag Au", "12": "Zn Cd Hg",
+    }.items()
+}  # fmt: skip
+
+
+def split(seed: int = 0) -> tuple[list[Any], list[Any], list[Any]]:
+    """(indexed records, held-out records, all records) of the test catalog."""
+    from crystalsearch import datasets
+
+    records = datasets.load("mp2025").records
+    groups: dict[str, list[Any]] = defaultdict(list)
+    for r in records:
+        groups[r.reduced_formula].append(r)
+    formulas = sorted(groups)
+    rng = random.Random(seed)
+    rng.shuffle(formulas)
+    chosen: list[str] = []
+    total = 0
+    for f in formulas:
+        if len(groups[f]) <= GROUP_MAX:
+            chosen.append(f)
+            total += len(groups[f])
+            if len(chosen) % 500 == 0 and total >= N_INDEX + N_HELD:
+                break
+    members = [r for f in chosen for r in groups[f]]
+    multi = [r for r in members if len(groups[r.reduced_formula]) >= 2]
+    held = {id(r) for r in rng.sample(multi, N_HELD)}
+    return [r for r in members if id(r) not in held], [r for r in members if id(r) in held], list(records)
+
+
+def test_index(indexed: list[Any]) -> Path:
+    from crystalsearch.embed import Encoder
+    from crystalsearch.paths import cache_dir
+    from crystalsearch.search.build import build_index
+
+    enc = Encoder.load("default")
+    out = cache_dir() / "bench" / f"novelty-{enc.hash}-{len(indexed)}"
+    if not (out / "manifest.json").is_file():
+        print(f"building the test index ({len(indexed)} materials) into {out} ...", file=sys.stderr)
+        build_index(indexed, encoder=enc, out=out, progress=True)
+    return out
+
+
+def disguise(structure: Any, rng: np.random.Generator, *, max_sites: int = 120) -> Any:
+    """Rotated, re-celled, origin-shifted copy with every site moved by 0.01-0.03 Å (a third also strained)."""
+    from pymatgen.core import Lattice, Structure
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+    from scipy.spatial.transform import Rotation
+
+    s = structure.copy()
+    kind = rng.integers(4)
+    if kind == 0:
+        try:
+            conv = SpacegroupAnalyzer(s, symprec=0.1).get_conventional_standard_structure()
+            s = conv if len(conv) <= max_sites else s
+        except Exception:  # noqa: BLE001 - keep the cell when spglib cannot standardise it
+            pass
+    elif kind == 1 and 2 * len(s) <= max_sites:
+        axis = int(rng.integers(3))
+        s.make_supercell([2 if i == axis else 1 for i in range(3)])
+    elif kind == 2:
+        m = np.eye(3, dtype=int)
+        i, j = rng.choice(3, 2, replace=False)
+        m[i, j] = rng.choice([-1, 1])  # another setting of the same lattice (unimodular)
+        s = s.copy()
+        s.make_supercell(m)
+    if rng.random() < 1 / 3:
+        s.apply_strain(float(rng.uniform(-0.01, 0.01)))
+    shift = rng.random(3)
+    frac = (s.frac_coords + shift) % 1.0
+    rot = Rotation.random(random_state=int(rng.integers(2**31))).as_matrix()
+    lattice = Lattice(s.lattice.matrix @ rot.T)
+    out = Structure(lattice, [site.specie for site in s], frac)
+    moves = rng.normal(size=(len(out), 3))
+    moves *= (rng.uniform(0.01, 0.03, size=len(out)) / np.linalg.norm(moves, axis=1))[:, None]
+    return Structure(lattice, [site.specie for site in out], out.cart_coords + moves, coords_are_cartesian=True)
+
+
+def substitute(structure: Any, rng: np.random.Generator) -> Any | None:
+    elements = sorted({site.specie.symbol for site in structure})
+    options = [(el, other) for el in elements for g in GROUPS.values() if el in g for other in g
+               if other != el and other not in elements]  # fmt: skip
+    if not options:
+        return None
+    el, other = options[int(rng.integers(len(options)))]
+    s = structure.copy()
+    s.replace_species({el: other})
+    return s
+
+
+def make_candidates(indexed: list[Any], held: list[Any], n: int, folder: Path, seed: int) -> dict[str, str]:
+    """Write ``n`` candidate CIFs into ``folder``; returns file name -> kind."""
+    from pymatgen.io.cif import CifWriter
+
+    rng = np.random.default_rng(seed)
+    pick = random.Random(seed)
+    small_idx = [r for r in indexed if r.num_sites <= 60]
+    small_held = [r for r in held if r.num_sites <= 60]
+    n_dis, n_held = n // 2, n // 4
+    n_sub = n - n_dis - n_held
+    kinds: dict[str, str] = {}
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def write(name: str, s: Any, kind: str) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            CifWriter(s).write_file(folder / f"{name}.cif")
+        kinds[f"{name}.cif"] = kind
+
+    n_twice = n_dis // 20
+    for i, r in enumerate(pick.sample(small_idx, n_dis - n_twice)):
+        write(f"disguised_{i:05d}_{r.material_id}", disguise(r.structure, rng), "disguised")
+        if i < n_twice:
+            write(f"disguised_{i:05d}_{r.material_id}_again", disguise(r.structure, rng), "disguised")
+    for i, r in enumerate(pick.sample(small_held, min(n_held, len(small_held)))):
+        write(f"heldout_{i:05d}_{r.material_id}", disguise(r.structure, rng), "held-out")
+    i = 0
+    for r in pick.sample(small_idx, len(small_idx)):
+        if i >= n_sub:
+            break
+        s = substitute(r.structure, rng)
+        if s is not None:
+            write(f"substituted_{i:05d}_{r.material_id}", disguise(s, rng), "substituted")
+            i += 1
+    return kinds
+
+
+def exhaustive(folder: Path, index: Path) -> tuple[dict[str, tuple[str, str | None]], float, int]:
+    """Brute force: every same-formula catalog material through StructureMatcher. Returns verdicts by label
+    (status, best id), seconds, pairs compared."""
+    from crystalsearch.io import read_structures
+    from crystalsearch.search.entries import structure_from_json
+    from crystalsearch.search.known import MatchCriterion, fit_rms, query_key, reduce_structure
+    from crystalsearch.search.reader import MetadataReader
+
+    criterion = MatchCriterion()
+    db = MetadataReader(index / "metadata.sqlite")
+    out: dict[str, tuple[str, str | None]] = {}
+    pairs = 0
+    t0 = time.perf_counter()
+    for label, s in read_structures(str(folder)):
+        key = query_key(s, symprec=criterion.symprec)
+        rows = db.ids_with_formula(key.formula).tolist()
+        found = db.materials(rows)
+        texts = db.structures(rows)
+        best: tuple[float, str] | None = None
+        query = reduce_structure(s)  # once per candidate; each catalog material once per pair
+        for r in rows:
+            pairs += 1
+            rms = fit_rms(query, reduce_structure(structure_from_json(texts[r])), criterion, reduced=True)
+            if rms is not None and found[r].spacegroup_number == key.spacegroup:
+                if best is None or rms < best[0]:
+                    best = (rms, found[r].material_id)
+        out[Path(label).name] = ("known", best[1]) if best else ("novel", None)
+    db.close()
+    return out, time.perf_counter() - t0, pairs
+
+
+def run_fast(folder: Path, index: Path, workers: int) -> tuple[Any, float, float]:
+    from crystalsearch.search.novelty import check_novelty
+
+    cpu0 = time.process_time()
+    t0 = time.perf_counter()
+    report = check_novelty([str(folder)], index=str(index), workers=workers, progress=sys.stderr.isatty())
+    return report, time.perf_counter() - t0, time.process_time() - cpu0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--candidates", type=int, default=1200)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--large", type=int, default=0, help="also N candidates against the full default index")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--keep", type=Path, default=None, help="write the candidates here (kept)")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    warnings.simplefilter("ignore")
+    indexed, held, records = split(args.seed)
+    index = test_index(indexed)
+    tmp = Path(tempfile.mkdtemp(prefix="novelty-bench-"))
+    rows: dict[str, Any] = {"index": str(index), "indexed": len(indexed), "held_out": len(held)}
+    try:
+        folder = args.keep or tmp / "candidates"
+        kinds = make_candidates(indexed, held, args.candidates, folder, args.seed)
+        base, t_base, pairs = exhaustive(folder, index)
+        fast1, t_fast1, _ = run_fast(folder, index, 1)
+        fastn, t_fastn, _ = run_fast(folder, index, args.workers)
+        by_label = {Path(c.label).name: c for c in fast1.candidates}
+        agree = sum(1 for name, (status, mid) in base.items()
+                    if (by_label[name].status, by_label[name].material_id) == (status, mid))  # fmt: skip
+        own = [name for name, kind in kinds.items() if kind == "disguised"]
+        own_ok = sum(1 for name in own if by_label[name].material_id == name.split("_")[2].removesuffix(".cif"))
+        fast_pairs = sum(c.pairs for c in fast1.candidates)
+        per_kind = {k: {"n": sum(1 for v in kinds.values() if v == k),
+                        "known": sum(1 for n, v in kinds.items() if v == k and by_label[n].status == "known")}
+                    for k in ("disguised", "held-out", "substituted")}  # fmt: skip
+        rows.update(candidates=len(base), agreement=agree / len(base), disagreements=len(base) - agree,
+                    disguised_known_as_own=f"{own_ok}/{len(own)}", kinds=per_kind, summary=fast1.summary(),
+                    exhaustive_s=t_base, exhaustive_pairs=pairs, fast_1proc_s=t_fast1, fast_pairs=fast_pairs,
+                    fast_workers=args.workers, fast_workers_s=t_fastn, speedup_1proc=t_base / t_fast1,
+                    speedup_workers=t_base / t_fastn,
+                    mismatches=[(n, base[n], (by_label[n].status, by_label[n].material_id)) for n in base
+                                if (by_label[n].status, by_label[n].material_id) != base[n]][:20])  # fmt: skip
+        if args.large:
+            rows["large"] = large(args.large, records, index, args.workers, tmp, args.seed)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if args.json:
+        print(json.dumps(rows, indent=2, default=str))
+        return
+    print(f"test index: {rows['indexed']} materials ({index}); held out {rows['held_out']}")
+    print(f"candidates: {rows['candidates']}  {rows['kinds']}")
+    print(f"fast: {rows['summary']}")
+    print("| measure | fast (novelty) | exhaustive StructureMatcher | ratio |\n|---|---|---|---|")
+    print(f"| agreement of every verdict (status + best id) | {100 * rows['agreement']:.2f}% "
+          f"({rows['disagreements']} differ) | reference | |")  # fmt: skip
+    print(f"| disguised copies known as exactly their own entry | {rows['disguised_known_as_own']} | | |")
+    print(f"| StructureMatcher pairs | {rows['fast_pairs']} | {rows['exhaustive_pairs']} | "
+          f"{rows['exhaustive_pairs'] / max(rows['fast_pairs'], 1):.0f}x fewer |")  # fmt: skip
+    print(f"| time, 1 process (reading included) | {t_fast1:.1f} s | {t_base:.1f} s | {rows['speedup_1proc']:.1f}x |")
+    print(f"| time, {args.workers} processes | {t_fastn:.1f} s | {t_base:.1f} s (1 process) | "
+          f"{rows['speedup_workers']:.1f}x |")  # fmt: skip
+    if "large" in rows:
+        lg = rows["large"]
+        print(f"| {lg['candidates']} candidates vs {lg['index_materials']} materials ({lg['which']}), "
+              f"{args.workers} processes | {lg['seconds']:.0f} s | | {lg['summary']} |")  # fmt: skip
+    for m in rows["mismatches"]:
+        print("  differs:", m)
+
+
+def large(n: int, records: list[Any], test_idx: Path, workers: int, tmp: Path, seed: int) -> dict[str, Any]:
+    from crystalsearch.errors import IndexFileError
+    from crystalsearch.search.defaults import default_index
+    from crystalsearch.search.manifest import read_manifest
+
+    try:
+        index, _ = default_index(build=False, progress=False)
+        which = "the full default index"
+    except IndexFileError:
+        index, which = test_idx, "the test index: the full default index was not built yet"
+    count = read_manifest(index).count
+    ids = set()
+    if index == test_idx:
+        indexed, held, _ = split(seed)
+        pool_in, pool_out = indexed, held
+    else:
+        from crystalsearch import datasets
+
+        pool_in = [r for r in records]
+        pool_out = [r for r in datasets.load("mp_structures").records if r.material_id not in ids][:0]
+        pool_out = pool_out or pool_in
+    folder = tmp / "large"
+    make_candidates(pool_in, pool_out, n, folder, seed + 1)
+    t0 = time.perf_counter()
+    report, seconds, _ = run_fast(folder, index, workers)
+    del t0
+    return {"candidates": len(report.candidates), "index_materials": count, "which": which, "seconds": seconds,
+            "summary": report.summary()}  # fmt: skip
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    main()
