@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from pathlib import Path
 
@@ -153,3 +154,15 @@ def test_locked_shared_exclusive_and_timeout(tmp_path: Path) -> None:
     finally:
         release.set()
         thread.join()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="renameat2 is Linux-only")
+def test_exchange_swaps_two_folders_in_one_step(tmp_path: Path) -> None:
+    a, b = _version(tmp_path / "a", "A"), _version(tmp_path / "b", "B")
+    if not atomic._exchange(a, b):
+        pytest.skip("this filesystem has no RENAME_EXCHANGE (the versioned-link fallback is tested above)")
+    assert (a / "version.txt").read_text() == "B" and (b / "version.txt").read_text() == "A"
+    swap_in(_version(tmp_path / "c", "C"), b)
+    assert not b.is_symlink() and (b / "version.txt").read_text() == "C"  # exchanged, not linked
+    with pytest.raises(FileNotFoundError):
+        atomic._exchange(tmp_path / "missing", b)  # real errors are raised, not taken for "unsupported"
