@@ -141,3 +141,17 @@ def test_shipped_default_weights_unchanged() -> None:
     assert default.hash == "89bfe52b85a74a55"
     for model_json in (PACKAGE / "models" / "heads").glob("*/seed*/model.json"):
         assert read_info(model_json.parent).graph == default.graph  # fine-tuned from it, on its graphs
+
+
+def test_one_lock_and_one_place_for_homes() -> None:
+    """flock lives in crystalsearch.atomic; the cache and data homes (their environment variables) in
+    crystalsearch.paths."""
+    homes = {"CRYSTALSEARCH_CACHE", "CRYSTALSEARCH_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME"}
+    offenders = []
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and node.attr == "flock" and path != PACKAGE / "atomic.py":
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} flock")
+            if isinstance(node, ast.Constant) and node.value in homes and path != PACKAGE / "paths.py":
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.value}")
+    assert offenders == []
