@@ -400,3 +400,20 @@ def test_library_calls_leave_process_state_alone(nacl: Structure) -> None:
     assert device.type == "cpu"
     # still deterministic in the seed
     torch.testing.assert_close(Encoder.random(seed=3).model.to_h.weight, enc.model.to_h.weight.cpu())
+
+
+def test_broad_excepts_let_the_machines_errors_through(checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bad weights file is a CheckpointError; running out of memory while loading it is not."""
+    from crystalsearch.evaluate.fingerprints import _safe
+
+    def oom(*args: object, **kwargs: object) -> object:
+        raise MemoryError
+
+    with monkeypatch.context() as m:
+        m.setattr(torch, "load", oom)
+        with pytest.raises(MemoryError):
+            Encoder.load(checkpoint)
+    with pytest.raises(MemoryError):
+        _safe(oom, None)
+    assert _safe(lambda s: [1.0, float(s)], "2") == [1.0, 2.0]
+    assert _safe(lambda s: [float(s)], "not a number") is None  # a structure matminer cannot featurise: a NaN row
