@@ -99,7 +99,7 @@ def _index(folder: Path, kind: str) -> dict[str, Any]:
 
 
 def _indexes() -> list[dict[str, Any]]:
-    from crystalsearch.graph.store import cache_dir
+    from crystalsearch.paths import cache_dir
     from crystalsearch.search.defaults import shipped_index_dir
 
     out = []
@@ -116,7 +116,7 @@ def _indexes() -> list[dict[str, Any]]:
 
 def collect() -> dict[str, Any]:
     from crystalsearch._version import __version__
-    from crystalsearch.graph.store import cache_dir
+    from crystalsearch.paths import cache_dir
 
     cache = cache_dir()
     graphs = cache / "graphs"

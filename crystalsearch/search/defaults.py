@@ -62,7 +62,7 @@ CATALOG_TAG = "mp2025"  # the default catalog's release; part of the cached defa
 
 def cache_index_dir(encoder_hash: str) -> Path:
     """``<cache>/index/mp2025-<encoder hash>``: one default index per catalog release and encoder."""
-    from crystalsearch.graph.store import cache_dir
+    from crystalsearch.paths import cache_dir
 
     return cache_dir() / "index" / f"{CATALOG_TAG}-{encoder_hash}"
 
