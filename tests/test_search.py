@@ -328,7 +328,7 @@ def test_known_exact_strained_and_column_replaced(catalog: Catalog) -> None:
     )
     assert results[3].known_as == ("mp-23193",)
     assert results[4].verdict == "novel" and results[4].known is not None and results[4].known.spacegroup != 225
-    assert "none in space group" in results[4].known.reason
+    assert "0 in space group" in results[4].known.reason
     for r in results:  # the table stays in similarity order whatever the verdict
         sims = [h.similarity for h in r.hits]
         assert sims == sorted(sims, reverse=True)

@@ -1,0 +1,207 @@
+"""Known verdicts (the Materials Project's criterion) and `crystalsearch novelty`, on real 2025 MP structures.
+
+The test index holds all 11 BaTiO3 materials of the 2025 release (cubic mp-2998 and its polymorphs), the
+NaCl, KCl, TiO2, GaAs and Si materials, 150 other small materials, and one deliberate catalog duplicate
+(``dup-NaCl``: mp-22862 re-celled and moved by 0.01 Å).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from crystalsearch import datasets
+from crystalsearch.cli import app
+from crystalsearch.embed import Encoder
+from crystalsearch.search.build import build_index
+from crystalsearch.search.catalog import Catalog
+from crystalsearch.search.entries import entries_from_structures, entry_from_record
+from crystalsearch.search.known import KnownChecker, MatchCriterion
+from crystalsearch.search.novelty import check_novelty
+
+FORMULAS = ("BaTiO3", "NaCl", "KCl", "TiO2", "GaAs", "Si")
+POLYMORPHS = ("mp-5986", "mp-5020", "mp-5777")  # P4mm, R3m, Amm2 BaTiO3 (StructureMatcher alone matches them)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    os.environ["CRYSTALSEARCH_CACHE"] = str(tmp_path_factory.mktemp("novelty-cache"))
+
+
+@pytest.fixture(scope="module")
+def records() -> dict[str, Any]:
+    return {r.material_id: r for r in datasets.load("mp2025").records}
+
+
+def moved(structure: Any, rng: np.random.Generator, amount: float) -> Any:
+    """Every site moved by ``amount`` Å in a random direction."""
+    s = structure.copy()
+    d = rng.normal(size=(len(s), 3))
+    d *= amount / np.linalg.norm(d, axis=1)[:, None]
+    for i, v in enumerate(d):
+        s.translate_sites([i], v, frac_coords=False, to_unit_cell=True)
+    return s
+
+
+def disguised(structure: Any, seed: int) -> Any:
+    """Rotated, another setting of the same lattice, origin shifted, sites moved by 0.02 Å."""
+    from pymatgen.core import Lattice, Structure
+    from scipy.spatial.transform import Rotation
+
+    rng = np.random.default_rng(seed)
+    s = structure.copy()
+    s.make_supercell([[1, 1, 0], [0, 1, 0], [0, 0, 1]])
+    rot = Rotation.random(random_state=seed).as_matrix()
+    s = Structure(Lattice(s.lattice.matrix @ rot.T), s.species, (s.frac_coords + rng.random(3)) % 1.0)
+    return moved(s, rng, 0.02)
+
+
+@pytest.fixture(scope="module")
+def index_dir(tmp_path_factory: pytest.TempPathFactory, records: dict[str, Any]) -> Path:
+    chosen = [r for r in records.values() if r.reduced_formula in FORMULAS]
+    small = [r for r in records.values() if r.num_sites <= 12 and r.reduced_formula not in FORMULAS]
+    chosen += small[::400][:150]
+    entries = [entry_from_record(r, source="mp2025") for r in chosen]
+    dup = moved(records["mp-22862"].structure.copy(), np.random.default_rng(1), 0.01)
+    dup.make_supercell([1, 1, 2])
+    entries += entries_from_structures([("dup-NaCl", dup)], source="test")
+    out = tmp_path_factory.mktemp("novelty-idx") / "idx"
+    build_index(entries, encoder=Encoder.random(seed=0), out=out, progress=False, chunk_size=64)
+    return out
+
+
+@pytest.fixture(scope="module")
+def catalog(index_dir: Path) -> Catalog:
+    return Catalog.open(index_dir, encoder=Encoder.random(seed=0))
+
+
+# --- the verdict ---------------------------------------------------------------------------------------
+def test_polymorphs_are_never_merged(catalog: Catalog, records: dict[str, Any]) -> None:
+    from crystalsearch.search.known import fit_rms
+
+    cubic = records["mp-2998"].structure
+    for other in POLYMORPHS:  # the reason for the space-group criterion: StructureMatcher alone merges them
+        assert fit_rms(cubic, records[other].structure, MatchCriterion()) is not None
+    verdict = catalog.is_known(cubic)
+    assert [m.material_id for m in verdict.matches] == ["mp-2998"] and verdict.spacegroup == 221
+    for mid in POLYMORPHS:
+        v = catalog.is_known(records[mid].structure)
+        assert [m.material_id for m in v.matches] == [mid], (mid, v)
+
+
+@pytest.mark.parametrize("mid", ["mp-2998", "mp-5986", "mp-22862", "mp-2657", "mp-2534", "mp-149"])
+def test_disguised_copies_are_known_as_exactly_their_entry(catalog: Catalog, records: dict[str, Any], mid: str) -> None:
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+    s = records[mid].structure
+    analyzer = SpacegroupAnalyzer(s, symprec=0.1)
+    relaxed = s.copy()
+    relaxed.apply_strain(0.02)  # relaxed again with other settings: 6% more volume, same symmetry
+    supercell = s.copy()
+    supercell.make_supercell([2, 1, 1])
+    shifted = s.copy()
+    shifted.translate_sites(list(range(len(s))), [0.31, 0.17, 0.43], to_unit_cell=True)  # another origin
+    copies = {
+        "disguised": disguised(s, 3), "conventional": analyzer.get_conventional_standard_structure(),
+        "primitive": analyzer.get_primitive_standard_structure(), "supercell": supercell, "origin": shifted,
+        "relaxed": relaxed, "moved 0.03 Å": moved(s, np.random.default_rng(2), 0.03),
+    }  # fmt: skip
+    for what, copy in copies.items():
+        v = catalog.is_known(copy)
+        expected = ["mp-22862", "dup-NaCl"] if mid == "mp-22862" else [mid]
+        assert sorted(m.material_id for m in v.matches) == sorted(expected), (what, v)
+        assert v.best is not None and v.best.rms_angstrom < 0.1 and v.text().startswith("known as ")
+
+
+def test_catalog_duplicates_listed_best_first(catalog: Catalog, records: dict[str, Any]) -> None:
+    v = catalog.is_known(records["mp-22862"].structure)
+    assert [m.material_id for m in v.matches] == ["mp-22862", "dup-NaCl"]  # the exact copy has RMS 0
+    assert v.matches[0].rms < 1e-6 < v.matches[1].rms and "holds 2 entries" in v.reason
+    assert v.to_dict()["material_id"] == "mp-22862" and len(v.to_dict()["matches"]) == 2
+
+
+def test_novel_reasons_and_tolerances(catalog: Catalog, records: dict[str, Any]) -> None:
+    nacl = records["mp-22862"].structure.copy()
+    rb = nacl.copy()
+    rb.replace_species({"Na": "Rb"})  # RbCl: no material with this formula in the test index
+    v = catalog.is_known(rb)
+    assert not v.known and v.text() == "novel" and "no catalog material with formula RbCl" in v.reason
+    distorted = nacl.copy()
+    distorted.apply_strain([0.06, -0.04, 0.0])  # another space group: not the same material
+    v = catalog.is_known(distorted)
+    assert not v.known and "0 in space group" in v.reason
+    strict = KnownChecker(catalog, MatchCriterion(stol=0.001))
+    jiggled = moved(nacl, np.random.default_rng(0), 0.03)
+    assert not strict.check(jiggled).known and KnownChecker(catalog).check(jiggled).known
+    assert catalog.is_known("mp-22862").best.material_id == "mp-22862"  # type: ignore[union-attr]
+
+
+# --- novelty of a batch --------------------------------------------------------------------------------
+def write_candidates(folder: Path, records: dict[str, Any]) -> None:
+    from pymatgen.io.cif import CifWriter
+
+    folder.mkdir()
+    CifWriter(disguised(records["mp-2998"].structure, 1)).write_file(folder / "a_batio3.cif")
+    CifWriter(disguised(records["mp-2998"].structure, 2)).write_file(folder / "b_batio3_again.cif")
+    CifWriter(disguised(records["mp-5986"].structure, 3)).write_file(folder / "c_batio3_p4mm.cif")
+    rb = records["mp-22862"].structure.copy()
+    rb.replace_species({"Na": "Rb"})
+    CifWriter(rb).write_file(folder / "d_rbcl.cif")
+    (folder / "e_broken.cif").write_text("data_x\n_cell_length_a 4.0\n")
+    sub = folder / "more"
+    sub.mkdir()
+    pair = [disguised(records["mp-2657"].structure, 4).as_dict(), disguised(records["mp-149"].structure, 5).as_dict()]
+    (sub / "f_two.json").write_text(json.dumps(pair))
+
+
+def test_novelty_batch_unique_known_novel(tmp_path: Path, index_dir: Path, records: dict[str, Any]) -> None:
+    folder = tmp_path / "cands"
+    write_candidates(folder, records)
+    report = check_novelty([str(folder)], index=str(index_dir))
+    by = {Path(c.label).name: c for c in report.candidates}
+    assert by["a_batio3.cif"].status == "known" and by["a_batio3.cif"].material_id == "mp-2998"
+    assert by["b_batio3_again.cif"].duplicate_of == str(folder / "a_batio3.cif")
+    assert by["c_batio3_p4mm.cif"].material_id == "mp-5986" and by["c_batio3_p4mm.cif"].duplicate_of is None
+    assert by["d_rbcl.cif"].status == "novel" and by["e_broken.cif"].status == "error"
+    assert [by[f"f_two.json#{i}"].material_id for i in (0, 1)] == ["mp-2657", "mp-149"]
+    assert report.summary() == "7 candidates: 5 unique (4 known, 1 novel), 1 duplicates of other candidates, 1 unreadable"
+    assert sum(c.pairs for c in report.candidates) <= 8  # StructureMatcher only on pairs that survive the keys
+
+
+def test_novelty_resumes_from_its_journal(tmp_path: Path, index_dir: Path, records: dict[str, Any]) -> None:
+    folder = tmp_path / "cands"
+    write_candidates(folder, records)
+    journal = tmp_path / "novelty.jsonl"
+    first = check_novelty([str(folder)], index=str(index_dir), journal=journal)
+    with journal.open("a") as fh:
+        fh.write('{"source": "torn')  # an interrupted append
+    again = check_novelty([str(folder)], index=str(index_dir), journal=journal)
+    assert again.resumed == 6 and again.candidates == first.candidates  # none of the 6 files checked again
+    shutil.copy(folder / "d_rbcl.cif", folder / "a_batio3.cif")  # a changed file is checked again
+    third = check_novelty([str(folder)], index=str(index_dir), journal=journal, workers=2, chunk_files=1)
+    assert third.resumed == 5 and {Path(c.label).name: c.status for c in third.candidates}["a_batio3.cif"] == "novel"
+
+
+def test_novelty_cli_json_csv_and_exit_code(tmp_path: Path, index_dir: Path, records: dict[str, Any]) -> None:
+    folder = tmp_path / "cands"
+    write_candidates(folder, records)
+    runner = CliRunner()
+    out_csv = tmp_path / "rows.csv"
+    result = runner.invoke(app, ["novelty", str(folder), "--index", str(index_dir), "--json", "--csv", str(out_csv)])
+    assert result.exit_code == 2  # one input failed
+    data = json.loads(result.stdout)
+    assert data["schema_version"] == 1 and data["command"] == "novelty" and data["unique"] == 5
+    assert data["known"] == 4 and data["novel"] == 1 and data["errors"] == 1 and data["criterion"]["stol"] == 0.3
+    rows = {Path(r["query"]).name: r for r in data["results"]}
+    assert rows["e_broken.cif"]["error"] and rows["a_batio3.cif"]["material_id"] == "mp-2998"
+    assert rows["b_batio3_again.cif"]["unique"] is False and rows["d_rbcl.cif"]["status"] == "novel"
+    assert out_csv.read_text().count("\n") == 8
+    plain = runner.invoke(app, ["novelty", str(folder / "a_batio3.cif"), "--index", str(index_dir)])
+    assert plain.exit_code == 0 and "mp-2998" in plain.stdout
