@@ -139,3 +139,30 @@ def test_chemistry_mode_is_the_encoder_cosine(typed_catalog: Catalog) -> None:
     assert [x.material_id for x in same] == [x.material_id for x in hits]
     with pytest.raises(Exception, match="--weight"):
         typed_catalog.similar("mp-2534", k=3, weight=1.5)
+
+
+def test_cli_by_modes_and_prototype_filters(typed_catalog: Catalog) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from crystalsearch.cli import app
+
+    run = CliRunner().invoke
+    index = str(typed_catalog.path)
+    res = run(app, ["similar", "mp-2534", "--index", index, "-k", "3", "--by", "structure", "--json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    hits = doc["results"][0]["hits"]
+    assert doc["by"] == "structure" and {h["material_id"] for h in hits} == set(ZINCBLENDE) - {"mp-2534"}
+    assert all(h["prototype"] == "AB_cF8_216_-43m_-43m" and h["structure_similarity"] >= 0.99 for h in hits)
+    assert "structure_similarity" in doc["units"]
+    res = run(app, ["similar", "mp-8883", "--index", index, "-k", "10", "--same-prototype", "--json"])
+    ids = {h["material_id"] for h in json.loads(res.stdout)["results"][0]["hits"]}
+    assert ids == set(WURTZITE) - {"mp-8883"}  # only its own structure type, however many were asked for
+    label = "AB_cF8_225_m-3m_m-3m"
+    res = run(app, ["similar", "mp-2534", "--index", index, "-k", "50", "--prototype", label, "--json"])
+    hits = json.loads(res.stdout)["results"][0]["hits"]
+    assert set(ROCKSALT) <= {h["material_id"] for h in hits} and {h["prototype"] for h in hits} == {label}
+    bad = run(app, ["similar", "mp-2534", "--index", index, "--by", "shape"])
+    assert bad.exit_code == 2 and "--by" in bad.output and "Traceback" not in bad.output

@@ -17,11 +17,14 @@ if TYPE_CHECKING:
 
     from crystalsearch.search.catalog import QueryResult
 
-CSV_FIELDS = ("query", "rank", "material_id", "formula", "similarity", "spacegroup", "spacegroup_number",
-              "crystal_system", "nsites", "density", "volume_per_atom")  # fmt: skip
+CSV_FIELDS = ("query", "rank", "material_id", "formula", "similarity", "structure_similarity",
+              "chemistry_similarity", "prototype", "spacegroup", "spacegroup_number", "crystal_system", "nsites",
+              "density", "volume_per_atom")  # fmt: skip
 EXAMPLES = examples(
-    "crystalsearch similar examples/NaCl.cif",
-    "crystalsearch similar mp-149 -k 5 --elements Si --json",
+    "crystalsearch similar examples/NaCl.cif                 # structure type first, chemistry second",
+    "crystalsearch similar examples/GaAs.cif --by structure  # isostructural analogues, any chemistry",
+    "crystalsearch similar mp-2534 --same-prototype --elements As",
+    "crystalsearch similar mp-149 -k 5 --by chemistry --json",
     "crystalsearch similar candidates/*.cif --known",
     "crystalsearch similar x.cif --where \"band_gap > 1 AND crystal_system = 'cubic'\" --csv hits.csv",
     "crystalsearch similar examples/*.cif | sort -t$'\\t' -k6 -gr   # piped: tab-separated full rows",
@@ -51,6 +54,12 @@ def render_table(result: QueryResult, *, units: dict[str, str], filters: str = "
         Column("space group", [h.spacegroup for h in hits], optional=True, drop_order=2),
         Column("similarity", [similarity_text(h.similarity) for h in hits], "right"),
     ]
+    if any(h.structure_similarity is not None for h in hits):
+        columns += [
+            Column("structure", [_part(h.structure_similarity) for h in hits], "right", optional=True),
+            Column("chemistry", [_part(h.chemistry_similarity) for h in hits], "right", optional=True),
+            Column("prototype", [h.prototype or "" for h in hits], optional=True, drop_order=9),
+        ]
     if result.verdict is not None:  # the verdict in its own column; rows stay in similarity order
         rms = {m.material_id: m.rms_angstrom for m in result.known.matches} if result.known else {}
         cells = [f"same material (RMS {rms[h.material_id]:.3f} Å)" if h.material_id in rms else "" for h in hits]
@@ -68,6 +77,10 @@ def render_table(result: QueryResult, *, units: dict[str, str], filters: str = "
         out.print(f"  verdict: [bold {style}]{result.verdict}[/]", highlight=False)
 
 
+def _part(value: float | None) -> str:
+    return "" if value is None else f"{value:.4f}"
+
+
 def write_tsv(results: Sequence[QueryResult], *, units: dict[str, str]) -> None:
     """Full rows, tab-separated, one header line (stdout is not a terminal)."""
     from crystalsearch.cli.render import write_tsv as tsv
@@ -75,13 +88,15 @@ def write_tsv(results: Sequence[QueryResult], *, units: dict[str, str]) -> None:
 
     props = _properties(results)
     known = any(r.verdict is not None for r in results)
-    header = ["query", "rank", "material_id", "formula", "spacegroup", "similarity"]
+    header = ["query", "rank", "material_id", "formula", "spacegroup", "similarity", "structure_similarity",
+              "chemistry_similarity", "prototype"]  # fmt: skip
     header += ["same_structure", "verdict"] if known else []
     header += [f"{col} ({units.get(col, '')})" for col, _, _ in props]
     rows = []
     for r in results:
         for h in r.hits:
-            row: list[Any] = [r.query, h.rank, h.material_id, h.formula, h.spacegroup, f"{h.similarity:.6f}"]
+            row: list[Any] = [r.query, h.rank, h.material_id, h.formula, h.spacegroup, f"{h.similarity:.6f}",
+                              _part(h.structure_similarity), _part(h.chemistry_similarity), h.prototype or ""]
             row += [h.same_structure, r.verdict] if known else []
             row += [round_value(col, h.properties.get(col)) for col, _, _ in props]
             rows.append(row)
@@ -133,10 +148,30 @@ def similar(
         "\"spacegroup_number IN (225, 227)\", \"formula LIKE 'Li%'\" (grammar: docs/cli.md).",
     ),
     known: bool = typer.Option(False, "--known", help="Check with StructureMatcher whether each query is known."),
+    by: str = typer.Option(
+        "both", "--by", metavar="MODE",
+        help="What similar means: both (structure type first, chemistry second), structure (isostructural, any "
+        "chemistry) or chemistry (the CrystalCLR+CS representation alone).",
+    ),
+    weight: float | None = typer.Option(
+        None, "--weight", min=0.0, max=1.0,
+        help="Structure share of the score, 0..1 (default: 0.6 for both, 1 for structure, 0 for chemistry).",
+    ),
+    prototype: str | None = typer.Option(
+        None, "--prototype", metavar="LABEL",
+        help="Only materials with this prototype label (e.g. AB_cF8_225_m-3m_m-3m).",
+    ),
+    same_prototype: bool = typer.Option(
+        False, "--same-prototype", help="Only materials with the query's own prototype label (its structure type)."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object (schema: docs/cli.md)."),
     csv_path: str | None = typer.Option(None, "--csv", metavar="FILE", help="Also write hits as CSV ('-': stdout)."),
 ) -> None:
-    """Find the known materials most similar to each QUERY (cosine similarity of CrystalCLR embeddings).
+    """Find the known materials most similar to each QUERY: structure type first, chemistry second.
+
+    similarity = w * structure + (1 - w) * chemistry. structure is the species-agnostic structure
+    fingerprint (cosine) averaged with whether the prototype label (space group, Wyckoff site symmetries,
+    stoichiometry pattern) is the query's; chemistry is the cosine of CrystalCLR+CS representations.
 
     Filters are exact: they are evaluated in SQL and the search runs over the materials that pass. In a
     terminal each query gets a table (columns that do not fit are dropped whole and named); piped, the
@@ -148,10 +183,11 @@ def similar(
     from crystalsearch.search.results import property_columns, response
 
     filters = Filters.make(elements=elements, exclude_elements=exclude_elements, spacegroup=spacegroup,
-                           max_sites=max_sites, where=where)  # fmt: skip
+                           max_sites=max_sites, where=where, prototype=prototype)  # fmt: skip
     report = ReadReport()
     with Catalog.open(index) as catalog:
-        results = catalog.search(queries, k=k, filters=filters, known=known, report=report)
+        results = catalog.search(queries, k=k, filters=filters, known=known, report=report, by=by, weight=weight,
+                                 same_prototype=same_prototype)  # fmt: skip
         units = units_of(dict(catalog.manifest.units))
         enc = catalog.manifest.encoder
         meta = {"index": str(catalog.path), "encoder": {"name": enc.name, "hash": enc.hash}}
@@ -160,7 +196,7 @@ def similar(
     if json_out:
         cols = property_columns(catalog.manifest.units)
         print_json(response("similar", [r.to_dict(cols) for r in results], units=units, **meta, k=k,
-                            filters=filters.describe() or None))  # fmt: skip
+                            filters=filters.describe() or None, by=by, weight=weight))  # fmt: skip
     elif csv_path != "-":
         ok = [r for r in results if r.error is None]
         if console.is_terminal:

@@ -196,15 +196,20 @@ class Catalog:
         known: bool = False,
         by: str = "both",
         weight: float | None = None,
+        prototype: str | None = None,
+        same_prototype: bool = False,
     ) -> list[Hit]:
         """The ``k`` indexed materials most similar to a Structure, an indexed id, or a structure file.
 
         ``by``: ``"both"`` (structure type first, chemistry second), ``"structure"`` or ``"chemistry"``;
         ``weight`` overrides the structure share of the score (0..1). See :mod:`crystalsearch.search.scoring`.
+        ``prototype``: only materials with this prototype label; ``same_prototype``: only those with the
+        query's own label.
         """
         filters = Filters.make(elements=elements, exclude_elements=exclude_elements, spacegroup=spacegroup,
-                               max_sites=max_sites, where=where)  # fmt: skip
-        (result,) = self.search([query], k=k, filters=filters, known=known, by=by, weight=weight)
+                               max_sites=max_sites, where=where, prototype=prototype)  # fmt: skip
+        (result,) = self.search([query], k=k, filters=filters, known=known, by=by, weight=weight,
+                                same_prototype=same_prototype)  # fmt: skip
         if result.error:
             raise InputError(result.query, result.error.split(": ", 1)[-1])
         return list(result.hits)
@@ -219,9 +224,11 @@ class Catalog:
         report: ReadReport | None = None,
         by: str = "both",
         weight: float | None = None,
+        same_prototype: bool = False,
     ) -> list[QueryResult]:
         """Search many queries at once (structures embedded in one batch). Strings are indexed ids,
-        files, folders or globs; unreadable ones give a result with ``error`` (and go in ``report``)."""
+        files, folders or globs; unreadable ones give a result with ``error`` (and go in ``report``).
+        ``by``/``weight``: see :meth:`similar`; ``same_prototype``: hits share the query's prototype label."""
         if k < 1:
             raise InputError("-k", f"must be at least 1, got {k}")
         from crystalsearch.search.scoring import MODES
@@ -230,7 +237,7 @@ class Catalog:
             raise InputError("--by", f"must be one of {', '.join(MODES)}, got {by!r}")
         with threads(self.threads):
             return self._search(queries, k=k, filters=filters or Filters(), known=known, report=report, by=by,
-                                weight=weight)  # fmt: skip
+                                weight=weight, same_prototype=same_prototype)  # fmt: skip
 
     def _search(
         self,
@@ -242,6 +249,7 @@ class Catalog:
         report: ReadReport | None,
         by: str,
         weight: float | None,
+        same_prototype: bool = False,
     ) -> list[QueryResult]:
         resolved = self._resolve(queries, report)
         allowed = self.allowed_rows(filters) if filters.active else None
@@ -250,7 +258,11 @@ class Catalog:
             if isinstance(item, QueryResult):
                 results.append(item)
                 continue
-            scored = self._ranked(item, k=k, allowed=allowed, by=by, weight=weight)
+            rows = allowed
+            if same_prototype:
+                group = self.db.ids_with_prototype(item.prototype) if item.prototype else np.zeros(0, np.int64)
+                rows = group if allowed is None else np.intersect1d(group, allowed)
+            scored = self._ranked(item, k=k, allowed=rows, by=by, weight=weight)
             pairs = [(x.row, x.score) for x in scored]
             parts = {x.row: (x.structure, x.chemistry) for x in scored}
             known_verdict = self._verdict(item) if known else None

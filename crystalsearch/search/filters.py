@@ -51,6 +51,7 @@ class Filters:
     spacegroup: int | None = None
     max_sites: int | None = None
     where: str | None = None
+    prototype: str | None = None  # prototype label (crystalsearch.search.prototype), exact
 
     @classmethod
     def make(
@@ -61,6 +62,7 @@ class Filters:
         spacegroup: str | int | None = None,
         max_sites: int | None = None,
         where: str | None = None,
+        prototype: str | None = None,
     ) -> Filters:
         """Validated filters from user values (element lists as ``"Li,O"``, space group number or symbol)."""
         number = None
@@ -79,13 +81,16 @@ class Filters:
             spacegroup=number,
             max_sites=max_sites,
             where=where.strip() if where and where.strip() else None,
+            prototype=prototype.strip() if prototype and prototype.strip() else None,
         )
         filters.condition()  # validate --where now
         return filters
 
     @property
     def active(self) -> bool:
-        return bool(self.elements or self.exclude_elements or self.spacegroup or self.max_sites or self.where)
+        return bool(
+            self.elements or self.exclude_elements or self.spacegroup or self.max_sites or self.where or self.prototype
+        )
 
     def condition(self) -> ColumnElement[bool] | None:
         if not self.active:
@@ -104,6 +109,8 @@ class Filters:
             parts.append(Material.spacegroup_number == self.spacegroup)
         if self.max_sites is not None:
             parts.append(Material.nsites <= self.max_sites)
+        if self.prototype is not None:
+            parts.append(Material.prototype == self.prototype)
         if self.where:
             parts.append(parse_where(self.where))
         return sa.and_(*parts)
@@ -118,6 +125,8 @@ class Filters:
             bits.append(f"space group {self.spacegroup}")
         if self.max_sites is not None:
             bits.append(f"<= {self.max_sites} sites")
+        if self.prototype is not None:
+            bits.append(f"prototype {self.prototype}")
         if self.where:
             bits.append(f"where {self.where}")
         return "; ".join(bits)
