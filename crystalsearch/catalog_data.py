@@ -28,10 +28,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from crystalsearch.properties import PROPERTY_COLUMNS
+from crystalsearch.records import Dataset, JoinReport, Record
 from crystalsearch.structpack import StructureTable, unpack
 
 if TYPE_CHECKING:
-    from crystalsearch.datasets import Dataset
+    from collections.abc import Callable
 
 __all__ = ["MEGNET_FILE", "RELEASE", "STRUCTURES_FILE", "load_mp2025", "structure_table"]
 
@@ -75,11 +76,9 @@ class _Labels:
         return out
 
 
-def _gather_labels(ids: set[str]) -> _Labels:
-    from crystalsearch import datasets
-
+def _gather_labels(ids: set[str], load: Callable[[str], Dataset]) -> _Labels:
     labels = _Labels()
-    for rec in datasets.load("mp_structures").records:
+    for rec in load("mp_structures").records:
         if rec.material_id in ids:
             for column in ("formation_energy_per_atom", "band_gap", "efermi"):
                 labels.put(rec.material_id, column, rec.properties[column], "mp_structures")
@@ -87,26 +86,25 @@ def _gather_labels(ids: set[str]) -> _Labels:
         if row["material_id"] in ids:
             for column in ("formation_energy_per_atom", "band_gap"):
                 labels.put(row["material_id"], column, float(row[column]), "megnet_2018")
-    for rec in datasets.load("mp_elasticity").records:
+    for rec in load("mp_elasticity").records:
         if rec.material_id in ids:
             for column in ("bulk_modulus_vrh", "shear_modulus_vrh"):
                 labels.put(rec.material_id, column, rec.properties[column], "mp_elasticity")
     for name in ("thermal_conductivity", "melting_temperature"):
-        for rec in datasets.load(name).records:
+        for rec in load(name).records:
             if rec.material_id in ids:
                 labels.put(rec.material_id, name, rec.properties[name], rec.join)
     return labels
 
 
-def load_mp2025() -> Dataset:
-    """Build the ``mp2025`` :class:`~crystalsearch.datasets.Dataset` (uncached: use ``datasets.load``)."""
+def load_mp2025(*, load: Callable[[str], Dataset]) -> Dataset:
+    """Build the ``mp2025`` :class:`~crystalsearch.records.Dataset` (uncached: use ``datasets.load``);
+    ``load`` gives the datasets whose labels are joined (``datasets.load``)."""
     from pymatgen.core import Element
-
-    from crystalsearch.datasets import Dataset, JoinReport, Record  # noqa: F811
 
     table = structure_table()
     ids = set(table.material_id)
-    labels = _gather_labels(ids)
+    labels = _gather_labels(ids, load)
     symbols = np.array([""] + [Element.from_Z(z).symbol for z in range(1, 119)], dtype=object)
     nan_props: Mapping[str, float] = MappingProxyType({c: float("nan") for c in PROPERTY_COLUMNS})
     columns = PROPERTY_COLUMNS
