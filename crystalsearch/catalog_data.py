@@ -34,9 +34,25 @@ from crystalsearch.structpack import StructureTable, unpack
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["MEGNET_FILE", "RELEASE", "STRUCTURES_FILE", "load_mp2025", "structure_table"]
+__all__ = ["CATALOG_COUNTS", "MEGNET_FILE", "RELEASE", "STRUCTURES_FILE", "catalog_name", "load_mp2025"]
+__all__ += ["structure_table"]
 
 RELEASE = "Materials Project database release 2025.02.12"
+# The default catalog (mp2025 + the mp_elasticity materials not in it): materials, and how many carry each
+# property (checked against the data by tests/test_catalog_data.py), so that `info` needs no loading.
+CATALOG_COUNTS: dict[str, int] = {
+    "materials": 170_466, "formation_energy_per_atom": 51_406, "band_gap": 51_406, "efermi": 36_278,
+    "bulk_modulus_vrh": 6_111, "shear_modulus_vrh": 6_110, "thermal_conductivity": 3_657, "melting_temperature": 434,
+}  # fmt: skip
+
+
+def catalog_name(sources: dict[str, int]) -> str:
+    """What an index holds, from its manifest's dataset counts (``sources``)."""
+    if "mp2025" in sources:
+        return f"{RELEASE} (+ mp_elasticity materials not in it)" if "mp_elasticity" in sources else RELEASE
+    if "mp_structures" in sources:
+        return "Materials Project, about 2018 (mp_structures)"
+    return "user structures" if sources else "empty"
 STRUCTURES_FILE = "mp2025_structures.npz"
 MEGNET_FILE = "mp2018_megnet_labels.csv.gz"
 

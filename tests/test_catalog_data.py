@@ -106,3 +106,17 @@ def test_mp2025_is_the_source_unchanged(mp2025: datasets.Dataset) -> None:
             n += 1
     assert n == len(range(0, 170_451, 97))
     assert next(read_jsonl(SHARED))["material_id"] == mp2025.records[0].material_id
+
+
+def test_catalog_counts_that_info_shows_are_the_data() -> None:
+    """`crystalsearch info` shows CATALOG_COUNTS without loading anything: they must equal the default catalog."""
+    from collections import Counter
+
+    from crystalsearch.catalog_data import CATALOG_COUNTS, catalog_name
+    from crystalsearch.search.entries import entries_from_datasets
+
+    entries = entries_from_datasets("all")
+    counts = Counter(k for e in entries for k in e.properties)
+    assert {"materials": len(entries), **counts} == CATALOG_COUNTS
+    assert "2025.02.12" in catalog_name({"mp2025": 170_451, "mp_elasticity": 6_111})
+    assert "2018" in catalog_name({"mp_structures": 36_738})

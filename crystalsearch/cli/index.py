@@ -96,7 +96,10 @@ def index_summary(folder: Path, *, verify: str = "fast") -> dict[str, Any]:
         summary = db.summary()
     finally:
         db.close()
-    return {"path": str(folder), "checksums": "ok", **manifest.to_dict(), "database": summary}
+    from crystalsearch.catalog_data import catalog_name
+
+    return {"path": str(folder), "checksums": "ok", "catalog": catalog_name(dict(manifest.sources)),
+            **manifest.to_dict(), "database": summary}  # fmt: skip
 
 
 def _notify(message: str) -> None:
@@ -245,10 +248,12 @@ def info(
         print_json(summary, command="index info")
         return
     db, enc = summary["database"], summary["encoder"]
+    from crystalsearch.catalog_data import catalog_name
+
     rows = {
-        "index": folder, "materials": f"{summary['count']:,}",
+        "index": folder, "catalog": catalog_name(summary["sources"]), "materials": f"{summary['count']:,}",
         "encoder": f"{enc['name']} (hash {enc['hash']}, dim {enc['dim']})",
-        "search": f"{summary['faiss_factory']}, {summary['metric']} of L2-normalised embeddings",
+        "search": f"{summary['faiss_factory']}, {summary['metric']} of [CrystalCLR h | structure fingerprint]",
         "sources": ", ".join(f"{k}: {v:,}" for k, v in summary["sources"].items()),
         "properties": ", ".join(f"{k}: {v:,} ({db['units'].get(k, '')})" for k, v in db["property_coverage"].items()),
         "crystal systems": ", ".join(f"{k}: {v:,}" for k, v in sorted(db["crystal_systems"].items())),

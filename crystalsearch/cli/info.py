@@ -35,12 +35,18 @@ def _data_files() -> list[dict[str, Any]]:
         "mp_elasticity": "mp_elasticity.jsonl.gz",
         "thermal_conductivity": "aflow_thermal_conductivity_300K.csv",
         "melting_temperature": "melting_temperature.csv",
+        "mp2025": "mp2025_structures.npz",
     }
     out = []
     for name in DATASETS:
         path = folder / files.get(name, "")
         row: dict[str, Any] = {"dataset": name, "file": path.name, "present": path.is_file()}
-        if path.is_file():
+        if path.suffix == ".npz" and path.is_file():
+            import numpy as np
+
+            with np.load(path) as arrays:  # reads only the small num_sites member
+                row.update(bytes=path.stat().st_size, rows=int(arrays["num_sites"].shape[0]))
+        elif path.is_file():
             raw = path.read_bytes()
             text = gzip.decompress(raw) if path.suffix == ".gz" else raw
             lines = sum(1 for line in text.splitlines() if line.strip())
@@ -86,7 +92,10 @@ def _index(folder: Path, kind: str) -> dict[str, Any]:
     row: dict[str, Any] = {"kind": kind, "path": str(folder)}
     try:
         raw = json.loads((folder / "manifest.json").read_text())
+        from crystalsearch.catalog_data import catalog_name
+
         row.update(
+            catalog=catalog_name(dict(raw.get("sources", {}))),
             materials=raw.get("count"),
             encoder=raw.get("encoder", {}),
             faiss_factory=raw.get("faiss_factory"),
@@ -130,9 +139,16 @@ def collect() -> dict[str, Any]:
         "data": _data_files(),
         "models": models,
         "default_encoder": "crystalclr_cs" if default_present else "missing: similar/index fall back to random(seed=0)",
+        "catalog": _catalog(),
         "indexes": _indexes(),
         "cache": {"path": str(cache), "graph_cache_bytes": graph_bytes},
     }
+
+
+def _catalog() -> dict[str, Any]:
+    from crystalsearch.catalog_data import CATALOG_COUNTS, RELEASE
+
+    return {"release": RELEASE, "datasets": "mp2025 + mp_elasticity materials not in it", **CATALOG_COUNTS}
 
 
 def _mib(n: int | None) -> str:
@@ -162,6 +178,12 @@ def render(info: dict[str, Any]) -> None:
         models.add_row(m["name"], m.get("hash", ""), "present" if m["present"] else "[yellow]missing[/]")
     console.print(models)
     console.print(f"default encoder: {info['default_encoder']}", highlight=False)
+    cat = info["catalog"]
+    from crystalsearch.properties import REGISTRY
+
+    counts = ", ".join(f"{p.label} {cat[p.column]:,}" for p in REGISTRY if p.column in cat)
+    console.print(f"default catalog: {cat['release']}, {cat['materials']:,} materials; with labels: {counts}",
+                  highlight=False)  # fmt: skip
     indexes = Table(title="indexes", title_justify="left")
     for col in ("index", "materials", "encoder", "size", "path"):
         indexes.add_column(col)
