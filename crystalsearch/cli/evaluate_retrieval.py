@@ -20,7 +20,9 @@ def retrieval(
         "structure type (StructureMatcher truth), against the MP fingerprint and Magpie.",
     ),
     queries: int = typer.Option(300, "--queries", min=1, help="Query materials for --task structure."),
-    subset: int = typer.Option(5000, "--subset", min=10, help="Subset size where every ranking is compared."),
+    subset: int = typer.Option(
+        1500, "--subset", min=10, max=5000, help="Subset size where every ranking is compared (of a fixed 5,000)."
+    ),
     out: Path = typer.Option(
         Path("crystalsearch-results") / "structure_retrieval", "--out",
         help="Folder for --task structure results (results.json, report.md).",
