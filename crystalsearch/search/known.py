@@ -54,8 +54,9 @@ class MatchCriterion:
 
     ``noise_symprec``: sites moved by a few hundredths of an Å often lower the space group spglib finds at
     0.1 Å (every site moved by 0.03 Å: 188 of 300 MP structures, benchmark notes); when nothing matches in
-    the space group found at ``symprec``, the query's space group at ``noise_symprec`` is tried as well
-    (187 of those 188 recover their own at 0.15 Å, all at 0.2 Å; the catalog side keeps ``symprec``). A
+    the space group found at ``symprec``, the query's space groups halfway to and at ``noise_symprec`` are
+    tried in turn (187 of those 188 recover their own at 0.15 Å, all at 0.2 Å; the catalog side keeps
+    ``symprec``). A
     distorted polymorph is merged with its parent only if it is absent from the catalog and its distortion
     is below ``noise_symprec`` (BaTiO3's P4mm, R3m and Amm2 stay apart up to 0.2 Å). ``None``: the Materials
     Project's criterion to the letter.
@@ -244,7 +245,7 @@ class KnownChecker:
             ranked = self.candidates(same, spacegroup, vector, key.prototype if not how else "")
             tried = ranked[: c.max_pairs]
             if tried and not reduced:
-                reduced.append(reduce_structure(structure))
+                reduced.append(reduce_structure(structure, symprec=c.symprec))
             matches = [m for m in (self._compare(reduced[0], cand) for cand in tried) if m is not None]
             pairs += len(tried)
             if matches:
@@ -259,9 +260,12 @@ class KnownChecker:
                 f"{len(ranked)} in space group {spacegroup}{how}" + (f", none matching{skipped}" if ranked else "")
             )
             if not how and c.noise_symprec is not None and c.noise_symprec > c.symprec:
-                loose = query_key(structure, symprec=c.noise_symprec).spacegroup
-                if loose != spacegroup:
-                    steps.append((loose, f" (at symprec {c.noise_symprec:g}; {spacegroup} at {c.symprec:g})"))
+                seen = {spacegroup}
+                for tol in (round((c.symprec + c.noise_symprec) / 2, 6), c.noise_symprec):
+                    loose = query_key(structure, symprec=tol).spacegroup
+                    if loose not in seen:
+                        seen.add(loose)
+                        steps.append((loose, f" (at symprec {tol:g}; {spacegroup} at {c.symprec:g})"))
         why = f"{len(same)} catalog material(s) with formula {key.formula}: " + "; ".join(notes)
         return Verdict(key.formula, key.spacegroup, (), why, pairs, key.prototype)
 
@@ -273,13 +277,37 @@ class KnownChecker:
         return Match(cand.material.material_id, rms, rms * scale, cand.similarity, cand.row)
 
 
-def reduce_structure(structure: Structure) -> Structure:
+def reduce_structure(structure: Structure, *, symprec: float | None = None) -> Structure:
     """The cell StructureMatcher compares (``primitive_cell=True``): Niggli-reduced, then primitive.
 
     Reduced once per structure here and passed with ``skip_structure_reduction``: pymatgen's own cache of
     reduced structures compares a hit site by site (quadratic in the number of sites), which dominated.
+    ``symprec`` (for inputs, which may be noisy): when spglib's primitive cell at ``symprec`` has fewer sites
+    than pymatgen's, spglib's (positions not idealised) is used: sites moved by a few hundredths of an Å
+    defeat pymatgen's primitive search on conventional cells (the hexagonal cell of R-3m SmSI stays 18 sites
+    instead of 6), and StructureMatcher, which compares primitive cells only, then never matches.
     """
-    return structure.get_reduced_structure(reduction_algo="niggli").get_primitive_structure()
+    reduced = structure.get_reduced_structure(reduction_algo="niggli").get_primitive_structure()
+    if symprec is None or len(reduced) == _formula_units_floor(structure):
+        return reduced
+    import spglib
+    from pymatgen.core import Element, Lattice, Structure
+
+    cell = (structure.lattice.matrix, structure.frac_coords, [site.specie.Z for site in structure])
+    try:
+        found = spglib.standardize_cell(cell, to_primitive=True, no_idealize=True, symprec=symprec)  # type: ignore[arg-type]
+    except (spglib.SpglibError, ValueError, TypeError):
+        found = None
+    if found is None or len(found[2]) >= len(reduced):
+        return reduced
+    lattice, frac, numbers = found
+    primitive = Structure(Lattice(lattice), [Element.from_Z(int(z)) for z in numbers], frac)
+    return primitive.get_reduced_structure(reduction_algo="niggli")
+
+
+def _formula_units_floor(structure: Structure) -> int:
+    """Sites of one formula unit: no primitive cell is smaller."""
+    return int(round(structure.composition.reduced_composition.num_atoms))
 
 
 def fit_rms(a: Structure, b: Structure, criterion: MatchCriterion, *, reduced: bool = False) -> float | None:

@@ -165,8 +165,12 @@ def _check_sources(sources: Sequence[Source]) -> list[tuple[str, str, list[Candi
                 found.append(Candidate(label, "error", reason=str(s)))
                 continue
             vec = next(vectors)
-            key = query_key(s, symprec=checker.criterion.symprec)
-            v = checker.check(s, vec, key=key)
+            try:
+                key = query_key(s, symprec=checker.criterion.symprec)
+                v = checker.check(s, vec, key=key)
+            except (ValueError, ArithmeticError, RuntimeError) as exc:  # one odd structure must not stop a batch
+                found.append(Candidate(label, "error", reason=f"{label}: could not be checked ({exc})"))
+                continue
             best = v.best
             text = structure_to_json(s.lattice.matrix, [site.specie.symbol for site in s], s.frac_coords)
             ids = tuple(m.material_id for m in v.matches)
@@ -328,7 +332,7 @@ def group_duplicates(candidates: Sequence[Candidate], criterion: MatchCriterion)
         if i not in structures:
             text = out[i].structure
             assert text is not None
-            structures[i] = reduce_structure(structure_from_json(text))
+            structures[i] = reduce_structure(structure_from_json(text), symprec=criterion.symprec)
         return structures[i]
 
     for i, c in enumerate(out):
