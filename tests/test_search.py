@@ -137,11 +137,12 @@ def test_symmetry_and_derived_columns(catalog: Catalog) -> None:
 
 
 def test_symmetry_table_agrees_with_spglib(entries: list[Entry]) -> None:
-    from crystalsearch.search.symmetry import shipped_table, symmetry_many, symmetry_of
+    from crystalsearch.search.prototype import labels_many, shipped_labels
+    from crystalsearch.search.symmetry import symmetry_of
 
-    assert len(shipped_table()) > 37000
+    assert len(shipped_labels()) > 195_000  # every shipped cell: mp2025, mp_structures, mp_elasticity
     some = entries[::40]
-    looked_up = symmetry_many(e.cell() for e in some)
+    looked_up = [lab.symmetry() for lab in labels_many(e.cell() for e in some)]
     assert looked_up == [symmetry_of(*e.cell()) for e in some]
 
 

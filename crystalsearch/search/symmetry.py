@@ -1,29 +1,22 @@
 """Space group, crystal system, density and volume per atom of crystals given as arrays (spglib, no pymatgen).
 
 Space groups are found with spglib at ``SYMPREC = 0.1`` Å (the tolerance the Materials Project uses for
-the symmetry it displays). spglib takes about 3 ms per crystal, so the space groups of the shipped
-structures are precomputed once into ``crystalsearch/search/data/symmetry.tsv.gz`` (keyed by a digest of
-each crystal's arrays, so an edited structure is recomputed, never looked up stale):
-
-    python -m crystalsearch.search.symmetry   # rewrites the shipped table
+the symmetry it displays). spglib takes about 3 ms per crystal, so the space groups (and prototype labels)
+of all shipped structures are precomputed into one table, keyed by :func:`cell_digest` of each crystal's
+arrays so that an edited structure is recomputed, never looked up stale: see
+:mod:`crystalsearch.search.prototype` (``labels_many``, ``python -m crystalsearch.search.prototype``).
 """
 
 from __future__ import annotations
 
 import functools
-import gzip
 import hashlib
 import os
 import warnings
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from crystalsearch.atomic import atomic_write_bytes
 
 __all__ = [
     "SYMPREC",
@@ -34,11 +27,9 @@ __all__ = [
     "resolve_spacegroup",
     "spacegroup_symbol",
     "symmetry_of",
-    "symmetry_many",
 ]
 
 SYMPREC = 0.1
-TABLE = "symmetry.tsv.gz"
 _SYSTEMS = (
     (2, "triclinic"), (15, "monoclinic"), (74, "orthorhombic"), (142, "tetragonal"),
     (167, "trigonal"), (194, "hexagonal"), (230, "cubic"),
@@ -154,36 +145,6 @@ def symmetry_of(
 
 
 @functools.cache
-def shipped_table() -> dict[str, int]:
-    """Cell digest -> space group number of the shipped structures (empty if the table is absent)."""
-    try:
-        data = resources.files("crystalsearch.search").joinpath("data").joinpath(TABLE).read_bytes()
-    except (FileNotFoundError, ModuleNotFoundError, OSError):
-        return {}
-    table: dict[str, int] = {}
-    for line in gzip.decompress(data).decode("ascii").splitlines():
-        if line and not line.startswith("#"):
-            digest, number = line.split("\t")
-            table[digest] = int(number)
-    return table
-
-
-def symmetry_many(
-    cells: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]], *, symprec: float = SYMPREC
-) -> list[Symmetry]:
-    """:func:`symmetry_of` for many crystals, looking the shipped ones up in the precomputed table."""
-    table = shipped_table() if symprec == SYMPREC else {}
-    out = []
-    for lattice, frac, numbers in cells:
-        number = table.get(cell_digest(lattice, frac, numbers))
-        if number is None:
-            out.append(symmetry_of(lattice, frac, numbers, symprec=symprec))
-        else:
-            out.append(Symmetry(number, spacegroup_symbol(number), crystal_system(number)))
-    return out
-
-
-@functools.cache
 def _atomic_masses() -> np.ndarray:
     from pymatgen.core import Element
 
@@ -199,33 +160,3 @@ def density_and_volume(lattice: np.ndarray, numbers: np.ndarray) -> tuple[float,
     mass = float(_atomic_masses()[np.asarray(numbers, dtype=np.int64)].sum())
     n = max(len(numbers), 1)
     return mass * AMU_PER_A3_TO_G_PER_CM3 / volume, volume / n
-
-
-def write_table(cells: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], path: Path) -> int:
-    """Compute the space groups of ``cells`` and write the digest table to ``path`` (atomically)."""
-    lines = ["# cell digest (blake2b-64 of float64 lattice, frac_coords, int64 Z)\tspace group number"]
-    lines += [f"# spglib symprec={SYMPREC}"]
-    seen: set[str] = set()
-    for lattice, frac, numbers in cells:
-        digest = cell_digest(lattice, frac, numbers)
-        if digest not in seen:
-            seen.add(digest)
-            lines.append(f"{digest}\t{symmetry_of(lattice, frac, numbers).number}")
-    atomic_write_bytes(path, gzip.compress(("\n".join(lines) + "\n").encode("ascii"), mtime=0))
-    return len(seen)
-
-
-def _main() -> None:
-    from crystalsearch import datasets
-
-    cells = [
-        (r.lattice, r.frac_coords, r.atomic_numbers)
-        for name in ("mp_structures", "mp_elasticity")
-        for r in datasets.load(name).records
-    ]
-    path = Path(__file__).with_name("data") / TABLE
-    print(f"{write_table(cells, path)} space groups written to {path}")
-
-
-if __name__ == "__main__":
-    _main()
