@@ -79,7 +79,9 @@ def novelty(
         "files count each structure), folders (searched recursively) or globs.",
     ),
     index: str = typer.Option("default", "--index", help="Index folder (default: the shipped/cached index)."),
-    workers: int = typer.Option(1, "--workers", "-j", min=1, help="Processes reading and checking candidates."),
+    workers: int = typer.Option(
+        0, "--workers", "-j", min=0, help="Processes reading and checking candidates (0: as many as CPUs, up to 4)."
+    ),
     journal: Path | None = typer.Option(
         None,
         "--journal",
@@ -110,10 +112,13 @@ def novelty(
     cells, volumes scaled). Defaults are the Materials Project's. Exact keys (formula, space group) are
     tried first, the embeddings rank what remains, and StructureMatcher runs only on those few pairs.
     """
+    import os
+
     from crystalsearch.search.known import MatchCriterion
     from crystalsearch.search.novelty import check_novelty
     from crystalsearch.search.results import response
 
+    workers = workers or min(4, os.cpu_count() or 1)
     criterion = MatchCriterion(symprec=symprec, ltol=ltol, stol=stol, angle_tol=angle_tol, max_pairs=max_pairs)
     show_progress = sys.stderr.isatty() and not json_out
     report = check_novelty(candidates, index=index, criterion=criterion, workers=workers, journal=journal,

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from crystalsearch.search.known import KnownChecker, MatchCriterion, QueryKey, fit_rms, query_key, reduce_structure
+from crystalsearch.search.known import KnownChecker, MatchCriterion, fit_rms, query_key, reduce_structure
 
 if TYPE_CHECKING:
     from pymatgen.core import Structure
@@ -286,7 +286,7 @@ def check_novelty(
             ordered.append(Candidate(e.source, "error", reason=str(e)))
         else:
             ordered.extend(results[e.source_id])
-    grouped = group_duplicates(ordered, criterion)
+    grouped = group_duplicates(ordered, criterion, workers=workers)
     return NoveltyReport(tuple(grouped), folder, criterion, len(sources) - len(pending))
 
 
@@ -318,47 +318,54 @@ def _run(
     _STATE.pop("encoder", None)
 
 
-def group_duplicates(candidates: Sequence[Candidate], criterion: MatchCriterion) -> list[Candidate]:
+def group_duplicates(
+    candidates: Sequence[Candidate], criterion: MatchCriterion, *, workers: int = 1
+) -> list[Candidate]:
     """Mark each candidate that is the same material as an earlier one (``duplicate_of``, the verdict of the
-    earlier one). Only candidates with the same formula and space group are compared, each with at most
-    ``criterion.max_pairs`` representatives of its key, the most similar first."""
-    from crystalsearch.search.entries import structure_from_json
+    earlier one). Only candidates with the same formula and space group are compared (groups in ``workers``
+    processes), each with at most ``criterion.max_pairs`` representatives of its key, the most similar first."""
+    import dataclasses
 
-    reps: dict[tuple[str | None, int | None], list[int]] = {}
     out = list(candidates)
-    structures: dict[int, Structure] = {}
-
-    def structure(i: int) -> Structure:
-        if i not in structures:
-            text = out[i].structure
-            assert text is not None
-            structures[i] = reduce_structure(structure_from_json(text), symprec=criterion.symprec)
-        return structures[i]
-
+    groups: dict[tuple[str | None, int | None], list[int]] = {}
     for i, c in enumerate(out):
-        if c.status == "error":
-            continue
-        key = (c.formula, c.spacegroup)
-        group = reps.setdefault(key, [])
-        if group and c.vector is not None:
-            others = [out[j].vector for j in group]
-            sims = np.array([0.0 if o is None else float(np.dot(c.vector, o)) for o in others])
-            order = [group[k] for k in np.argsort(-sims, kind="stable")[: criterion.max_pairs]]
-        else:
-            order = group[: criterion.max_pairs]
-        for j in order:
-            rms = fit_rms(structure(i), structure(j), criterion, reduced=True)
-            if rms is not None:
-                rep = out[j]
-                reason = f"duplicate of candidate {rep.label}; {rep.reason}"
-                out[i] = Candidate(c.label, rep.status, c.formula, c.spacegroup, rep.material_id, rep.rms_angstrom,
-                                   rep.matches, rep.label, reason, c.pairs, c.vector, c.structure)  # fmt: skip
-                break
-        else:
-            group.append(i)
+        if c.status != "error" and c.structure is not None:
+            groups.setdefault((c.formula, c.spacegroup), []).append(i)
+    tasks = [[(i, str(out[i].structure), out[i].vector) for i in idx] for idx in groups.values() if len(idx) > 1]
+    if workers > 1 and len(tasks) > 1:
+        import multiprocessing
+
+        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+        with multiprocessing.get_context(method).Pool(workers) as pool:
+            found = pool.starmap(_group, [(task, criterion) for task in tasks], chunksize=8)
+    else:
+        found = [_group(task, criterion) for task in tasks]
+    for pairs in found:
+        for i, j in pairs:
+            rep = out[j]
+            out[i] = dataclasses.replace(
+                out[i], status=rep.status, material_id=rep.material_id, rms_angstrom=rep.rms_angstrom,
+                matches=rep.matches, duplicate_of=rep.label, reason=f"duplicate of candidate {rep.label}; {rep.reason}",
+            )  # fmt: skip
     return out
 
 
-def keys_of(structures: Sequence[Structure], *, symprec: float = 0.1) -> list[QueryKey]:
-    """The exact keys (formula, space group, prototype) of structures."""
-    return [query_key(s, symprec=symprec) for s in structures]
+def _group(items: list[tuple[int, str, np.ndarray | None]], criterion: MatchCriterion) -> list[tuple[int, int]]:
+    """(duplicate, representative) pairs among one key's candidates, greedily in input order."""
+    from crystalsearch.search.entries import structure_from_json
+
+    reps: list[tuple[int, Structure, np.ndarray | None]] = []
+    pairs = []
+    for i, text, vector in items:
+        s = reduce_structure(structure_from_json(text), symprec=criterion.symprec)
+        order = list(range(len(reps)))
+        if vector is not None:
+            sims = [0.0 if v is None else float(np.dot(vector, v)) for _, _, v in reps]
+            order = sorted(order, key=lambda k: -sims[k])
+        for k in order[: criterion.max_pairs]:
+            if fit_rms(s, reps[k][1], criterion, reduced=True) is not None:
+                pairs.append((i, reps[k][0]))
+                break
+        else:
+            reps.append((i, s, vector))
+    return pairs
