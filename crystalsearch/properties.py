@@ -7,7 +7,10 @@ adding a property is one row of :data:`REGISTRY`. Importing this module is free 
 - ``unit``, ``label`` (short table header), ``digits`` (decimals kept in tables and JSON)
 - ``aliases``: further names ``--where`` accepts
 - ``head``: the name ``predict --property`` / ``train finetune --property`` use, when a head exists;
-  ``dataset`` is the shipped dataset whose labels train it and ``log`` whether it learns ``log1p(y)``
+  ``dataset`` is the shipped dataset whose labels train it and ``log`` whether it learns ``log(y)``
+- ``compositional``: the label belongs to a composition rather than a structure (joined by formula, or
+  an experimental value of a compound): the evaluation protocol (:mod:`crystalsearch.train.protocol`)
+  keeps all polymorphs of one reduced formula in the same split
 """
 
 from __future__ import annotations
@@ -30,21 +33,22 @@ class Property:
     head: str | None = None
     dataset: str | None = None
     log: bool = False
+    compositional: bool = False
 
 
 REGISTRY: tuple[Property, ...] = (
     Property("formation_energy_per_atom", "eV/atom", "E_form", 3, "formation energy per atom (DFT, MP 2018)",
-             ("e_form", "formation_energy"), "formation_energy", "mp_structures"),
-    Property("band_gap", "eV", "gap", 3, "band gap (DFT PBE, MP 2018)", ("gap",), "band_gap", "mp_structures"),
+             ("e_form", "formation_energy"), "formation_energy", "mp2025"),
+    Property("band_gap", "eV", "gap", 3, "band gap (DFT PBE, MP 2018)", ("gap",), "band_gap", "mp2025"),
     Property("efermi", "eV", "E_F", 3, "Fermi level (DFT, MP 2018)", ("fermi_level",)),
     Property("bulk_modulus_vrh", "GPa", "K_VRH", 1, "bulk modulus, Voigt-Reuss-Hill (DFT)",
              ("k_vrh", "bulk_modulus"), "bulk_modulus", "mp_elasticity", True),
     Property("shear_modulus_vrh", "GPa", "G_VRH", 1, "shear modulus, Voigt-Reuss-Hill (DFT)",
              ("g_vrh", "shear_modulus"), "shear_modulus", "mp_elasticity", True),
     Property("thermal_conductivity", "W/m/K", "kappa", 2, "lattice thermal conductivity at 300 K (AFLOW AGL)",
-             ("kappa",), "thermal_conductivity", "thermal_conductivity", True),
+             ("kappa",), "thermal_conductivity", "thermal_conductivity", True, True),
     Property("melting_temperature", "K", "T_melt", 0, "experimental melting temperature",
-             ("tm", "melting_point"), "melting_temperature", "melting_temperature"),
+             ("tm", "melting_point"), "melting_temperature", "melting_temperature", compositional=True),
 )  # fmt: skip
 
 PROPERTY_COLUMNS: tuple[str, ...] = tuple(p.column for p in REGISTRY)
@@ -59,18 +63,20 @@ def by_column(column: str) -> Property:
 
 @dataclass(frozen=True)
 class PropertySpec:
-    """A property a head predicts: its head name, training dataset and column, unit, log transform."""
+    """A property a head predicts: its head name, training dataset and column, unit, log transform, and
+    whether its evaluation split keeps polymorphs of one formula together (``compositional``)."""
 
     name: str
     dataset: str
     column: str
     unit: str
     log: bool
+    compositional: bool = False
 
 
 # Head name -> spec, in registry order (the view fine-tuning and prediction use).
 PROPERTIES: dict[str, PropertySpec] = {
-    p.head: PropertySpec(p.head, p.dataset, p.column, p.unit, p.log)
+    p.head: PropertySpec(p.head, p.dataset, p.column, p.unit, p.log, p.compositional)
     for p in REGISTRY
     if p.head is not None and p.dataset is not None
 }

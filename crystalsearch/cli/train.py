@@ -13,6 +13,7 @@ from pathlib import Path
 import typer
 
 from crystalsearch.cli.common import add_command, console, examples, one_line_errors, print_json, sub_app
+from crystalsearch.cli.train_heads import register as _register_heads
 
 train_app = sub_app(
     "Pretrain encoders, fine-tune property heads, or do everything (train all: pretrain -> heads -> index). "
@@ -223,6 +224,7 @@ add_command(train_app, train_all_cmd, "all", epilog=examples(
     "crystalsearch train all --yes --replace-default --device cuda",
 ))  # fmt: skip
 train_app.callback()(train_default)
+_register_heads(train_app)
 
 
 def register(app: typer.Typer) -> None:

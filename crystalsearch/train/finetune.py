@@ -228,8 +228,9 @@ def _finetune(config: FinetuneConfig, *, store: GraphStore | None, show_progress
 
 
 def save_finetuned(result: FinetuneResult, folder: Path, config: FinetuneConfig, *, command: str | None = None,
-                   extra_card: str = "") -> Path:  # fmt: skip
-    """Write a property checkpoint folder (encoder + head + target transform) with its model card."""
+                   extra_card: str = "", metadata: dict[str, Any] | None = None) -> Path:  # fmt: skip
+    """Write a property checkpoint folder (encoder + head + target transform) with its model card
+    (``metadata``: further keys for ``model.json``)."""
     from crystalsearch.model.checkpoint import save_checkpoint
     from crystalsearch.train.card import finetune_card
 
@@ -242,7 +243,7 @@ def save_finetuned(result: FinetuneResult, folder: Path, config: FinetuneConfig,
         "val_mae": result.val_mae, "test_mae": result.test_mae, "epochs_run": result.epochs_run,
         "n_train": result.n_train, "n_val": result.n_val, "n_test": result.n_test,
         "wall_time_s": result.wall_time_s, "hardware": result.hardware, "finetune": config_dict(config),
-        "command": command,
+        "command": command, **(metadata or {}),
     }  # fmt: skip
     card = finetune_card(result, config, command=command, extra=extra_card)
     return save_checkpoint(

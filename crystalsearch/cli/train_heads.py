@@ -1,0 +1,51 @@
+"""`crystalsearch train heads`: a seed ensemble of property heads under the fixed protocol split.
+
+Settings come from ``crystalsearch/configs/heads.toml`` (or ``--config PATH``) and ``--set``; members
+are written to ``OUT/seed<k>`` as they finish, so the same command resumes. Calibrate the finished
+ensemble with ``crystalsearch evaluate calibration --property P --heads OUT --fit``.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+import typer
+
+from crystalsearch.cli.common import add_command, console, examples, one_line_errors, print_json
+
+SET_HELP = "Override a setting: --set key=value (seeds, max_train, or any [finetune] key; repeatable)."
+
+
+@one_line_errors
+def heads(
+    prop: str = typer.Option(..., "--property", "-p", help="A head property of the registry "
+                             "(crystalsearch/properties.py)."),  # fmt: skip
+    out: Path = typer.Option(..., "--out", help="Ensemble folder (seed<k>/ sub-folders); rerun to resume."),
+    config: Path | None = typer.Option(None, "--config", help="TOML with [heads] / [heads.PROPERTY] "
+                                       "(default: the shipped heads.toml)."),  # fmt: skip
+    sets: list[str] = typer.Option([], "--set", help=SET_HELP),
+    json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Train (or resume) a seed ensemble on the property's protocol split: same train/val for every member,
+    calibration and test parts never seen."""
+    from crystalsearch.search.results import response
+    from crystalsearch.train.ensemble import load_ensemble_config, train_ensemble
+    from crystalsearch.train.finetune import property_spec
+
+    spec = property_spec(prop)
+    cfg = load_ensemble_config(prop, config, sets=sets)
+    command = " ".join(shlex.quote(a) for a in ["crystalsearch", *sys.argv[1:]])
+    log = (lambda _m: None) if json_out else (lambda m: console.print(m, highlight=False))
+    summary = train_ensemble(cfg, out, command=command, log=log)
+    if json_out:
+        print_json(response("train heads", summary.pop("members"), units={"mae": spec.unit}, **summary))
+
+
+def register(train_app: typer.Typer) -> None:
+    """Attach `train heads` to the `train` group."""
+    add_command(train_app, heads, "heads", epilog=examples(
+        "crystalsearch train heads --property bulk_modulus --out runs/heads/bulk_modulus",
+        "crystalsearch train heads -p formation_energy --out runs/heads/formation_energy --set max_train=0",
+    ))  # fmt: skip

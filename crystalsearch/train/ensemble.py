@@ -1,0 +1,160 @@
+"""Seed ensembles of property heads under the fixed protocol split (:mod:`crystalsearch.train.protocol`).
+
+Every member trains on the same ``train`` part and stops on the same ``val`` part; members differ only by
+the seed of their initialisation and batch order. Members are written as ``OUT/seed<k>/`` checkpoints as
+they finish, so rerunning the same command resumes at the first unfinished seed. Settings come from
+``crystalsearch/configs/heads.toml`` (``[heads]`` for all properties, ``[heads.<property>]`` per property),
+then ``--set`` overrides.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from crystalsearch.train.config import FinetuneConfig
+
+CONFIG = "heads"  # crystalsearch/configs/heads.toml
+
+
+@dataclasses.dataclass(frozen=True)
+class EnsembleConfig:
+    """One property's ensemble: its members' fine-tuning settings, how many seeds, the training cap."""
+
+    property: str
+    seeds: int = 3
+    max_train: int = 0  # 0 = the whole protocol train part; else a seeded subset (val/calib/test unchanged)
+    finetune: FinetuneConfig = FinetuneConfig()
+
+
+def load_ensemble_config(prop: str, path: str | Path | None = None, *, sets: Iterable[str] = ()) -> EnsembleConfig:
+    """``[heads]`` then ``[heads.<prop>]`` of the TOML at ``path`` (default: the shipped heads config), then
+    ``sets`` (``key=value``; ``seeds`` and ``max_train`` or any :class:`FinetuneConfig` field)."""
+    from importlib import resources
+
+    import tomllib
+
+    from crystalsearch.errors import InputError
+    from crystalsearch.train.config import load_config
+
+    shipped = resources.files("crystalsearch.configs").joinpath(f"{CONFIG}.toml")
+    text = Path(path).read_text() if path else shipped.read_text()
+    where = str(path or f"{CONFIG}.toml")
+    table = tomllib.loads(text).get("heads", {})
+    values = {k: v for k, v in table.items() if not isinstance(v, dict)}
+    values.update(table.get(prop, {}))
+    for item in sets:
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise InputError("--set", f"expected KEY=VALUE, got {item!r}")
+        values[key.strip()] = value.strip()
+    seeds = int(values.pop("seeds", 3))
+    max_train = int(values.pop("max_train", 0))
+    overrides = {"property": prop, **{k: (",".join(map(str, v)) if isinstance(v, list) else v)
+                                      for k, v in values.items()}}  # fmt: skip
+    try:
+        ft = load_config(FinetuneConfig, None, overrides=overrides)
+    except InputError as exc:
+        raise InputError(where, str(exc)) from None
+    return EnsembleConfig(property=prop, seeds=seeds, max_train=max_train, finetune=ft)
+
+
+def train_ensemble(
+    config: EnsembleConfig, out: Path, *, command: str = "", log: Callable[[str], None] = print
+) -> dict[str, Any]:
+    """Train (or resume) the members of ``config`` into ``out/seed<k>``; returns a summary per member."""
+    import torch
+
+    from crystalsearch import datasets
+    from crystalsearch.embed import flush_denormal, select_device
+    from crystalsearch.train.card import hardware_of
+    from crystalsearch.train.finetune import (
+        FinetuneResult,
+        TargetTransform,
+        _train_one,
+        init_graph,
+        init_model,
+        predict_store,
+        property_spec,
+        save_finetuned,
+        with_seed,
+    )
+    from crystalsearch.train.protocol import protocol_split
+
+    spec = property_spec(config.property)
+    ft = config.finetune
+    ds = datasets.load(spec.dataset)
+    split = protocol_split(config.property, dataset=ds).capped(config.max_train)
+    used = split.used
+    local = {int(g): i for i, g in enumerate(used)}
+    train, val, test = (
+        np.array([local[int(g)] for g in split.part(p)], dtype=np.int64) for p in ("train", "val", "test")
+    )
+    y = ds.targets(spec.column)[used]
+    graph = init_graph(ft.init)
+    t0 = time.perf_counter()
+    store = graph.store_for_records([ds.records[int(i)] for i in used])
+    log(f"{config.property}: {len(used):,} graphs ready in {time.perf_counter() - t0:.0f} s "
+        f"({len(train):,} train, {len(val):,} val, {len(split.calib):,} calib, {len(test):,} test)")  # fmt: skip
+    transform = TargetTransform.fit(y[train], log=spec.log)
+    device = select_device(None if ft.device == "auto" else ft.device)
+    threads = torch.get_num_threads()
+    members = []
+    try:
+        if ft.num_threads:
+            torch.set_num_threads(ft.num_threads)
+        for seed in range(ft.seed, ft.seed + config.seeds):
+            folder = out / f"seed{seed}"
+            if (folder / "model.json").is_file():
+                log(f"{config.property} seed {seed}: done before ({folder}), kept")
+                members.append({"seed": seed, "checkpoint": str(folder), "resumed": True})
+                continue
+            cfg = with_seed(ft, seed)
+            start = time.perf_counter()
+            results = {}
+            for lr in ft.lrs:
+                model = init_model(ft.init, seed=seed)
+                rng = np.random.default_rng([seed, 7])
+                with flush_denormal(device):
+                    results[lr] = _train_one(model, store, y, train, val, transform=transform, config=cfg, lr=lr,
+                                             device=device, rng=rng)  # fmt: skip
+            best_lr = min(results, key=lambda lr: results[lr][1])
+            model, val_mae, epochs = results[best_lr]
+            pred = transform.inverse(predict_store(model, store, test, device=device))
+            result = FinetuneResult(
+                property=spec.name, init=ft.init, lr=best_lr, epochs_run=epochs, val_mae=val_mae,
+                test_mae=float(np.mean(np.abs(pred - y[test]))), unit=spec.unit, n_train=len(train),
+                n_val=len(val), n_test=len(test), wall_time_s=time.perf_counter() - start,
+                lr_grid={lr: r[1] for lr, r in results.items()}, model=model.cpu(), transform=transform,
+                test_predictions=pred, test_indices=split.test, graph=graph, hardware=hardware_of(device),
+            )  # fmt: skip
+            extra = protocol_note(split.to_dict())
+            save_finetuned(result, folder, cfg, command=command or None, extra_card=extra,
+                           metadata={"protocol": split.to_dict()})  # fmt: skip
+            members.append({"seed": seed, "checkpoint": str(folder), "epochs_run": epochs, "lr": best_lr,
+                            "val_mae": val_mae, "test_mae": result.test_mae,
+                            "wall_time_s": round(result.wall_time_s, 1)})  # fmt: skip
+            log(f"{config.property} seed {seed}: {epochs} epochs, val MAE {val_mae:.4g}, member test MAE "
+                f"{result.test_mae:.4g} {spec.unit}, {result.wall_time_s / 60:.1f} min -> {folder}")  # fmt: skip
+    finally:
+        torch.set_num_threads(threads)
+    return {"property": config.property, "split": split.to_dict(), "members": members,
+            "config": dataclasses.asdict(config)}  # fmt: skip
+
+
+def protocol_note(split: dict[str, Any]) -> str:
+    """Model-card paragraph on the protocol split a member was trained under."""
+    cap = ""
+    if split["n_train"] < split["n_train_full"]:
+        cap = f" (a seeded subset of the {split['n_train_full']:,}-record train part: CPU-sized run)"
+    grouped = ", polymorphs of one formula kept together" if split["by_formula"] else ""
+    return (
+        f"\nProtocol split (seed {split['seed']}{grouped}): {split['n_train']:,} train{cap} / {split['n_val']:,} "
+        f"val / {split['n_calib']:,} calibration / {split['n_test']:,} test; the test MAE above is this member's "
+        "on the shared test split; the ensemble's is in the ensemble folder's README.md.\n"
+    )

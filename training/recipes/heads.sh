@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Property-head ensembles under the fixed protocol split, then their calibration (issue 14):
+#   bash training/recipes/heads.sh [OUT] [property ...]       (OUT default runs/heads; resumable: rerun it)
+# 1. `crystalsearch train heads` trains 3 seeds per property on the protocol's train part (settings:
+#    crystalsearch/configs/heads.toml, CPU-sized); a finished seed<k>/ is kept on rerun.
+# 2. `crystalsearch evaluate calibration --fit` measures each ensemble on its test split and writes
+#    calibration.json (+ composition.pkl when stacking helps on validation) and README.md into OUT/<property>.
+# 3. Ship: copy OUT/<property> over crystalsearch/models/heads/<property> (see training/results/calibration).
+# Full size (GPU): EXTRA="--set max_train=0 --set epochs=200 --set patience=20" bash training/recipes/heads.sh
+set -euo pipefail
+out=${1:-runs/heads}
+shift || true
+props=("$@")
+if [ ${#props[@]} -eq 0 ]; then
+  props=(melting_temperature thermal_conductivity bulk_modulus shear_modulus formation_energy band_gap)
+fi
+for prop in "${props[@]}"; do
+  # shellcheck disable=SC2086
+  crystalsearch train heads --property "$prop" --out "$out/$prop" ${EXTRA:-}
+done
+for prop in "${props[@]}"; do
+  crystalsearch evaluate calibration --property "$prop" --heads "$out/$prop" --fit --out "$out/calibration/$prop"
+done
