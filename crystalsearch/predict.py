@@ -1,9 +1,14 @@
 """Property prediction with evidence: an ensemble of fine-tuned heads plus the nearest known materials.
 
-Each answer carries the ensemble mean (the value), the ensemble standard deviation over seeds (the
-uncertainty), the 3 nearest indexed materials that have a known value of the property (the
-evidence), and a warning when the query is far from every material with a known value — its best
-similarity is below the 1st percentile of what held-out materials of the training set see.
+Each answer carries the value, the ensemble standard deviation over seeds (``uncertainty``: the spread,
+not an error bar), the 3 nearest indexed materials that have a known value of the property (the
+evidence), and, for heads calibrated under the protocol split (``calibration.json``, see
+:mod:`crystalsearch.conformal`): a split-conformal prediction interval at the requested coverage, and
+an out-of-distribution warning when the members disagree more than on 90% of calibration materials.
+The value is then the calibrated point prediction (the ensemble mean, stacked with a Magpie composition
+model where that helped on validation). Heads without a calibration keep the older behaviour: ensemble
+mean, no interval, and a warning when the nearest material with a known value is less similar than the
+1st percentile seen by held-out training materials.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from crystalsearch.errors import CheckpointError
 if TYPE_CHECKING:
     from pymatgen.core import Structure
 
+    from crystalsearch.conformal import Calibration
     from crystalsearch.graph.settings import GraphSettings
     from crystalsearch.model.cgcnn import PropertyModel
     from crystalsearch.search.catalog import Catalog
@@ -51,6 +57,8 @@ class Prediction:
     nearest_similarity: float | None = None
     warning: str | None = None
     members: tuple[float, ...] = field(default_factory=tuple)
+    interval: tuple[float, float] | None = None  # calibrated prediction interval (units)
+    coverage: float | None = None  # its nominal coverage
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -59,6 +67,8 @@ class Prediction:
             "nearest_similarity": None if self.nearest_similarity is None else round(self.nearest_similarity, 6),
             "in_distribution": self.warning is None, "warning": self.warning,
             "ensemble": [round(m, 6) for m in self.members],
+            "interval": None if self.interval is None else [round(v, 6) for v in self.interval],
+            "coverage": self.coverage,
         }  # fmt: skip
 
 
@@ -89,10 +99,13 @@ class Predictor:
     """An ensemble of fine-tuned property heads (one per seed) for one property."""
 
     def __init__(
-        self, prop: str, members: list[_Member], *, column: str, unit: str, folder: Path, graph: GraphSettings
-    ) -> None:
+        self, prop: str, members: list[_Member], *, column: str, unit: str, folder: Path, graph: GraphSettings,
+        calibration: Calibration | None = None, composition: Any = None,
+    ) -> None:  # fmt: skip
         self.property, self.members, self.column, self.unit, self.folder = prop, members, column, unit, folder
         self.graph = graph  # how the heads' graphs are built (from their checkpoints)
+        self.calibration = calibration  # conformal interval + OOD flag (None: heads from before calibration)
+        self.composition = composition  # Magpie model stacked with the ensemble (None: ensemble alone)
 
     @classmethod
     def load(cls, prop: str, *, folder: str | Path | None = None) -> Predictor:
@@ -123,7 +136,9 @@ class Predictor:
             raise CheckpointError(
                 f"{root}: the heads were trained on graphs built differently ({sorted(map(str, graphs))})"
             )
-        return cls(prop, members, column=spec.column, unit=spec.unit, folder=root, graph=graphs.pop())
+        calibration, composition = _calibration_of(root)
+        return cls(prop, members, column=spec.column, unit=spec.unit, folder=root, graph=graphs.pop(),
+                   calibration=calibration, composition=composition)  # fmt: skip
 
     def predict_values(self, structures: list[Structure]) -> np.ndarray:
         """Ensemble predictions [n_members, n] in the property's units."""
@@ -142,10 +157,32 @@ class Predictor:
                     out[m, start : start + len(t)] = member.transform.inverse(t)
         return out
 
-    def predict(self, queries: list[tuple[str, Structure]], *, catalog: Catalog | None = None) -> list[Prediction]:
-        """Predictions with uncertainty and evidence for ``(label, structure)`` pairs."""
-        values = self.predict_values([s for _, s in queries]) if queries else np.zeros((len(self.members), 0))
-        threshold = self.similarity_threshold(catalog) if catalog is not None else None
+    def point_and_interval(
+        self, structures: list[Structure], values: np.ndarray, *, coverage: float
+    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+        """Point predictions [n], interval bounds [n] (or ``None``) and OOD flags [n] (or ``None``) from the
+        members' ``values`` [m, n]."""
+        cal = self.calibration
+        point = values.mean(axis=0)
+        if cal is None or values.shape[1] == 0:
+            return point, None, None, None
+        if self.composition is not None and cal.weight < 1:
+            from crystalsearch.conformal import magpie_of_structures
+
+            comp = cal.t_inv(self.composition.predict(magpie_of_structures(structures)))
+            point = cal.weight * point + (1 - cal.weight) * comp
+        lo, hi = cal.interval(point, values, coverage)
+        return point, lo, hi, cal.out_of_distribution(values)
+
+    def predict(
+        self, queries: list[tuple[str, Structure]], *, catalog: Catalog | None = None, coverage: float = 0.9
+    ) -> list[Prediction]:
+        """Predictions with uncertainty, interval (calibrated heads) and evidence for ``(label, structure)``."""
+        structures = [s for _, s in queries]
+        values = self.predict_values(structures) if queries else np.zeros((len(self.members), 0))
+        point, lo, hi, ood = self.point_and_interval(structures, values, coverage=coverage)
+        calibrated = self.calibration is not None
+        threshold = self.similarity_threshold(catalog) if catalog is not None and not calibrated else None
         results = []
         for i, (label, structure) in enumerate(queries):
             neighbors: tuple[Neighbor, ...] = ()
@@ -161,11 +198,18 @@ class Predictor:
                         f"far from the training data: nearest material with known {self.property} has "
                         f"similarity {nearest:.3f} < {threshold:.3f} (1st percentile of held-out materials)"
                     )
+            if ood is not None and ood[i]:
+                warning = (
+                    f"out of distribution: the {len(self.members)} heads disagree more than on "
+                    f"{self.calibration.ood_quantile:.0%} of calibration materials"  # type: ignore[union-attr]
+                )
             members = values[:, i]
+            interval = None if lo is None or hi is None else (float(lo[i]), float(hi[i]))
             results.append(Prediction(
-                query=label, property=self.property, value=float(members.mean()), unit=self.unit,
+                query=label, property=self.property, value=float(point[i]), unit=self.unit,
                 uncertainty=float(members.std(ddof=1)) if len(members) > 1 else 0.0, neighbors=neighbors,
                 nearest_similarity=nearest, warning=warning, members=tuple(float(v) for v in members),
+                interval=interval, coverage=coverage if interval is not None else None,
             ))  # fmt: skip
         return results
 
@@ -197,3 +241,20 @@ class Predictor:
         threshold = float(np.percentile(best, 1))
         atomic_write_json(path, {"threshold": threshold, "n_test": len(test), "n_train": len(train_rows)})
         return threshold
+
+
+def _calibration_of(folder: Path) -> tuple[Calibration | None, Any]:
+    """The heads folder's conformal calibration and stacked composition model (``None`` when absent)."""
+    from crystalsearch.conformal import COMPOSITION_MODEL, load_calibration
+
+    try:
+        calibration = load_calibration(folder)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{folder}: unreadable calibration.json ({exc})") from None
+    path = folder / COMPOSITION_MODEL
+    if calibration is None or calibration.weight >= 1 or not path.is_file():
+        return calibration, None
+    import pickle
+
+    with path.open("rb") as fh:
+        return calibration, pickle.load(fh)  # noqa: S301 - the package's own model file

@@ -3,7 +3,8 @@
 When a query is itself in the catalog with a stored value of the property (an indexed id, or a file
 StructureMatcher finds to be an indexed material), the answer says so ("catalog value: ...") and that
 material is not shown as its own evidence. "±" is the spread (sample standard deviation) of the
-predictions of the seed ensemble; every output says so.
+predictions of the seed ensemble; every output says so. Calibrated heads (``calibration.json``) also give a
+prediction interval at ``--coverage`` (split conformal on the protocol's calibration split).
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ EXAMPLES = examples(
 )
 SPREAD = "± is the spread (sample standard deviation) of the predictions of the {n} seed-ensemble members, not a "
 SPREAD += "calibrated error bar"
+INTERVAL = "[lo, hi] is the {c:.0%} prediction interval: split conformal, calibrated on held-out materials (coverage "
+INTERVAL += "measured on the protocol test split: `crystalsearch evaluate calibration`)"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,7 +83,7 @@ def catalog_value(
 
 
 def answer_all(
-    queries: list[str], predictor: Predictor, catalog: Catalog | None
+    queries: list[str], predictor: Predictor, catalog: Catalog | None, *, coverage: float = 0.9
 ) -> list[Answer]:
     """Predictions for every query in input order; unreadable ones become answers with ``error``."""
     from crystalsearch.errors import InputError
@@ -88,7 +91,7 @@ def answer_all(
 
     items = list(read_items(queries))
     good = [(label, s) for label, s in items if not isinstance(s, InputError)]
-    predictions = iter(predictor.predict(good, catalog=catalog))
+    predictions = iter(predictor.predict(good, catalog=catalog, coverage=coverage))
     out = []
     for label, item in items:
         if isinstance(item, InputError):
@@ -110,7 +113,7 @@ def to_dict(answer: Answer, predictor: Predictor) -> dict[str, Any]:
     base: dict[str, Any] = {"query": answer.query, "property": predictor.property, "value": None,
                             "unit": predictor.unit, "uncertainty": None, "neighbors": [], "catalog_value": None,
                             "nearest_similarity": None, "in_distribution": None, "warning": None, "ensemble": [],
-                            "error": answer.error}  # fmt: skip
+                            "interval": None, "coverage": None, "error": answer.error}  # fmt: skip
     p = answer.prediction
     if p is None:
         return base
@@ -121,10 +124,11 @@ def to_dict(answer: Answer, predictor: Predictor) -> dict[str, Any]:
         "neighbors": [{**n.to_dict(), "value": round_value(col, n.value)} for n in p.neighbors],
         "catalog_value": None if cat is None else {**cat, "value": round_value(col, cat["value"])},
         "ensemble": [round_value(col, m) for m in p.members], "error": None,
+        "interval": None if p.interval is None else [round_value(col, v) for v in p.interval],
     }  # fmt: skip
 
 
-def render(answers: list[Answer], predictor: Predictor) -> None:
+def render(answers: list[Answer], predictor: Predictor, *, coverage: float = 0.9) -> None:
     from rich.markup import escape
 
     from crystalsearch.cli.render import Column, print_table, similarity_text
@@ -139,11 +143,16 @@ def render(answers: list[Answer], predictor: Predictor) -> None:
             continue
         shown += 1
         value = f"{r.value:.{digits}f} ± {r.uncertainty:.{digits}f} {unit}"
-        console.print(f"{escape(a.query)}: {r.property} = [bold]{value}[/]", highlight=False)
-        if a.catalog_value is not None:
+        if r.interval is not None and r.coverage is not None:
+            value += f"  ({r.coverage:.0%} interval {r.interval[0]:.{digits}f} to {r.interval[1]:.{digits}f} {unit})"
+        if a.catalog_value is not None:  # the stored value first: the query is a known material
             stored = f"{a.catalog_value['value']:.{digits}f} {unit}"
-            console.print(f"  catalog value: [bold]{stored}[/] ({a.catalog_value['material_id']} is this structure; "
-                          "the prediction is for comparison)", highlight=False)  # fmt: skip
+            console.print(f"{escape(a.query)}: {r.property} catalog value: [bold]{stored}[/] "
+                          f"({a.catalog_value['material_id']} is this structure; the prediction is for comparison)",
+                          highlight=False)  # fmt: skip
+            console.print(f"  predicted: {value}", highlight=False)
+        else:
+            console.print(f"{escape(a.query)}: {r.property} = [bold]{value}[/]", highlight=False)
         if r.warning:
             console.print(f"  [yellow]warning:[/] {escape(r.warning)}", highlight=False)
         if r.neighbors:
@@ -156,6 +165,9 @@ def render(answers: list[Answer], predictor: Predictor) -> None:
             ], title="evidence: nearest other materials with a known value")  # fmt: skip
     if shown:
         console.print(SPREAD.format(n=len(predictor.members)), style="dim", highlight=False)
+        if predictor.calibration is not None:
+            console.print(INTERVAL.format(c=coverage).replace("[lo, hi] is", "the interval is"), style="dim",
+                          highlight=False)  # fmt: skip
 
 
 def _columns() -> set[str]:
@@ -166,15 +178,17 @@ def _columns() -> set[str]:
 
 def table_rows(answers: list[Answer], predictor: Predictor) -> tuple[list[str], list[list[Any]]]:
     """Header and one full row per query (for --csv and for piped output)."""
-    header = ["query", "property", "value", "unit", "uncertainty", "catalog_value", "catalog_material_id",
-              "nearest_similarity", "warning", "error", "neighbor_1", "neighbor_1_value", "neighbor_2",
-              "neighbor_2_value", "neighbor_3", "neighbor_3_value"]  # fmt: skip
+    header = ["query", "property", "value", "unit", "uncertainty", "interval_lo", "interval_hi", "coverage",
+              "catalog_value", "catalog_material_id", "nearest_similarity", "warning", "error", "neighbor_1",
+              "neighbor_1_value", "neighbor_2", "neighbor_2_value", "neighbor_3", "neighbor_3_value"]  # fmt: skip
     rows = []
     for a in answers:
         d = to_dict(a, predictor)
         cat = d["catalog_value"] or {}
-        row = [d["query"], d["property"], d["value"], d["unit"], d["uncertainty"], cat.get("value"),
-               cat.get("material_id"), d["nearest_similarity"], d["warning"] or "", d["error"] or ""]  # fmt: skip
+        lo, hi = d["interval"] or (None, None)
+        row = [d["query"], d["property"], d["value"], d["unit"], d["uncertainty"], lo, hi, d["coverage"],
+               cat.get("value"), cat.get("material_id"), d["nearest_similarity"], d["warning"] or "",
+               d["error"] or ""]  # fmt: skip
         for n in d["neighbors"]:
             row += [n["material_id"], n["value"]]
         rows.append(row + [""] * (len(header) - len(row)))
@@ -202,6 +216,8 @@ def predict(
     index: str = typer.Option("default", "--index", help="Index of the evidence materials and catalog values."),
     heads: Path | None = typer.Option(None, "--heads", help="Folder of fine-tuned heads (seed*/ sub-folders)."),
     no_evidence: bool = typer.Option(False, "--no-evidence", help="Skip the evidence and catalog values."),
+    coverage: float = typer.Option(0.9, "--coverage", min=0.01, max=0.99, help="Coverage of the prediction "
+                                   "interval (calibrated heads; split conformal)."),  # fmt: skip
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object (schema: docs/cli.md)."),
     csv_out: Path | None = typer.Option(None, "--csv", metavar="FILE", help="Also write a CSV file."),
 ) -> None:
@@ -219,7 +235,7 @@ def predict(
 
         catalog = Catalog.open(index, progress=not json_out)
     try:
-        answers = answer_all(queries, predictor, catalog)
+        answers = answer_all(queries, predictor, catalog, coverage=coverage)
     finally:
         if catalog is not None:
             catalog.close()
@@ -227,13 +243,17 @@ def predict(
         if a.error:
             print_error(a.error)
     if json_out:
-        units = {"value": predictor.unit, "uncertainty": predictor.unit, "similarity": FIELD_UNITS["similarity"]}
+        units = {"value": predictor.unit, "uncertainty": predictor.unit, "interval": predictor.unit,
+                 "similarity": FIELD_UNITS["similarity"]}  # fmt: skip
+        calibrated = predictor.calibration is not None
         meta = {"property": predictor.property, "column": predictor.column, "ensemble_size": len(predictor.members),
                 "uncertainty": SPREAD.format(n=len(predictor.members)).replace("± is", "uncertainty is"),
-                "heads": str(predictor.folder)}  # fmt: skip
+                "interval": INTERVAL.format(c=coverage).replace("[lo, hi] is", "interval is") if calibrated else
+                "null: these heads have no calibration (calibration.json)",
+                "coverage": coverage if calibrated else None, "heads": str(predictor.folder)}  # fmt: skip
         print_json(response("predict", [to_dict(a, predictor) for a in answers], units=units, **meta))
     elif console.is_terminal:
-        render(answers, predictor)
+        render(answers, predictor, coverage=coverage)
     else:
         from crystalsearch.cli.render import write_tsv
 

@@ -1,0 +1,144 @@
+"""Calibrated prediction intervals and the out-of-distribution flag of a head ensemble (split conformal).
+
+A head folder (``crystalsearch/models/heads/<property>/``) may hold ``calibration.json``, written by
+``crystalsearch evaluate calibration --fit`` from the protocol's calibration split
+(:mod:`crystalsearch.train.protocol`), which no ensemble member trained or stopped on:
+
+- the point prediction is ``w * (ensemble mean) + (1 - w) * (composition model)``, ``w`` fitted on the
+  validation split (``w = 1`` and no composition model: the ensemble mean alone);
+- nonconformity score ``|t(y) - t(ŷ)| / (σ + β)`` in the head's target space ``t`` (log for moduli and
+  thermal conductivity, identity otherwise), ``σ`` the members' standard deviation in that space and ``β``
+  the median ``σ`` on the calibration split (``score = "absolute"``: ``|t(y) - t(ŷ)|``);
+- the interval for coverage ``c`` is ``t⁻¹(t(ŷ) ± q (σ + β))`` with ``q`` the ``⌈(n + 1) c⌉``-th smallest
+  calibration score (split-conformal: marginal coverage at least ``c`` for exchangeable data);
+- the OOD flag fires when ``σ`` exceeds its ``ood_quantile`` quantile on the calibration split.
+
+Importing this module is cheap (numpy only).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FILE = "calibration.json"
+COMPOSITION_MODEL = "composition.pkl"
+SCORES = ("normalised", "absolute")
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """What ``calibration.json`` holds (see the module docstring)."""
+
+    property: str
+    log: bool
+    score: str
+    beta: float
+    scores: tuple[float, ...]  # sorted calibration nonconformity scores
+    weight: float = 1.0  # of the ensemble mean in the point prediction
+    ood: str = "spread"
+    ood_quantile: float = 0.9
+    ood_threshold: float = math.inf
+    split: dict[str, Any] = field(default_factory=dict)
+    measured: dict[str, Any] = field(default_factory=dict)  # test-split numbers at fit time (model card)
+
+    def __post_init__(self) -> None:
+        if self.score not in SCORES:
+            raise ValueError(f"score must be one of {SCORES}, got {self.score!r}")
+
+    def t(self, y: np.ndarray) -> np.ndarray:
+        """Into the target space the scores live in."""
+        y = np.asarray(y, dtype=np.float64)
+        return np.log(np.maximum(y, 1e-12)) if self.log else y
+
+    def t_inv(self, t: np.ndarray) -> np.ndarray:
+        return np.exp(t) if self.log else np.asarray(t, dtype=np.float64)
+
+    def spread(self, members: np.ndarray) -> np.ndarray:
+        """σ: members' standard deviation in target space (``members`` [m, n], in units)."""
+        tm = self.t(members)
+        return tm.std(axis=0, ddof=1) if tm.shape[0] > 1 else np.zeros(tm.shape[1])
+
+    def scale(self, members: np.ndarray) -> np.ndarray:
+        return self.spread(members) + self.beta if self.score == "normalised" else np.ones(members.shape[1])
+
+    def quantile(self, coverage: float) -> float:
+        """The conformal score quantile for ``coverage`` (``inf`` when the calibration set is too small)."""
+        if not 0 < coverage < 1:
+            raise ValueError(f"coverage must be between 0 and 1, got {coverage}")
+        n = len(self.scores)
+        k = math.ceil((n + 1) * coverage)
+        return math.inf if k > n else float(self.scores[k - 1])
+
+    def interval(self, point: np.ndarray, members: np.ndarray, coverage: float) -> tuple[np.ndarray, np.ndarray]:
+        """Lower and upper bounds (units) for point predictions ``point`` [n] with members [m, n]."""
+        half = self.quantile(coverage) * self.scale(members)
+        centre = self.t(point)
+        return self.t_inv(centre - half), self.t_inv(centre + half)
+
+    def out_of_distribution(self, members: np.ndarray) -> np.ndarray:
+        """Boolean [n]: the members disagree more than on ``1 - ood_quantile`` of calibration materials."""
+        return self.spread(members) > self.ood_threshold
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["scores"] = [round(float(s), 6) for s in self.scores]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Calibration:
+        return cls(**{**d, "scores": tuple(float(s) for s in d["scores"])})
+
+    @classmethod
+    def fit(cls, *, prop: str, log: bool, score: str, point: np.ndarray, members: np.ndarray, y: np.ndarray,
+            weight: float = 1.0, ood_quantile: float = 0.9,
+            split: dict[str, Any] | None = None) -> Calibration:  # fmt: skip
+        """Calibrate on the calibration split: ``point`` [n], ``members`` [m, n], labels ``y`` [n]."""
+        probe = cls(prop, log, score, 0.0, ())
+        sigma = probe.spread(members)
+        beta = float(np.median(sigma)) + 1e-9
+        probe = cls(prop, log, score, beta, ())
+        scores = np.abs(probe.t(y) - probe.t(point)) / probe.scale(members)
+        threshold = float(np.quantile(sigma, ood_quantile))
+        return cls(prop, log, score, beta, tuple(float(s) for s in np.sort(scores)), weight=weight,
+                   ood_quantile=ood_quantile, ood_threshold=threshold, split=dict(split or {}))  # fmt: skip
+
+
+def magpie_of_structures(structures: list[Any]) -> np.ndarray:
+    """Magpie features of structures (NaN where matminer fails; the composition model accepts NaN)."""
+    import warnings
+
+    from matminer.featurizers.composition import ElementProperty
+
+    ep = ElementProperty.from_preset("magpie")
+    rows: list[np.ndarray | None] = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for s in structures:
+            try:
+                rows.append(np.asarray(ep.featurize(s.composition), dtype=np.float64))
+            except (ValueError, KeyError, TypeError, AttributeError):
+                rows.append(None)
+    width = max((len(r) for r in rows if r is not None), default=0)
+    return np.stack([r if r is not None else np.full(width, np.nan) for r in rows])
+
+
+def load_calibration(folder: str | Path) -> Calibration | None:
+    """The calibration of a head folder, or ``None`` (heads trained before calibration existed)."""
+    path = Path(folder) / FILE
+    if not path.is_file():
+        return None
+    return Calibration.from_dict(json.loads(path.read_text()))
+
+
+def save_calibration(folder: str | Path, calibration: Calibration) -> Path:
+    from crystalsearch.atomic import atomic_write_json
+
+    path = Path(folder) / FILE
+    atomic_write_json(path, calibration.to_dict())
+    return path
