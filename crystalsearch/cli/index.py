@@ -8,6 +8,7 @@ with a one-line error (the other structures are still added; exit code 2).
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -117,8 +118,8 @@ def build(
     encoder: str = typer.Option("default", "--encoder", help="default, a model installed by `crystalsearch train`, "
                                 "a checkpoint folder, or random[:SEED]."),  # fmt: skip
     out: Path | None = typer.Option(None, "--out", help="Index folder (default: the default index in the cache)."),
-    faiss_factory: str = typer.Option("Flat", "--faiss-factory", help="FAISS factory: Flat (exact), HNSW32, "
-                                      "IVF1024,Flat..."),  # fmt: skip
+    faiss_factory: str = typer.Option("auto", "--faiss-factory", help="FAISS factory: auto (exact Flat up to "
+                                      "50,000 materials, IVF above), Flat, HNSW32, IVF1024,Flat..."),  # fmt: skip
     ids: list[str] = typer.Option([], "--id", help="Name the structures of PATHS, in order (repeat once per "
                                   "structure; default: file stems)."),  # fmt: skip
     from_mp: bool = typer.Option(False, "--from-mp", help="Download from the Materials Project (needs mp-api, "
@@ -127,14 +128,19 @@ def build(
     mp_chemsys: str | None = typer.Option(None, "--mp-chemsys", help="With --from-mp: a chemical system (Li-Fe-O)."),
     mp_limit: int | None = typer.Option(None, "--mp-limit", min=1, help="With --from-mp: at most this many materials."),
     no_resume: bool = typer.Option(False, "--no-resume", help="Start over instead of resuming an interrupted build."),
+    chunk_size: int = typer.Option(1024, "--chunk-size", min=1, help="Structures per resumable chunk (the unit "
+                                   "of work of a rank under torchrun)."),  # fmt: skip
     json_out: bool = typer.Option(False, "--json", help="Print the manifest as JSON."),
 ) -> None:
-    """Embed structures and write a FAISS index + SQLite metadata + manifest.json (resumable, atomic)."""
+    """Embed structures and write a FAISS index + SQLite metadata + manifest.json (resumable, atomic). Under
+    `torchrun --nproc_per_node N -m crystalsearch index build ...` the N processes share the embedding and
+    rank 0 writes the index (and the output)."""
     from crystalsearch.cli import encoders
     from crystalsearch.io import ReadReport, read_structures
     from crystalsearch.search.build import build_index
     from crystalsearch.search.defaults import cache_index_dir
     from crystalsearch.search.entries import Entry, entries_from_datasets, entries_from_structures
+    from crystalsearch.train.distributed import launched_world_size
 
     default_target = not paths and dataset in (None, "all") and not from_mp
     if out is None and not default_target:
@@ -159,14 +165,26 @@ def build(
         download = fetch_mp_entries(MPQuery(elements=elements, chemsys=mp_chemsys, limit=mp_limit))
         entries += download.entries
         n_skipped_mp = download.skipped_disordered
-    for err in report.failed:
+    main = os.environ.get("RANK", "0") == "0"
+    for err in report.failed if main else ():
         print_error(str(err))
     target = out if out is not None else cache_index_dir(enc.hash)
-    manifest = build_index(entries, encoder=enc, out=target, faiss_factory=faiss_factory, resume=not no_resume)
+    shards: list[dict[str, Any]] = []
+    if launched_world_size() > 1:
+        from crystalsearch.search.shard import build_sharded
+
+        sharded = build_sharded(entries, encoder=enc, out=target, faiss_factory=faiss_factory, resume=not no_resume,
+                                chunk_size=chunk_size, progress=not json_out)  # fmt: skip
+        if sharded.manifest is None:
+            raise typer.Exit(report.exit_code)  # only rank 0 reports
+        manifest, shards = sharded.manifest, [s.__dict__ for s in sharded.shards]
+    else:
+        manifest = build_index(entries, encoder=enc, out=target, faiss_factory=faiss_factory, resume=not no_resume,
+                               chunk_size=chunk_size)  # fmt: skip
     seconds = time.perf_counter() - t0
     if json_out:
         print_json({"path": str(target), "seconds": round(seconds, 2), "failed": [str(e) for e in report.failed],
-                    **manifest.to_dict()}, command="index build")  # fmt: skip
+                    **({"ranks": shards} if shards else {}), **manifest.to_dict()}, command="index build")  # fmt: skip
     else:
         rows = {"index": target, "materials": f"{manifest.count:,}",
                 "encoder": f"{manifest.encoder.name} ({manifest.encoder.hash})", "faiss": manifest.faiss_factory,
@@ -177,6 +195,9 @@ def build(
             rows["skipped (disordered)"] = n_skipped_mp
         if report.failed:
             rows["failed inputs"] = len(report.failed)
+        if shards:
+            rows["ranks"] = ", ".join(f"{s['rank']}: {s['embedded']} chunks embedded, {s['reused']} reused"
+                                      for s in shards)  # fmt: skip
         _summary_table("index built", rows)
     raise typer.Exit(report.exit_code)
 

@@ -94,7 +94,32 @@ def _bar(progress: Progress, total: int, description: str) -> Iterator[Callable[
         yield lambda n: bar.advance(task, n)
 
 
-def _load_chunk(path: Path, n: int, dim: int) -> dict[str, np.ndarray] | None:
+def partial_dir(out: Path) -> Path:
+    """``<out>.partial``: the plan and the finished chunks of a build of ``out`` (see module doc)."""
+    return out.with_name(out.name + ".partial")
+
+
+def chunk_path(work: Path, i: int) -> Path:
+    return work / f"chunk_{i:05d}.npz"
+
+
+def build_plan(entries: Sequence[Entry], encoder: Encoder, chunk_size: int) -> dict[str, Any]:
+    """What pins a build: entry fingerprint, encoder hash, chunk size, count (finished chunks are reused only
+    under the same plan)."""
+    return {"fingerprint": fingerprint(entries), "encoder": encoder.hash, "chunk_size": chunk_size, "n": len(entries)}
+
+
+def prepare(work: Path, plan: dict[str, Any], *, resume: bool) -> None:
+    """Under ``work``'s exclusive lock: drop what another plan (or ``resume=False``) left, pin ``plan``."""
+    if not resume or _read_json(work / PLAN) != plan:
+        for stale in work.iterdir():
+            if stale.name != ".lock":
+                shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+    atomic_write_bytes(work / PLAN, json.dumps(plan).encode())
+
+
+def load_chunk(path: Path, n: int, dim: int) -> dict[str, np.ndarray] | None:
+    """A finished chunk of ``n`` entries, or None (absent, torn or of another shape)."""
     try:
         with np.load(path) as data:
             chunk = {k: data[k] for k in ("embeddings", "structure", "spacegroup", "prototype", "n")}
@@ -140,15 +165,11 @@ def build_index(
     if not entries:
         raise CrystalSearchError("nothing to index: no structures given")
     out = Path(out)
-    work = out.with_name(out.name + ".partial")
-    plan = {"fingerprint": fingerprint(entries), "encoder": encoder.hash, "chunk_size": chunk_size, "n": len(entries)}
+    work = partial_dir(out)
+    plan = build_plan(entries, encoder, chunk_size)
     work.mkdir(parents=True, exist_ok=True)
     with locked(work, exclusive=True, timeout=0.0):
-        if not resume or _read_json(work / PLAN) != plan:
-            for stale in work.iterdir():
-                if stale.name != ".lock":
-                    shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
-        atomic_write_bytes(work / PLAN, json.dumps(plan).encode())
+        prepare(work, plan, resume=resume)
         starts = list(range(0, len(entries), chunk_size))
         parts = [entries[start : start + chunk_size] for start in starts]
         staging = work / "staging"
@@ -159,15 +180,14 @@ def build_index(
 
         def done(i: int, chunk: dict[str, np.ndarray], *, save: bool = True) -> None:
             if save:
-                _save_npz(work / f"chunk_{i:05d}.npz", chunk)
+                save_chunk(chunk_path(work, i), chunk)
             chunks[i] = chunk
             rows.put(starts[i], parts[i], chunk["spacegroup"], chunk["prototype"])
 
         try:
             with _bar(progress, len(entries), f"embedding {len(entries):,} crystals") as advance:
                 for i, part in enumerate(parts):
-                    path = work / f"chunk_{i:05d}.npz"
-                    found = _load_chunk(path, len(part), encoder.dim) if path.exists() else None
+                    found = load_chunk(chunk_path(work, i), len(part), encoder.dim)
                     if found is not None:
                         done(i, found, save=False)
                         advance(len(part))
@@ -209,7 +229,7 @@ def build_index(
     return manifest
 
 
-def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+def save_chunk(path: Path, arrays: dict[str, np.ndarray]) -> None:
     from crystalsearch.graph.store import atomic_write_npz
 
     atomic_write_npz(path, **arrays)

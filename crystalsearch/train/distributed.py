@@ -24,12 +24,18 @@ class DistInfo:
         return self.world_size > 1
 
 
-def init_distributed(device: torch.device) -> DistInfo:
+def launched_world_size() -> int:
+    """Processes ``torchrun`` started for this job (its ``WORLD_SIZE``; 1 when not launched by it)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def init_distributed(device: torch.device, *, timeout_s: float | None = None) -> DistInfo:
     """Initialise the process group when launched by ``torchrun`` (WORLD_SIZE > 1).
 
-    NCCL on CUDA, gloo on CPU. Returns rank 0 of 1 when not distributed.
+    NCCL on CUDA, gloo on CPU; ``timeout_s``: how long a collective may wait for the slowest rank (torch's
+    default when None). Returns rank 0 of 1 when not distributed.
     """
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    world = launched_world_size()
     if world <= 1:
         return DistInfo(rank=0, world_size=1, local_rank=0, device=device)
     import torch.distributed as dist
@@ -37,7 +43,12 @@ def init_distributed(device: torch.device) -> DistInfo:
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
-        dist.init_process_group(backend=backend)
+        if timeout_s is None:
+            dist.init_process_group(backend=backend)
+        else:
+            from datetime import timedelta
+
+            dist.init_process_group(backend=backend, timeout=timedelta(seconds=timeout_s))
     if device.type == "cuda":
         torch.cuda.set_device(local_rank)
         device = torch.device("cuda", local_rank)
