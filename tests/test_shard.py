@@ -127,3 +127,60 @@ def test_torchrun_two_processes_build_the_one_process_index(
     assert ranks == [(0, 4, 4, 0), (1, 3, 2, 1)]
     assert not work.exists()
     assert_same_index(out, reference)
+
+
+def descendants(pid: int) -> list[int]:
+    """Process ids below ``pid`` (torchrun starts its workers in sessions of their own)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children = [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+        for child in children:
+            found += [child, *descendants(child)]
+    return found
+
+
+@pytest.mark.slow
+def test_sigkilled_torchrun_build_resumes_from_every_ranks_chunks(tmp_path: Path, reference: Path) -> None:
+    """Both ranks and torchrun killed with SIGKILL mid-build; the next run reuses every finished chunk (of either
+    rank) and gives the one-process index."""
+    import signal
+    import time
+
+    script = tmp_path / "build.py"
+    script.write_text(
+        "import json, sys, time\n"
+        "from pathlib import Path\n"
+        "from crystalsearch.embed import Encoder\n"
+        "from crystalsearch.search.entries import entries_from_datasets\n"
+        "from crystalsearch.search.shard import build_sharded\n"
+        f"r = build_sharded(entries_from_datasets({DATASET!r}), encoder=Encoder.random(seed=0), out=Path(sys.argv[1]),"
+        f" progress=lambda n: time.sleep(float(sys.argv[2])), chunk_size={CHUNK})\n"
+        "if r.manifest is not None:\n"
+        "    print(json.dumps([[s.rank, s.embedded, s.reused] for s in r.shards]))\n"
+    )
+    out, work = tmp_path / "index", tmp_path / "index.partial"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone", str(script),
+           str(out)]  # fmt: skip
+    proc = subprocess.Popen([*cmd, "2.0"], env=env, cwd=tmp_path)  # rank 0 sleeps 2 s a chunk, rank 1 does not
+    deadline = time.monotonic() + 240
+    while len(list(work.glob("chunk_*.npz"))) < 4 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    for pid in [*descendants(proc.pid), proc.pid]:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    proc.wait()
+    time.sleep(0.5)
+    done = sorted(int(p.stem.split("_")[1]) for p in work.glob("chunk_*.npz"))
+    assert len(done) >= 4 and len(done) < 7 and not out.exists(), done
+    rerun = subprocess.run([*cmd, "0"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    shards = json.loads(rerun.stdout.strip().splitlines()[-1])
+    reused = {r: sum(1 for i in done if i % 2 == r) for r in (0, 1)}
+    assert shards == [[0, 4 - reused[0], reused[0]], [1, 3 - reused[1], reused[1]]]
+    assert_same_index(out, reference)
