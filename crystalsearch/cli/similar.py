@@ -155,7 +155,7 @@ def similar(
     ),
     weight: float | None = typer.Option(
         None, "--weight", min=0.0, max=1.0,
-        help="Structure share of the score, 0..1 (default: 0.6 for both, 1 for structure, 0 for chemistry).",
+        help="Structure share of the score, 0..1 (default: 0.5 for both, 1 for structure, 0 for chemistry).",
     ),
     prototype: str | None = typer.Option(
         None, "--prototype", metavar="LABEL",
