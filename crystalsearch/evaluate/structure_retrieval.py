@@ -108,6 +108,7 @@ class _Meta:
     formula: list[str]
     spacegroup: np.ndarray
     nsites: np.ndarray
+    prototype: list[str] = field(default_factory=list)
     row_of: dict[str, int] = field(default_factory=dict)
 
 
@@ -120,6 +121,7 @@ def _meta(catalog: Catalog) -> _Meta:
         formula=[rows[i].reduced_formula for i in range(len(catalog))],
         spacegroup=np.array([rows[i].spacegroup_number for i in range(len(catalog))]),
         nsites=np.array([rows[i].nsites for i in range(len(catalog))]),
+        prototype=[rows[i].prototype or "" for i in range(len(catalog))],
     )
     meta.row_of = {m: i for i, m in enumerate(ids)}
     return meta
@@ -159,6 +161,8 @@ class StructureEvalReport:
     subset_size: int
     polytypes: dict[str, float]
     polytype_queries: int
+    classic_polytypes: dict[str, float]
+    classic_queries: list[str]
     textbook: list[dict[str, Any]]
     verdicts_computed: int
     seconds: float
@@ -213,12 +217,16 @@ def evaluate_structure_retrieval(
     progress("polytypes")
     poly_queries = _polytype_queries(meta, config)
     polytypes = {mode: _polytype_score(catalog, meta, poly_queries, mode, config, same) for mode in config.modes}
+    classic = _classic_queries(meta)
+    classic_scores = {mode: _polytype_score(catalog, meta, classic, mode, config, same) for mode in config.modes}
     # 4. textbook structures built from scratch
     progress("textbook structures")
     textbook = _textbook(catalog, verdicts, config)
     return StructureEvalReport(
         config=config, index_size=len(catalog), encoder=catalog.manifest.encoder.hash, full=full, subset=subset,
-        subset_size=int(sub_rows.size), polytypes=polytypes, polytype_queries=len(poly_queries), textbook=textbook,
+        subset_size=int(sub_rows.size), polytypes=polytypes, polytype_queries=len(poly_queries),
+        classic_polytypes=classic_scores, classic_queries=[f"{meta.ids[q]} {meta.formula[q]}" for q in classic],
+        textbook=textbook,
         verdicts_computed=verdicts.computed, seconds=round(time.perf_counter() - start, 1),
     )  # fmt: skip
 
@@ -321,6 +329,25 @@ def _polytype_queries(meta: _Meta, config: StructureEvalConfig) -> list[int]:
     rng = np.random.default_rng(config.seed + 2)
     chosen = rng.choice(len(eligible), size=min(config.polytype_queries, len(eligible)), replace=False)
     return sorted(eligible[i] for i in chosen)
+
+
+# Textbook polytype pairs, by prototype label: zincblende/wurtzite, diamond/lonsdaleite, rutile/anatase.
+CLASSIC_PAIRS = (
+    ("AB_cF8_216_-43m_-43m", "AB_hP4_186_3m._3m."),
+    ("A_cF8_227_-43m", "A_hP4_194_3m."),
+    ("AB2_tP6_136_m.mm_m.2m", "AB2_tI12_141_-4m2_2mm."),
+)
+
+
+def _classic_queries(meta: _Meta) -> list[int]:
+    """Every material of a formula that exists in both structure types of a textbook polytype pair."""
+    out: list[int] = []
+    for a, b in CLASSIC_PAIRS:
+        fa = {meta.formula[i] for i, p in enumerate(meta.prototype) if p == a}
+        fb = {meta.formula[i] for i, p in enumerate(meta.prototype) if p == b}
+        both = fa & fb
+        out += [i for i, p in enumerate(meta.prototype) if p in (a, b) and meta.formula[i] in both]
+    return sorted(set(out))
 
 
 def _polytype_score(
