@@ -16,7 +16,11 @@ Fast by construction, each step only on what the previous one left:
    space group (the index's ``spacegroup_number`` column, computed with the same spglib tolerance; other
    tolerances recompute the catalog side);
 2. the survivors ranked by embedding similarity (cosine of the index's vectors), same prototype label first;
-3. StructureMatcher on at most ``max_pairs`` of them, in that order.
+3. StructureMatcher on at most ``max_pairs`` of them, in that order; if none matches, the same with the
+   query's space group at looser tolerances (``noise_symprec``, below).
+
+Inputs are reduced once each (Niggli, then primitive; spglib's primitive cell when pymatgen's primitive
+search is defeated by noise) and compared with ``skip_structure_reduction``.
 
 The best match is the matching entry with the smallest RMS displacement; other matching entries are
 listed too (the catalog itself holds duplicates then). The RMS displacement is pymatgen's (normalised
@@ -56,10 +60,9 @@ class MatchCriterion:
     0.1 Å (every site moved by 0.03 Å: 188 of 300 MP structures, benchmark notes); when nothing matches in
     the space group found at ``symprec``, the query's space groups halfway to and at ``noise_symprec`` are
     tried in turn (187 of those 188 recover their own at 0.15 Å, all at 0.2 Å; the catalog side keeps
-    ``symprec``). A
-    distorted polymorph is merged with its parent only if it is absent from the catalog and its distortion
-    is below ``noise_symprec`` (BaTiO3's P4mm, R3m and Amm2 stay apart up to 0.2 Å). ``None``: the Materials
-    Project's criterion to the letter.
+    ``symprec``). A distorted polymorph is merged with its parent only if it is absent from the catalog and
+    its distortion is below ``noise_symprec`` (BaTiO3's P4mm, R3m and Amm2 stay apart up to 0.2 Å).
+    ``None``: the Materials Project's criterion to the letter.
     """
 
     symprec: float = 0.1
