@@ -19,7 +19,7 @@ from crystalsearch.errors import CrystalSearchError, IndexFileError
 if TYPE_CHECKING:
     import faiss
 
-__all__ = ["VectorIndex", "make_index", "normalise", "recall_at_k"]
+__all__ = ["VectorIndex", "exact_top_k", "make_index", "normalise", "recall_at_k"]
 
 HNSW_EF_SEARCH = 128
 IVF_NPROBE = 16
@@ -79,9 +79,25 @@ def recall_at_k(index: faiss.Index, vectors: np.ndarray, *, k: int = 10, n_queri
     k = min(k, n)
     rng = np.random.default_rng(seed)
     q = vectors[rng.choice(n, size=min(n_queries, n), replace=False)]
-    exact = np.argsort(-(q @ vectors.T), axis=1, kind="stable")[:, :k]
+    exact = exact_top_k(q, vectors, k)
     _, approx = index.search(q, k)
     return float(np.mean([len(set(a) & set(e)) / k for a, e in zip(approx, exact)]))
+
+
+def exact_top_k(q: np.ndarray, vectors: np.ndarray, k: int, *, block: int = 65_536) -> np.ndarray:
+    """Rows of the exact top ``k`` inner products of each query (ties by row), in one pass over ``vectors`` by
+    blocks: memory ``len(q) x block`` scores, not ``len(q) x len(vectors)`` (20 GB for 1,000 x 5M)."""
+    best_s = np.full((len(q), 0), -np.inf, dtype=np.float32)
+    best_i = np.zeros((len(q), 0), dtype=np.int64)
+    for start in range(0, len(vectors), block):
+        scores = q @ vectors[start : start + block].T
+        top = np.argpartition(-scores, k - 1, axis=1)[:, :k] if scores.shape[1] > k else None
+        cand_s = np.hstack([best_s, scores if top is None else np.take_along_axis(scores, top, 1)])
+        rows = np.broadcast_to(np.arange(scores.shape[1]), scores.shape) if top is None else top
+        cand_i = np.hstack([best_i, rows + start])
+        keep = np.lexsort((cand_i, -cand_s), axis=1)[:, :k]
+        best_s, best_i = np.take_along_axis(cand_s, keep, 1), np.take_along_axis(cand_i, keep, 1)
+    return best_i
 
 
 class VectorIndex:
