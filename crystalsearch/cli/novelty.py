@@ -89,6 +89,13 @@ def novelty(
         "files already checked (same name and content, same index and tolerances).",
     ),
     symprec: float = typer.Option(0.1, "--symprec", min=1e-5, help="spglib tolerance (Å) of the space-group check."),
+    noise_symprec: float = typer.Option(
+        0.2,
+        "--noise-symprec",
+        min=0.0,
+        help="When nothing matches in the space group found at --symprec, also "
+        "try the candidate's space group at this looser tolerance (sites moved by noise; 0: off, MP to the letter).",
+    ),
     ltol: float = typer.Option(0.2, "--ltol", min=0.0, help="StructureMatcher fractional length tolerance."),
     stol: float = typer.Option(0.3, "--stol", min=0.0, help="StructureMatcher site tolerance ((V/n)^1/3 units)."),
     angle_tol: float = typer.Option(5.0, "--angle-tol", min=0.0, help="StructureMatcher angle tolerance (°)."),
@@ -119,7 +126,8 @@ def novelty(
     from crystalsearch.search.results import response
 
     workers = workers or min(4, os.cpu_count() or 1)
-    criterion = MatchCriterion(symprec=symprec, ltol=ltol, stol=stol, angle_tol=angle_tol, max_pairs=max_pairs)
+    criterion = MatchCriterion(symprec=symprec, ltol=ltol, stol=stol, angle_tol=angle_tol, max_pairs=max_pairs,
+                               noise_symprec=noise_symprec or None)  # fmt: skip
     show_progress = sys.stderr.isatty() and not json_out
     report = check_novelty(candidates, index=index, criterion=criterion, workers=workers, journal=journal,
                            progress=show_progress)  # fmt: skip
