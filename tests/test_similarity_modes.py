@@ -73,7 +73,7 @@ def test_rank_matches_a_manual_reference() -> None:
     vectors = np.hstack([h, s]).astype(np.float32)
     ranking = Ranking(0.7, 4, 3)
     same = np.array([2, 5])
-    got = rank(vectors, ranking, h[0], s[0], np.array([1, 2, 3, 4]), same_prototype=same, k=6)
+    got = rank(lambda ids: vectors[ids], ranking, h[0], s[0], np.array([1, 2, 3, 4]), same_prototype=same, k=6)
     assert [x.row for x in got] == sorted({1, 2, 3, 4, 5}, key=lambda r: -got[[x.row for x in got].index(r)].score)
     for x in got:  # every score by hand: w * ((1 - b) cos_s + b [same]) + (1 - w) cos_h
         struct = (1 - PROTOTYPE_SHARE) * float(s[x.row] @ s[0]) + PROTOTYPE_SHARE * (x.row in same)

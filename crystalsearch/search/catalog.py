@@ -315,7 +315,7 @@ class Catalog:
             same = same[(same < len(self)) & (same != (-1 if item.row is None else item.row))]
             if allowed is not None:
                 same = same[np.isin(same, allowed)]
-        return rank(self.vectors.vectors(), ranking, h, s, candidates, same_prototype=same, k=k)
+        return rank(self.vectors.rows, ranking, h, s, candidates, same_prototype=same, k=k)
 
     def allowed_rows(self, filters: Filters) -> np.ndarray:
         """Sorted rows of this index passing ``filters`` (evaluated in SQL, cached per filter)."""

@@ -107,6 +107,7 @@ class VectorIndex:
         self.index = index
         self.path = path
         self._vectors: np.ndarray | None = None
+        self._direct_map = False
 
     @classmethod
     def read(cls, path: Path) -> VectorIndex:
@@ -163,7 +164,23 @@ class VectorIndex:
         return self._vectors
 
     def vector(self, row: int) -> np.ndarray:
-        return np.asarray(self.vectors()[row], dtype=np.float32)
+        return self.rows(np.array([row], dtype=np.int64))[0]
+
+    def rows(self, ids: np.ndarray) -> np.ndarray:
+        """The stored vectors of rows ``ids`` [len(ids), dim]; for non-flat indexes only those rows are
+        decoded (a cold query need not reconstruct the whole index)."""
+        import faiss
+
+        ids = np.asarray(ids, dtype=np.int64)
+        if self._vectors is not None or isinstance(self.index, faiss.IndexFlat):
+            return np.asarray(self.vectors()[ids], dtype=np.float32)
+        ivf = _ivf(self.index)
+        if ivf is not None and not self._direct_map:
+            ivf.make_direct_map()
+            self._direct_map = True
+        if ids.size == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.asarray(self.index.reconstruct_batch(ids), dtype=np.float32)
 
     def add(self, vectors: np.ndarray) -> None:
         self.index.add(np.ascontiguousarray(vectors, dtype=np.float32))
@@ -210,7 +227,7 @@ class VectorIndex:
             return np.zeros(0, np.float32), np.zeros(0, np.int64)
         q = np.asarray(q, dtype=np.float32).reshape(-1)
         few = allowed.size < self.ntotal // 4  # gathering few rows is cheaper than scoring all
-        scores = self.vectors()[allowed] @ q if few else (self.vectors() @ q)[allowed]
+        scores = self.rows(allowed) @ q if few else (self.vectors() @ q)[allowed]
         return top_k(scores, allowed, k)
 
 

@@ -18,6 +18,7 @@ bonus can be missed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -68,7 +69,7 @@ class Scored:
 
 
 def rank(
-    vectors: np.ndarray,
+    vectors: Callable[[np.ndarray], np.ndarray],
     ranking: Ranking,
     h: np.ndarray,
     s: np.ndarray | None,
@@ -78,11 +79,12 @@ def rank(
     k: int,
 ) -> list[Scored]:
     """Exact scores of the ``candidates`` and ``same_prototype`` rows (row id arrays), best ``k`` first
-    (ties by row), from the query's parts ``h`` and ``s`` and the index's ``[h | s]`` ``vectors``."""
+    (ties by row), from the query's parts ``h`` and ``s`` and the index's ``[h | s]`` rows (``vectors(ids)``
+    returns them, e.g. ``VectorIndex.rows``)."""
     rows = np.union1d(np.asarray(candidates, dtype=np.int64), np.asarray(same_prototype, dtype=np.int64))
     if rows.size == 0:
         return []
-    block = vectors[rows]
+    block = vectors(rows)
     cd = ranking.chem_dim
     chem = block[:, :cd] @ np.asarray(h, dtype=np.float32)
     if ranking.struct_dim and s is not None:
