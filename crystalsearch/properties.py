@@ -17,7 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["PROPERTIES", "PROPERTY_COLUMNS", "REGISTRY", "UNITS", "Property", "PropertySpec", "by_column"]
+__all__ = ["ALIASES", "PROPERTIES", "PROPERTY_COLUMNS", "REGISTRY", "UNITS", "Property", "PropertySpec", "by_column"]
+__all__ += ["by_head"]
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,16 @@ class Property:
     dataset: str | None = None
     log: bool = False
     compositional: bool = False
+
+    @property
+    def title(self) -> str:
+        """Plain name for headings, e.g. ``melting temperature`` (the head name in words, else the column)."""
+        return (self.head or self.column).replace("_", " ")
+
+    @property
+    def heading(self) -> str:
+        """``Melting temperature (K)``."""
+        return f"{self.title[:1].upper()}{self.title[1:]} ({self.unit})"
 
 
 REGISTRY: tuple[Property, ...] = (
@@ -59,6 +70,20 @@ _BY_COLUMN: dict[str, Property] = {p.column: p for p in REGISTRY}
 def by_column(column: str) -> Property:
     """The registry row of a column name (``KeyError`` if unknown)."""
     return _BY_COLUMN[column]
+
+
+def by_head(name: str) -> Property:
+    """The registry row of a head name such as ``bulk_modulus`` (``KeyError`` if unknown)."""
+    for p in REGISTRY:
+        if p.head == name:
+            return p
+    raise KeyError(name)
+
+
+# Every name a property is known by (column, head name, aliases) -> its column.
+ALIASES: dict[str, str] = {
+    name: p.column for p in REGISTRY for name in (p.column, *((p.head,) if p.head else ()), *p.aliases)
+}
 
 
 @dataclass(frozen=True)

@@ -16,13 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from crystalsearch.errors import InputError
+from crystalsearch.properties import PROPERTIES
 
 # Approximate sizes of the shipped datasets, for the time estimate only.
 SIZES = {"mp_structures": 36_738, "mp_elasticity": 6_111, "thermal_conductivity": 3_676, "melting_temperature": 435,
          "mp2025": 170_451}  # fmt: skip
-HEAD_DATASETS = {"bulk_modulus": "mp_elasticity", "shear_modulus": "mp_elasticity", "formation_energy": "mp_structures",
-                 "band_gap": "mp_structures", "thermal_conductivity": "thermal_conductivity",
-                 "melting_temperature": "melting_temperature"}  # fmt: skip
+HEAD_DATASETS = {name: spec.dataset for name, spec in PROPERTIES.items()}  # from the property registry
 # Rough throughputs on the 2-core development CPU (README, Performance)
 PRETRAIN_PAIRS_PER_S = 500.0
 FINETUNE_STRUCTURES_PER_S = 400.0

@@ -209,7 +209,8 @@ def draw(matrix: dict[str, list[list[float]]], augs: tuple[str, ...], units: dic
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    pretty = {"melting_temperature": "melting temperature", "bulk_modulus": "bulk modulus"}
+    from crystalsearch.properties import by_head
+
     fig, axes = plt.subplots(1, len(matrix), figsize=(5.6 * len(matrix), 5.0), squeeze=False)
     for ax, (prop, m) in zip(axes[0], matrix.items()):
         arr = np.array(m)
@@ -223,7 +224,7 @@ def draw(matrix: dict[str, list[list[float]]], augs: tuple[str, ...], units: dic
         for i, j in itertools.product(range(len(augs)), repeat=2):
             dark = (arr[i, j] - lo) / (hi - lo + 1e-12) > 0.5
             ax.text(j, i, f"{arr[i, j]:.3g}", ha="center", va="center", fontsize=9, color="white" if dark else "black")
-        ax.set_title(f"{pretty.get(prop, prop)}: linear-regression MAE ({units[prop]})\n"
+        ax.set_title(f"{by_head(prop).title}: linear-regression MAE ({units[prop]})\n"
                      f"random encoder: {baseline[prop]:.3g} {units[prop]}", fontsize=10)  # fmt: skip
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label=f"test MAE ({units[prop]})")
     epochs = f"{config.epochs} epoch{'s' if config.epochs != 1 else ''}"

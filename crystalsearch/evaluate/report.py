@@ -12,12 +12,9 @@ from typing import Any
 
 from crystalsearch.atomic import atomic_write_text
 from crystalsearch.evaluate.results import EVALUATIONS, REPORT, TABLE1, TABLE_PROPERTIES, empty_table1, read_json
+from crystalsearch.properties import by_head
 
-COLUMNS = {
-    "melting_temperature": "Melting temperature (K)",
-    "thermal_conductivity": "Thermal conductivity (W/m/K)",
-    "bulk_modulus": "Bulk modulus (GPa)",
-}
+COLUMNS = {name: by_head(name).heading for name in TABLE_PROPERTIES}  # "Melting temperature (K)", ...
 RF_ROWS = ("crystalclr", "crystalclr_cs", "sitestats", "sine_coulomb", "magpie", "mean")
 FT_ROWS = ("random", "crystalclr", "crystalclr_cs")
 # The paper's Table 1 as far as the brief states it; None = not transcribed (NOT a value).

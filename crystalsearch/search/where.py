@@ -30,19 +30,16 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from crystalsearch.errors import InputError
+from crystalsearch.properties import ALIASES as PROPERTY_ALIASES
 
 if TYPE_CHECKING:
     from sqlalchemy.sql.elements import ColumnElement
 
 __all__ = ["ALIASES", "MAX_WHERE_LENGTH", "MAX_WHERE_TOKENS", "columns", "parse_where"]
 
-ALIASES = {
-    "k_vrh": "bulk_modulus_vrh", "bulk_modulus": "bulk_modulus_vrh", "g_vrh": "shear_modulus_vrh",
-    "shear_modulus": "shear_modulus_vrh", "e_form": "formation_energy_per_atom",
-    "formation_energy": "formation_energy_per_atom", "gap": "band_gap", "num_sites": "nsites",
-    "spacegroup": "spacegroup_number", "sg": "spacegroup_number", "kappa": "thermal_conductivity",
-    "tm": "melting_temperature", "melting_point": "melting_temperature",
-}  # fmt: skip
+# property names and aliases from the registry, plus those of the structural columns
+ALIASES = {**{k: v for k, v in PROPERTY_ALIASES.items() if k != v},
+           "num_sites": "nsites", "spacegroup": "spacegroup_number", "sg": "spacegroup_number"}  # fmt: skip
 MAX_WHERE_LENGTH = 1000
 MAX_WHERE_TOKENS = 400
 _CMP = ("=", "==", "!=", "<>", "<", "<=", ">", ">=")
