@@ -211,8 +211,8 @@ def write_csv(path: Path, answers: list[Answer], predictor: Predictor) -> None:
 @one_line_errors
 def predict(
     queries: list[str] = typer.Argument(..., metavar="QUERY...", help="Structure files, folders, globs or ids."),
-    prop: str = typer.Option(..., "--property", "-p", help="bulk_modulus, shear_modulus, formation_energy, band_gap "
-                             "(shipped heads); others after `crystalsearch train finetune`."),  # fmt: skip
+    prop: str = typer.Option(..., "--property", "-p", help="bulk_modulus, shear_modulus, formation_energy, band_gap, "
+                             "thermal_conductivity, melting_temperature (shipped heads)."),  # fmt: skip
     index: str = typer.Option("default", "--index", help="Index of the evidence materials and catalog values."),
     heads: Path | None = typer.Option(None, "--heads", help="Folder of fine-tuned heads (seed*/ sub-folders)."),
     no_evidence: bool = typer.Option(False, "--no-evidence", help="Skip the evidence and catalog values."),

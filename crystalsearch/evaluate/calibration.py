@@ -6,7 +6,9 @@ Per property (the ensemble must have been trained under :mod:`crystalsearch.trai
   of a gradient-boosted model on Magpie, all trained on the same records as the heads;
 - the stacked prediction ``w * ensemble + (1 - w) * Magpie model`` with ``w`` fitted on the validation split;
 - split-conformal intervals (:mod:`crystalsearch.conformal`) calibrated on the calibration split, for the
-  normalised score (scaled by the ensemble spread) and the absolute one: coverage and mean width on test;
+  normalised score (scaled by the ensemble spread) and the absolute one: coverage and mean / median width
+  on validation and test, and test coverage among flagged and unflagged materials; the score written by
+  ``fit`` is the one with the narrowest validation intervals at nominal coverage (``score="auto"``);
 - out-of-distribution flags: error ratio (test MAE of flagged / unflagged materials) and firing rate, for
   the ensemble-spread flag and for the nearest-neighbour similarity flag ``predict`` used before (best
   cosine similarity of the default encoder's h to the train and validation materials).
@@ -40,7 +42,7 @@ class CalibrationConfig:
     folders: tuple[tuple[str, str], ...] = ()
     coverage: float = 0.9
     fit: bool = False
-    score: str = "normalised"  # the score written by ``fit``
+    score: str = "auto"  # the score written by ``fit``: normalised, absolute, or auto (chosen on validation)
     jobs: int = 1
 
 
@@ -73,6 +75,13 @@ def fit_weight(head: np.ndarray, other: np.ndarray, y: np.ndarray) -> float:
     grid = np.linspace(0, 1, 21)
     maes = [np.mean(np.abs(w * head + (1 - w) * other - y)) for w in grid]
     return float(grid[int(np.argmin(maes))])
+
+
+def choose_score(intervals: dict[str, dict[str, Any]], coverage: float) -> str:
+    """The nonconformity score with the narrowest mean interval on the validation split among those whose
+    validation coverage is within 0.02 of nominal (the test split plays no part in the choice)."""
+    ok = [s for s, d in intervals.items() if d["val_coverage"] >= coverage - 0.02] or list(intervals)
+    return min(ok, key=lambda s: intervals[s]["val_mean_width"])
 
 
 def flag_stats(flag: np.ndarray, err: np.ndarray) -> dict[str, Any]:
@@ -128,16 +137,25 @@ def evaluate_property(prop: str, folder: Path, config: CalibrationConfig, *,
 
     intervals: dict[str, dict[str, Any]] = {}
     calibrations: dict[str, Calibration] = {}
+    err = np.abs(point["test"] - y["test"])
     for score in SCORES:
         cal = Calibration.fit(prop=prop, log=spec.log, score=score, point=point["calib"], members=members["calib"],
                               y=y["calib"], weight=weight, split=split.to_dict())  # fmt: skip
-        lo, hi = cal.interval(point["test"], members["test"], config.coverage)
         calibrations[score] = cal
-        inside = (y["test"] >= lo) & (y["test"] <= hi)
-        intervals[score] = {"coverage": float(inside.mean()), "mean_width": float(np.mean(hi - lo)),
-                            "median_width": float(np.median(hi - lo))}  # fmt: skip
-    err = np.abs(point["test"] - y["test"])
-    chosen = calibrations[config.score]
+        intervals[score] = {}
+        for part in ("val", "test"):
+            lo, hi = cal.interval(point[part], members[part], config.coverage)
+            inside = (y[part] >= lo) & (y[part] <= hi)
+            key = "" if part == "test" else "val_"
+            width = hi - lo
+            intervals[score].update({f"{key}coverage": float(inside.mean()), f"{key}mean_width": float(np.mean(width)),
+                                     f"{key}median_width": float(np.median(width))})  # fmt: skip
+            if part == "test":
+                flagged = cal.out_of_distribution(members["test"])
+                intervals[score]["coverage_flagged"] = float(inside[flagged].mean()) if flagged.any() else None
+                intervals[score]["coverage_unflagged"] = float(inside[~flagged].mean()) if (~flagged).any() else None
+    score = choose_score(intervals, config.coverage) if config.score == "auto" else config.score
+    chosen = calibrations[score]
     flags = {"spread": flag_stats(chosen.out_of_distribution(members["test"]), err)}
     flags.update(similarity_flags(ds, parts, err))
     result = {
@@ -148,7 +166,8 @@ def evaluate_property(prop: str, folder: Path, config: CalibrationConfig, *,
                 "mean_baseline": mae(np.full_like(y["test"], y["train"].mean()))},
         "stack_weight": weight,
         "intervals": intervals,
-        "interval_score": config.score, "ood": flags, "wall_time_s": round(time.perf_counter() - t0, 1),
+        "interval_score": score, "interval_score_chosen_by": config.score,
+        "ood": flags, "wall_time_s": round(time.perf_counter() - t0, 1),
     }  # fmt: skip
     if config.fit:
         _install(folder, chosen, gb if weight < 1 else None, result)
@@ -250,11 +269,22 @@ def report(results: list[dict[str, Any]], *, command: str) -> str:
             f"({r['nominal_coverage']:.2f}) | {iv['mean_width']:.4g} | {ratio(sp)}, {sp['firing_rate']:.1%} | "
             f"{ratio(old)}, {old['firing_rate']:.1%} |"
         )  # fmt: skip
-    lines += ["", "Interval scores compared (coverage / mean width on test):", ""]
+    lines += ["", "Interval scores compared: validation coverage / mean width (what chooses the score), then test "
+              "coverage / mean width / median width, test coverage of flagged | unflagged materials:", ""]
     for r in results:
-        cells = ", ".join(f"{k}: {v['coverage']:.3f} / {v['mean_width']:.4g}" for k, v in r["intervals"].items())
+        cells = ", ".join(
+            f"{k}: val {v['val_coverage']:.3f} / {v['val_mean_width']:.4g}, test {v['coverage']:.3f} / "
+            f"{v['mean_width']:.4g} / {v['median_width']:.4g}, {_pct(v['coverage_flagged'])} | "
+            f"{_pct(v['coverage_unflagged'])}"
+            for k, v in r["intervals"].items()
+        )
+        cells = f"**{r['interval_score']}** chosen; " + cells
         p10 = r["ood"]["similarity_p10"]
         lines.append(f"- {r['property']}: {cells}; similarity flag at the 10th percentile: error ratio "
                      f"{'n/a' if p10['error_ratio'] is None else format(p10['error_ratio'], '.2f')}, "
                      f"fires on {p10['firing_rate']:.1%}")  # fmt: skip
     return "\n".join(lines) + "\n"
+
+
+def _pct(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.3f}"
