@@ -72,6 +72,12 @@ class MatchCriterion:
     max_pairs: int = 16
     noise_symprec: float | None = 0.2
 
+    def noise_tolerances(self) -> tuple[float, ...]:
+        """The looser spglib tolerances tried, in order, when nothing matches at ``symprec``."""
+        if self.noise_symprec is None or self.noise_symprec <= self.symprec:
+            return ()
+        return (round((self.symprec + self.noise_symprec) / 2, 6), self.noise_symprec)
+
     def matcher(self) -> StructureMatcher:
         return _matcher(self.ltol, self.stol, self.angle_tol)
 
@@ -262,9 +268,9 @@ class KnownChecker:
             notes.append(
                 f"{len(ranked)} in space group {spacegroup}{how}" + (f", none matching{skipped}" if ranked else "")
             )
-            if not how and c.noise_symprec is not None and c.noise_symprec > c.symprec:
+            if not how:
                 seen = {spacegroup}
-                for tol in (round((c.symprec + c.noise_symprec) / 2, 6), c.noise_symprec):
+                for tol in c.noise_tolerances():
                     loose = query_key(structure, symprec=tol).spacegroup
                     if loose not in seen:
                         seen.add(loose)
