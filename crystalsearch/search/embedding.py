@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 
 __all__ = ["auto_workers", "embed_chunk", "embed_entries", "run_chunks", "threads"]
 
-BATCH_SIZE = 32  # crystals per forward pass: 32 keeps the edge tensors in cache (1.2 vs 1.6 ms per crystal at 128, one thread)
+# crystals per forward pass: 32 keeps the edge tensors in cache (1.2 vs 1.6 ms per crystal at 128, one thread)
+BATCH_SIZE = 32
 MIN_ENTRIES_FOR_WORKERS = 4096
 _WORKER_ENCODER: Any = None
 # Keep freed tensor memory in the workers' heaps instead of returning it to the OS after every batch:
