@@ -197,7 +197,7 @@ def _assemble(blocks: dict[str, np.ndarray], centre: dict[str, np.ndarray] | Non
     return (v / np.where(norm > 0, norm, 1.0)).astype(np.float32)
 
 
-def fingerprints(cells: Sequence[tuple[np.ndarray, np.ndarray]], *, chunk: int = 256) -> np.ndarray:
+def fingerprints(cells: Sequence[tuple[np.ndarray, np.ndarray]], *, chunk: int = 64) -> np.ndarray:
     """L2-normalised structure fingerprints ``[n, DIM]`` (float32) of ``(lattice, frac_coords)`` pairs."""
     cells = list(cells)
     out = np.zeros((len(cells), DIM), dtype=np.float32)
