@@ -227,9 +227,10 @@ class KnownChecker:
         if not keep:
             return []
         rows = np.array([m.id for m in keep], dtype=np.int64)
-        index_vectors = self.catalog.vectors.vectors()
-        if vector is not None and np.shape(vector) == (index_vectors.shape[1],):  # laid out like the index's rows
-            sims = index_vectors[rows] @ np.asarray(vector, dtype=np.float32)
+        vectors = self.catalog.vectors
+        if vector is not None and np.shape(vector) == (vectors.dim,):  # laid out like the index's rows
+            stored = vectors.rows(rows) if hasattr(vectors, "rows") else vectors.vectors()[rows]  # only these decoded
+            sims = stored @ np.asarray(vector, dtype=np.float32)
         else:
             sims = np.zeros(len(rows), dtype=np.float32)
         proto = np.array([0 if prototype and m.prototype == prototype else 1 for m in keep])
