@@ -206,3 +206,18 @@ def test_novelty_cli_json_csv_and_exit_code(tmp_path: Path, index_dir: Path, rec
     assert out_csv.read_text().count("\n") == 8
     plain = runner.invoke(app, ["novelty", str(folder / "a_batio3.cif"), "--index", str(index_dir)])
     assert plain.exit_code == 0 and "mp-2998" in plain.stdout
+
+
+def test_similar_known_shows_the_verdict_in_its_own_column(catalog: Catalog, records: dict[str, Any]) -> None:
+    from rich.console import Console
+
+    from crystalsearch.cli.similar import render_table
+
+    (result,) = catalog.search([disguised(records["mp-5986"].structure, 7)], k=4, known=True)
+    out = Console(record=True, width=220, force_terminal=True)
+    render_table(result, units={}, out=out)
+    text = out.export_text()
+    assert "known" in text.splitlines()[2] and "same material (RMS" in text and "known as mp-5986" in text
+    sims = [h.similarity for h in result.hits]
+    assert sims == sorted(sims, reverse=True) and result.known_as == ("mp-5986",)
+    assert result.to_dict()["known"]["material_id"] == "mp-5986"

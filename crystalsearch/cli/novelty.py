@@ -64,10 +64,11 @@ def render(report: NoveltyReport) -> None:
             Column("reason", [r["reason"] for r in rows], optional=True, drop_order=9),
         ]
         print_table(console, columns)
+    resumed = f" ({report.resumed} files taken from the journal)" if report.resumed else ""
     if console.is_terminal:
-        console.print(report.summary(), highlight=False, soft_wrap=True)
+        console.print(report.summary() + resumed, highlight=False, soft_wrap=True)
     else:  # the summary apart from the rows, which stay machine-readable
-        sys.stderr.write(report.summary() + "\n")
+        sys.stderr.write(report.summary() + resumed + "\n")
 
 
 @one_line_errors
