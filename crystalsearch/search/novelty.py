@@ -156,7 +156,10 @@ def _check_sources(sources: Sequence[Source]) -> list[tuple[str, str, list[Candi
     read = [(src, _digest(src), _read(src)) for src in sources]
     good = [s for _, _, items in read for _, s in items if not isinstance(s, Exception)]
     represent = getattr(catalog, "represent", catalog.embed)  # vectors laid out like the index's rows
-    vectors = iter(represent(good) if good else [])
+    try:
+        vectors = iter(list(represent(good)) if good else [])
+    except (ValueError, RuntimeError, ArithmeticError):  # one crystal spoils the batch: embed them one by one
+        vectors = iter([_one(represent, s) for s in good])
     out = []
     for src, digest, items in read:
         found = []
@@ -165,6 +168,9 @@ def _check_sources(sources: Sequence[Source]) -> list[tuple[str, str, list[Candi
                 found.append(Candidate(label, "error", reason=str(s)))
                 continue
             vec = next(vectors)
+            if vec is None:
+                found.append(Candidate(label, "error", reason=f"{label}: could not be embedded"))
+                continue
             try:
                 key = query_key(s, symprec=checker.criterion.symprec)
                 v = checker.check(s, vec, key=key)
@@ -181,6 +187,13 @@ def _check_sources(sources: Sequence[Source]) -> list[tuple[str, str, list[Candi
             )  # fmt: skip
         out.append((src.source_id, digest, found))
     return out
+
+
+def _one(represent: Callable[[list[Structure]], np.ndarray], structure: Structure) -> np.ndarray | None:
+    try:
+        return np.asarray(represent([structure]))[0]
+    except (ValueError, RuntimeError, ArithmeticError):
+        return None
 
 
 def _digest(source: Source) -> str:
