@@ -231,6 +231,8 @@ def ivf_variants(data: np.ndarray, xq: np.ndarray, truth: np.ndarray, args: argp
                                                                faiss.METRIC_INNER_PRODUCT)),
     ]  # fmt: skip
     wanted = set(args.variants.split(","))
+    if not wanted & {"flat", "sq8", "pq"}:
+        return []
     for name, make in [m for m, key in zip(makers, ("flat", "sq8", "pq")) if key in wanted]:
         t = time.perf_counter()
         index = make()
@@ -295,6 +297,31 @@ def hnsw_variant(data: np.ndarray, xq: np.ndarray, args: argparse.Namespace) -> 
                  {"vectors": n, "build_s_per_100k_last": per_100k[-1], "estimated_build_s_all": estimate})  # fmt: skip
 
 
+def product_build(data: np.ndarray, xq: np.ndarray, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """What ``index build`` itself does with ``--build-n`` vectors: ``make_index`` with the ``auto`` factory
+    (faiss's own k-means and exact assignment), its build-time recall check, then queries at ``IVF_NPROBE``."""
+    from crystalsearch.search.build import auto_factory
+    from crystalsearch.search.faiss_index import IVF_NPROBE, exact_top_k, make_index, recall_at_k
+
+    n = min(args.build_n, len(data))
+    x = np.ascontiguousarray(data[:n])
+    factory = auto_factory(n)
+    t = time.perf_counter()
+    index = make_index(x, dim=x.shape[1], factory=factory)
+    build = time.perf_counter() - t
+    t = time.perf_counter()
+    check = recall_at_k(index, x)
+    log(f"index build's {factory} on {n:,}: make_index {build:.0f} s, recall check {check:.3f} "
+        f"({time.perf_counter() - t:.0f} s)")  # fmt: skip
+
+    def search(q: np.ndarray) -> np.ndarray:
+        return index.search(q, K)[1]
+
+    params = [(f"nprobe {IVF_NPROBE} (IVF_NPROBE)", lambda: None, search)]
+    return sweep(f"index build: {factory} ({n:,})", index, params, xq, exact_top_k(xq, x, K), build,
+                 {"vectors": n, "build_recall_check": check})  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=5_000_000, help="vectors in the index (default 5,000,000)")
@@ -315,6 +342,7 @@ def main() -> None:
     ap.add_argument("--pq-m", type=int, default=52, help="IVF-PQ bytes a vector (208 / m dims a sub-quantizer)")
     ap.add_argument("--hnsw-n", type=int, default=1_000_000, help="vectors in the HNSW index (0: skip HNSW)")
     ap.add_argument("--ef", default="32,64,128,256")
+    ap.add_argument("--build-n", type=int, default=0, help="also time index build's own make_index on this many")
     ap.add_argument("--tmp", default=None, help="folder for the memory-mapped vectors (default: the system's)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", action="store_true")
@@ -362,6 +390,8 @@ def main() -> None:
     rows += ivf_variants(data, xq, truth, args)
     if args.hnsw_n:
         rows += hnsw_variant(data, xq, args)
+    if args.build_n:
+        rows += product_build(data, xq, args)
     tmp.cleanup()  # the map stays valid until exit
     result = {"n": len(data), "dim": data.shape[1], "base": source, "base_vectors": len(base), "queries": len(xq),
               "noise_sigma": sigmas, "rows": rows, "peak_rss_gb": rss_gb("VmHWM"),
