@@ -155,7 +155,9 @@ def _discard(path: Path) -> None:
 def _swap_by_link(tmp: Path, dest: Path) -> None:
     """Fallback: ``dest`` is a link to ``.<name>.v<token>``; the new version gets its own folder and the
     link is replaced with ``os.replace`` (atomic). A plain folder at ``dest`` is first moved into a
-    versioned folder (the only moment readers can miss it, once per destination)."""
+    versioned folder (the only moment readers can miss it, once per destination). The version just
+    replaced is kept until the next swap: a reader whose ``open`` resolved the old link an instant before
+    the switch still finds its files (deleting it at once lost such reads about once in 300 swaps)."""
     version = dest.with_name(f".{dest.name}.v{uuid.uuid4().hex[:12]}")
     os.replace(tmp, version)
     link = dest.with_name(f".{dest.name}.link.partial")
@@ -168,8 +170,14 @@ def _swap_by_link(tmp: Path, dest: Path) -> None:
         old = dest.with_name(f".{dest.name}.v{uuid.uuid4().hex[:12]}")
         os.replace(dest, old)
     os.replace(link, dest)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    _discard_versions(dest, keep={version.name, *((old.name,) if old is not None else ())})
+
+
+def _discard_versions(dest: Path, *, keep: set[str]) -> None:
+    """Remove the version folders of ``dest``'s link fallback, except those named in ``keep``."""
+    for stale in dest.parent.glob(f".{dest.name}.v*"):
+        if stale.name not in keep:
+            shutil.rmtree(stale, ignore_errors=True)
 
 
 def swap_in(tmp: Path, dest: Path) -> None:
@@ -186,6 +194,7 @@ def swap_in(tmp: Path, dest: Path) -> None:
                 raise
     if _exchange(tmp, dest):
         _discard(tmp)  # now holds the old version
+        _discard_versions(dest, keep=set())  # versions kept by an earlier link fallback
     else:
         _swap_by_link(tmp, dest)
 

@@ -69,7 +69,8 @@ def test_swap_fallback_versioned_link(tmp_path: Path, monkeypatch: pytest.Monkey
     missing, seen = _swap_under_reader(tmp_path, 150)
     assert missing == [] and len(seen) > 1
     assert (tmp_path / "index").is_symlink()
-    assert len([p for p in tmp_path.iterdir() if p.name.startswith(".index.v")]) == 1  # only the current version
+    versions = [p for p in tmp_path.iterdir() if p.name.startswith(".index.v")]
+    assert len(versions) == 2  # the current version and the one it replaced (kept for in-flight readers)
 
 
 def test_swap_after_fallback_with_exchange(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
