@@ -14,7 +14,6 @@ L2-normalised vectors). Filters are evaluated in SQL and the search runs over th
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,6 @@ from typing import TYPE_CHECKING, Any, Union
 import numpy as np
 
 from crystalsearch.errors import CrystalSearchError, IndexFileError, InputError
-from crystalsearch.fingerprint import DIM as FP_DIM
 from crystalsearch.search.build import check_encoder, recover
 from crystalsearch.search.defaults import default_index, load_encoder, notify_stderr
 from crystalsearch.search.embedding import threads
@@ -31,16 +29,8 @@ from crystalsearch.search.entries import structure_from_json
 from crystalsearch.search.faiss_index import VectorIndex, normalise
 from crystalsearch.search.filters import Filters
 from crystalsearch.search.known import KnownChecker, MatchCriterion, Verdict
-from crystalsearch.search.manifest import (
-    DB_FILE,
-    INDEX_FILE,
-    JOURNAL,
-    Manifest,
-    Verify,
-    locked,
-    read_manifest,
-    verify_files,
-)
+from crystalsearch.search.manifest import DB_FILE, JOURNAL, Manifest, Verify, locked
+from crystalsearch.search.opening import load_consistent
 from crystalsearch.search.reader import MetadataReader
 from crystalsearch.search.results import Hit, QueryResult
 from crystalsearch.search.scoring import Scored
@@ -111,7 +101,7 @@ class Catalog:
         if (folder / JOURNAL).exists() and os.access(folder, os.W_OK):
             with locked(folder, exclusive=True):
                 recover(folder)
-        manifest, vectors = _load_consistent(folder, verify)
+        manifest, vectors = load_consistent(folder, verify)
         if encoder is not None:
             check_encoder(manifest, encoder, where=folder)
         return cls(folder, manifest, vectors, MetadataReader(folder / DB_FILE), encoder)
@@ -396,31 +386,10 @@ class Catalog:
         parts: dict[int, tuple[float | None, float]] | None = None,
     ) -> tuple[Hit, ...]:
         found = self.db.materials([r for r, _ in pairs])
-        hits = []
-        for rank, (row, sim) in enumerate(pairs, 1):
-            m = found[row]
-            struct, chem = (parts or {}).get(row, (None, None))
-            hits.append(
-                Hit(
-                    rank,
-                    m.material_id,
-                    m.formula,
-                    float(sim),
-                    m.spacegroup_symbol,
-                    m.spacegroup_number,
-                    m.crystal_system,
-                    m.nsites,
-                    m.density,
-                    m.volume_per_atom,
-                    m.properties(),
-                    m.source,
-                    None if same is None else row in same,
-                    struct,
-                    chem,
-                    m.prototype,
-                )  # fmt: skip
-            )
-        return tuple(hits)
+        return tuple(
+            Hit.of(rank, found[row], sim, same=None if same is None else row in same, parts=(parts or {}).get(row))
+            for rank, (row, sim) in enumerate(pairs, 1)
+        )
 
 
 def _prototype_of(structure: Structure) -> str:
@@ -429,38 +398,5 @@ def _prototype_of(structure: Structure) -> str:
     return symmetry_label(structure.lattice.matrix, structure.frac_coords, np.array(structure.atomic_numbers)).prototype
 
 
-def _contains(sorted_ids: np.ndarray, row: int) -> bool:
-    i = int(np.searchsorted(sorted_ids, row))
-    return i < sorted_ids.size and int(sorted_ids[i]) == row
-
-
 def _looks_like_path(text: str) -> bool:
     return Path(text).expanduser().exists() or any(c in text for c in "*?[")
-
-
-def _load_consistent(folder: Path, verify: Verify) -> tuple[Manifest, VectorIndex]:
-    """Manifest, verified files and FAISS index that agree; waits out a concurrent writer."""
-    last: IndexFileError | None = None
-    for attempt in range(3):
-        try:
-            manifest = read_manifest(folder)
-            verify_files(folder, manifest, verify=verify)
-            vectors = VectorIndex.read(folder / INDEX_FILE)
-            dims = (manifest.encoder.dim, manifest.encoder.dim + FP_DIM)
-            if vectors.ntotal != manifest.count or vectors.dim not in dims:
-                raise IndexFileError(f"{folder / INDEX_FILE}: {vectors.ntotal} vectors of dim {vectors.dim}, "
-                                     f"manifest says {manifest.count} of dim {manifest.encoder.dim}")  # fmt: skip
-            return manifest, vectors
-        except IndexFileError as exc:
-            last = exc
-            if attempt == 2:
-                break
-            if (folder / ".lock").exists():
-                with locked(folder, exclusive=False):  # a writer holds it exclusively until it is done
-                    pass
-            old = folder.with_name(f".{folder.name}.old")
-            if not old.exists() and not (folder / ".lock").exists():
-                break
-            time.sleep(0.1)
-    assert last is not None
-    raise last

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from crystalsearch.search.known import Verdict
+    from crystalsearch.search.reader import MaterialRow
 
 __all__ = [
     "FIELD_UNITS",
@@ -103,6 +104,17 @@ class Hit:
     structure_similarity: float | None = None  # the two parts of ``similarity`` (search.scoring)
     chemistry_similarity: float | None = None
     prototype: str | None = None  # search.prototype label
+
+    @classmethod
+    def of(
+        cls, rank: int, row: MaterialRow, similarity: float, *, same: bool | None = None,
+        parts: tuple[float | None, float] | None = None,
+    ) -> Hit:
+        """The hit for an index row; ``parts``: the (structure, chemistry) parts of ``similarity``."""
+        struct, chem = parts if parts is not None else (None, None)
+        return cls(rank, row.material_id, row.formula, float(similarity), row.spacegroup_symbol, row.spacegroup_number,
+                   row.crystal_system, row.nsites, row.density, row.volume_per_atom, row.properties(), row.source,
+                   same, struct, chem, row.prototype)  # fmt: skip
 
     def to_dict(self, columns: Iterable[str] | None = None) -> dict[str, Any]:
         """The JSON shape of a hit; ``properties`` has every key of ``columns`` (null when unknown)."""
