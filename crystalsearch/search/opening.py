@@ -21,7 +21,7 @@ def load_consistent(folder: Path, verify: Verify) -> tuple[Manifest, VectorIndex
         try:
             manifest = read_manifest(folder)
             verify_files(folder, manifest, verify=verify)
-            vectors = VectorIndex.read(folder / INDEX_FILE)
+            vectors = VectorIndex.read(folder / INDEX_FILE, mmap=True)  # searched, never modified
             dims = (manifest.encoder.dim, manifest.encoder.dim + FP_DIM)
             if vectors.ntotal != manifest.count or vectors.dim not in dims:
                 raise IndexFileError(f"{folder / INDEX_FILE}: {vectors.ntotal} vectors of dim {vectors.dim}, "
