@@ -185,7 +185,7 @@ def similar(
     filters = Filters.make(elements=elements, exclude_elements=exclude_elements, spacegroup=spacegroup,
                            max_sites=max_sites, where=where, prototype=prototype)  # fmt: skip
     report = ReadReport()
-    with Catalog.open(index) as catalog:
+    with Catalog.open(index, mmap=True) as catalog:  # one-shot process: map the vectors, do not read them all
         results = catalog.search(queries, k=k, filters=filters, known=known, report=report, by=by, weight=weight,
                                  same_prototype=same_prototype)  # fmt: skip
         units = units_of(dict(catalog.manifest.units))

@@ -82,12 +82,15 @@ class Catalog:
         verify: Verify = "fast",
         progress: bool = True,
         notify: Callable[[str], None] | None = None,
+        mmap: bool = False,
     ) -> Catalog:
         """Open an index folder, or ``"default"`` (shipped, cached, or built now with a progress bar).
 
         ``encoder`` must have the hash recorded in the manifest (else IndexFileError naming both);
         by default the index's own encoder is loaded when a structure is first embedded.
         ``verify``: ``"fast"`` checks checksums of files changed since the last check, ``"full"`` always.
+        ``mmap``: map the FAISS file instead of reading it — opens in ~1 ms instead of ~90 ms for the 170k
+        catalog, but each query then faults in the lists it touches (~0.7 ms more): for one-shot processes.
         """
         say = notify or notify_stderr
         if str(path) == "default":
@@ -101,7 +104,7 @@ class Catalog:
         if (folder / JOURNAL).exists() and os.access(folder, os.W_OK):
             with locked(folder, exclusive=True):
                 recover(folder)
-        manifest, vectors = load_consistent(folder, verify)
+        manifest, vectors = load_consistent(folder, verify, mmap=mmap)
         if encoder is not None:
             check_encoder(manifest, encoder, where=folder)
         return cls(folder, manifest, vectors, MetadataReader(folder / DB_FILE), encoder)

@@ -13,7 +13,7 @@ from crystalsearch.search.manifest import INDEX_FILE, Manifest, Verify, locked, 
 __all__ = ["load_consistent"]
 
 
-def load_consistent(folder: Path, verify: Verify) -> tuple[Manifest, VectorIndex]:
+def load_consistent(folder: Path, verify: Verify, *, mmap: bool = False) -> tuple[Manifest, VectorIndex]:
     """Manifest, verified files and FAISS index that agree (rows ``[h]`` or ``[h | s]``: the encoder's
     representation, then the structure fingerprint); waits out a concurrent writer."""
     last: IndexFileError | None = None
@@ -21,7 +21,7 @@ def load_consistent(folder: Path, verify: Verify) -> tuple[Manifest, VectorIndex
         try:
             manifest = read_manifest(folder)
             verify_files(folder, manifest, verify=verify)
-            vectors = VectorIndex.read(folder / INDEX_FILE, mmap=True)  # searched, never modified
+            vectors = VectorIndex.read(folder / INDEX_FILE, mmap=mmap)
             dims = (manifest.encoder.dim, manifest.encoder.dim + FP_DIM)
             if vectors.ntotal != manifest.count or vectors.dim not in dims:
                 raise IndexFileError(f"{folder / INDEX_FILE}: {vectors.ntotal} vectors of dim {vectors.dim}, "
