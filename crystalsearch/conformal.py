@@ -45,6 +45,7 @@ class Calibration:
     ood_quantile: float = 0.9
     ood_threshold: float = math.inf
     split: dict[str, Any] = field(default_factory=dict)
+    floor: float | None = None  # lower bound of every interval (0 when no calibration label is negative)
     measured: dict[str, Any] = field(default_factory=dict)  # test-split numbers at fit time (model card)
 
     def __post_init__(self) -> None:
@@ -79,7 +80,8 @@ class Calibration:
         """Lower and upper bounds (units) for point predictions ``point`` [n] with members [m, n]."""
         half = self.quantile(coverage) * self.scale(members)
         centre = self.t(point)
-        return self.t_inv(centre - half), self.t_inv(centre + half)
+        lo = self.t_inv(centre - half)
+        return (lo if self.floor is None else np.maximum(lo, self.floor)), self.t_inv(centre + half)
 
     def out_of_distribution(self, members: np.ndarray) -> np.ndarray:
         """Boolean [n]: the members disagree more than on ``1 - ood_quantile`` of calibration materials."""
@@ -105,8 +107,10 @@ class Calibration:
         probe = cls(prop, log, score, beta, ())
         scores = np.abs(probe.t(y) - probe.t(point)) / probe.scale(members)
         threshold = float(np.quantile(sigma, ood_quantile))
+        floor = 0.0 if not log and bool(np.all(np.asarray(y) >= 0)) else None  # e.g. band gaps: never below 0
         return cls(prop, log, score, beta, tuple(float(s) for s in np.sort(scores)), weight=weight,
-                   ood_quantile=ood_quantile, ood_threshold=threshold, split=dict(split or {}))  # fmt: skip
+                   ood_quantile=ood_quantile, ood_threshold=threshold, split=dict(split or {}),
+                   floor=floor)  # fmt: skip
 
 
 def magpie_of_structures(structures: list[Any]) -> np.ndarray:

@@ -46,10 +46,10 @@ def calibration(
     missing = [str(f) for f in folders.values() if not any(f.glob("seed*/model.json"))]
     if missing:
         raise InputError("--heads", f"no seed*/model.json in {', '.join(missing)}")
-    config = CalibrationConfig(properties=tuple(props), coverage=coverage, fit=fit, jobs=jobs)
+    command = " ".join(shlex.quote(a) for a in ["crystalsearch", *sys.argv[1:]])
+    config = CalibrationConfig(properties=tuple(props), coverage=coverage, fit=fit, jobs=jobs, command=command)
     say = (lambda m: None) if json_out else (lambda m: console.print(f"[dim]{m}[/]", highlight=False))
     results: list[dict[str, Any]] = [evaluate_property(p, folders[p], config, log=say) for p in props]
-    command = " ".join(shlex.quote(a) for a in ["crystalsearch", *sys.argv[1:]])
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "calibration.json", {"command": command, "results": results})
     text = report(results, command=command)

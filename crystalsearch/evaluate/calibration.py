@@ -44,6 +44,7 @@ class CalibrationConfig:
     fit: bool = False
     score: str = "auto"  # the score written by ``fit``: normalised, absolute, or auto (chosen on validation)
     jobs: int = 1
+    command: str = ""  # the command line, for the ensemble cards
 
 
 def member_predictions(predictor: Predictor, records: list[Record]) -> np.ndarray:
@@ -167,7 +168,7 @@ def evaluate_property(prop: str, folder: Path, config: CalibrationConfig, *,
         "stack_weight": weight,
         "intervals": intervals,
         "interval_score": score, "interval_score_chosen_by": config.score,
-        "ood": flags, "wall_time_s": round(time.perf_counter() - t0, 1),
+        "ood": flags, "wall_time_s": round(time.perf_counter() - t0, 1), "command": config.command,
     }  # fmt: skip
     if config.fit:
         _install(folder, chosen, gb if weight < 1 else None, result)
@@ -242,7 +243,7 @@ calibration split): empirical coverage on test **{iv['coverage']:.3f}**, mean wi
 Out-of-distribution flag (ensemble spread above its 90th percentile on calibration): fires on
 {fl['firing_rate']:.1%} of test materials; their MAE is {ratio} x that of the others.
 
-Measured by `crystalsearch evaluate calibration --property {r['property']} --heads {r['heads']} --fit`.
+Measured by `{r.get('command') or 'crystalsearch evaluate calibration --fit'}`.
 """
 
 
