@@ -1,0 +1,159 @@
+"""Issue 14: the fixed protocol split, seed ensembles trained on it, conformal intervals and the OOD flag."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from crystalsearch import datasets
+from crystalsearch.cli import app
+from crystalsearch.conformal import Calibration
+from crystalsearch.io import read_structure
+from crystalsearch.train.protocol import PARTS, protocol_split
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+
+
+def test_protocol_split_is_fixed_disjoint_labelled_and_keeps_formulas_together() -> None:
+    split = protocol_split("melting_temperature")
+    again = protocol_split("melting_temperature")
+    ds = datasets.load("melting_temperature")
+    y = ds.targets("melting_temperature")
+    parts = [split.part(p) for p in PARTS]
+    for a, b in zip(parts, (again.part(p) for p in PARTS), strict=True):
+        np.testing.assert_array_equal(a, b)  # fixed: no seed argument can move the test set
+    assert sum(len(p) for p in parts) == int(np.isfinite(y).sum())
+    assert len(np.unique(np.concatenate(parts))) == sum(len(p) for p in parts)
+    formulas = [{ds.records[int(i)].reduced_formula for i in p} for p in parts]
+    for i in range(4):
+        for j in range(i + 1, 4):
+            assert not formulas[i] & formulas[j], (PARTS[i], PARTS[j])  # compositional: polymorphs together
+    capped = split.capped(100)
+    assert len(capped.train) == 100 and set(capped.train) <= set(split.train)
+    for p in ("val", "calib", "test"):
+        np.testing.assert_array_equal(capped.part(p), split.part(p))  # a cap never moves the evaluation parts
+    assert capped.to_dict()["n_train_full"] == len(split.train)
+
+
+def test_structural_properties_split_by_material() -> None:
+    split = protocol_split("bulk_modulus")
+    d = split.to_dict()
+    assert not d["by_formula"] and d["dataset"] == "mp_elasticity"
+    n = sum(d[f"n_{p}"] for p in PARTS)
+    assert abs(d["n_test"] / n - 0.1) < 0.01 and abs(d["n_calib"] / n - 0.1) < 0.01
+    assert protocol_split("formation_energy").dataset == "mp2025"  # all labelled catalog materials
+
+
+def test_ensemble_config_layers_shipped_toml_and_sets() -> None:
+    from crystalsearch.errors import InputError
+    from crystalsearch.train.ensemble import load_ensemble_config
+
+    fe = load_ensemble_config("formation_energy")
+    bulk = load_ensemble_config("bulk_modulus")
+    assert bulk.finetune.lrs == (1e-3,) and fe.finetune.lrs == (1e-3,)  # [heads] applies to every property
+    assert fe.finetune.batch_size == 256 and bulk.finetune.batch_size == 128  # [heads.<property>] overrides it
+    assert fe.finetune.property == "formation_energy" and fe.finetune.init == "default"
+    full = load_ensemble_config("formation_energy", sets=["max_train=0", "epochs=200", "lrs=1e-3,3e-4"])
+    assert full.max_train == 0 and full.finetune.epochs == 200 and full.finetune.lrs == (1e-3, 3e-4)
+    with pytest.raises(InputError, match="colour"):
+        load_ensemble_config("bulk_modulus", sets=["colour=red"])
+
+
+def test_split_conformal_covers_held_out_real_labels() -> None:
+    """Members that scatter around real bulk moduli with material-dependent noise: the normalised interval
+    calibrated on one half covers ~90% of the other half, and more coverage means wider intervals."""
+    y = datasets.load("mp_elasticity").targets("bulk_modulus_vrh")
+    y = y[np.isfinite(y) & (y > 1)][:3000]
+    rng = np.random.default_rng(0)
+    scale = rng.uniform(0.05, 0.5, size=len(y))  # heteroscedastic: some materials much harder than others
+    truth_noise = rng.normal(0, scale)
+    members = y * np.exp(truth_noise + rng.normal(0, scale, size=(3, len(y))))
+    point = members.mean(axis=0)
+    half = len(y) // 2
+    cal = Calibration.fit(prop="bulk_modulus", log=True, score="normalised", point=point[:half],
+                          members=members[:, :half], y=y[:half])  # fmt: skip
+    lo, hi = cal.interval(point[half:], members[:, half:], 0.9)
+    coverage = np.mean((y[half:] >= lo) & (y[half:] <= hi))
+    assert 0.87 <= coverage <= 0.93
+    lo80, hi80 = cal.interval(point[half:], members[:, half:], 0.8)
+    assert np.all(hi80 - lo80 <= hi - lo) and np.all(lo > 0)  # log space: moduli bounds stay positive
+    tiny = Calibration.fit(prop="bulk_modulus", log=True, score="absolute", point=point[:5], members=members[:, :5],
+                           y=y[:5])  # fmt: skip
+    assert tiny.quantile(0.9) == np.inf  # 5 calibration points cannot back a 90% interval
+    again = Calibration.from_dict(json.loads(json.dumps(cal.to_dict())))
+    assert again.quantile(0.9) == pytest.approx(cal.quantile(0.9), rel=1e-5)
+
+
+@pytest.mark.slow
+def test_train_heads_resume_calibrate_and_predict_an_interval(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """End to end on the real melting-temperature data (tiny: 2 seeds, 1 epoch, 60 train records)."""
+    from crystalsearch.predict import Predictor
+
+    monkeypatch.setenv("CRYSTALSEARCH_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "heads"
+    sets = ["--set", "seeds=2", "--set", "max_train=60", "--set", "epochs=1", "--set", "compile=false",
+            "--set", "init=random"]  # fmt: skip
+    args = ["train", "heads", "-p", "melting_temperature", "--out", str(out), *sets, "--json"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["command"] == "train heads" and payload["split"]["n_train"] == 60
+    assert [m["seed"] for m in payload["results"]] == [0, 1]
+    meta = json.loads((out / "seed1" / "model.json").read_text())["metadata"]
+    assert meta["protocol"]["n_test"] == protocol_split("melting_temperature").to_dict()["n_test"]
+    again = json.loads(CliRunner().invoke(app, args).stdout)  # resumable: finished seeds are kept
+    assert all(m.get("resumed") for m in again["results"])
+
+    cal_args = ["evaluate", "calibration", "-p", "melting_temperature", "--heads", str(out), "--fit", "--out",
+                str(tmp_path / "results"), "--json"]  # fmt: skip
+    result = CliRunner().invoke(app, cal_args)
+    assert result.exit_code == 0, result.output
+    envelope = json.loads(result.stdout)
+    assert envelope["schema_version"] == 1 and envelope["command"] == "evaluate calibration"
+    (res,) = envelope["results"]
+    assert (tmp_path / "results" / "report.md").is_file() and (out / "calibration.json").is_file()
+    assert res["split"]["n_train"] == 60 and res["mae"]["rf_magpie"] > 0
+    assert 0 <= res["intervals"]["normalised"]["coverage"] <= 1 and 0 <= res["stack_weight"] <= 1
+    assert {"spread", "similarity_p1", "similarity_p10"} <= set(res["ood"])
+    assert "test split" in (out / "README.md").read_text()
+    pred = Predictor.load("melting_temperature", folder=out)
+    assert pred.calibration is not None
+    nacl = read_structure(EXAMPLES / "NaCl.cif")
+    (p90,) = pred.predict([("NaCl", nacl)], coverage=0.9)
+    (p50,) = pred.predict([("NaCl", nacl)], coverage=0.5)
+    assert p90.interval is not None and p50.interval is not None and p90.coverage == 0.9
+    assert p90.interval[0] <= p50.interval[0] <= p50.interval[1] <= p90.interval[1]
+    assert p90.interval[0] <= p90.value <= p90.interval[1]
+
+
+def test_heads_without_calibration_still_load_and_predict(tmp_path: Path) -> None:
+    from crystalsearch.predict import Predictor, heads_dir
+
+    legacy = tmp_path / "bulk_modulus"
+    for seed in sorted(heads_dir("bulk_modulus").glob("seed*")):
+        shutil.copytree(seed, legacy / seed.name)  # members only: no calibration.json, no composition model
+    pred = Predictor.load("bulk_modulus", folder=legacy)
+    assert pred.calibration is None
+    (p,) = pred.predict([("Si", read_structure(EXAMPLES / "Si.cif"))])
+    assert p.interval is None and p.coverage is None and p.value == pytest.approx(np.mean(p.members))
+
+
+def test_cli_predict_gives_the_calibrated_interval_and_keeps_the_spread() -> None:
+    args = ["predict", "-p", "bulk_modulus", str(EXAMPLES / "NaCl.cif"), str(EXAMPLES / "Si.cif"), "--no-evidence",
+            "--json"]  # fmt: skip
+    wide = json.loads(CliRunner().invoke(app, [*args, "--coverage", "0.95"]).stdout)
+    narrow = json.loads(CliRunner().invoke(app, [*args, "--coverage", "0.5"]).stdout)
+    assert wide["coverage"] == 0.95 and "spread" in wide["uncertainty"] and "conformal" in wide["interval"]
+    assert wide["units"]["interval"] == "GPa"
+    for w, n in zip(wide["results"], narrow["results"], strict=True):
+        assert w["coverage"] == 0.95 and n["coverage"] == 0.5 and w["uncertainty"] > 0
+        lo, hi = w["interval"]
+        assert lo <= n["interval"][0] <= w["value"] <= n["interval"][1] <= hi
+    nacl, si = wide["results"]
+    assert nacl["interval"][1] < si["interval"][1]  # NaCl (23.8 GPa DFT) is far softer than Si (88.9 GPa)
