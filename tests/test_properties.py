@@ -17,7 +17,8 @@ def test_every_consumer_derives_from_the_registry() -> None:
     assert ENTRY_PROPERTIES == PROPERTY_COLUMNS and datasets.PROPERTY_UNITS == UNITS
     db_columns = {c.name for c in Material.__table__.columns}
     assert set(PROPERTY_COLUMNS) <= db_columns and set(PROPERTY_COLUMNS) <= set(MATERIAL_COLUMNS)
-    assert HEAD_DATASETS == {name: spec.dataset for name, spec in PROPERTIES.items()}
+    expected = {name: spec.dataset for name, spec in PROPERTIES.items()}
+    assert expected == HEAD_DATASETS
     for p in REGISTRY:
         assert by_column(p.column) is p and all(WHERE_ALIASES[a] == p.column for a in p.aliases)
         if p.head:
