@@ -79,9 +79,9 @@ def plan(config: Path, *, epochs: int | None, name: str | None, replace_default:
     n_pre = SIZES.get(pre.dataset, 0)
     n_pre = min(n_pre, pre.max_structures) if pre.max_structures else n_pre
     index_dataset = raw.get("index", {}).get("dataset", "all")
-    from crystalsearch.search.entries import ALL_DATASETS
+    from crystalsearch.search.entries import CATALOG_DATASETS
 
-    chosen = ALL_DATASETS if index_dataset == "all" else (index_dataset,)
+    chosen = CATALOG_DATASETS if index_dataset == "all" else (index_dataset,)
     n_index = max((SIZES.get(d, 0) for d in chosen), default=0)  # merged by material id: about the largest
     t_pre = pre.epochs * n_pre / PRETRAIN_PAIRS_PER_S
     n_heads = [min(SIZES.get(HEAD_DATASETS.get(p, ""), 0), cap) if cap else SIZES.get(HEAD_DATASETS.get(p, ""), 0)

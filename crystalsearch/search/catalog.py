@@ -256,13 +256,11 @@ class Catalog:
                 group = self.db.ids_with_prototype(item.prototype) if item.prototype else np.zeros(0, np.int64)
                 rows = group if allowed is None else np.intersect1d(group, allowed)
             scored = self._ranked(item, k=k, allowed=rows, by=by, weight=weight)
-            pairs = [(x.row, x.score) for x in scored]
-            parts = {x.row: (x.structure, x.chemistry) for x in scored}
             known_verdict = self._verdict(item) if known else None
             same = None if known_verdict is None else {m.row for m in known_verdict.matches}
             verdict = None if known_verdict is None else known_verdict.text()
             known_as = () if known_verdict is None else tuple(m.material_id for m in known_verdict.matches)
-            results.append(QueryResult(item.label, self._hits(pairs, same, parts), item.formula, None, verdict,
+            results.append(QueryResult(item.label, self._hits(scored, same), item.formula, None, verdict,
                                        known_as, known_verdict))  # fmt: skip
         return results
 
@@ -382,17 +380,13 @@ class Catalog:
         found = self.db.materials(rows)
         return [found[r].material_id for r in rows if r in found]
 
-    def _hits(
-        self,
-        pairs: Sequence[tuple[int, float]],
-        same: set[int] | None,
-        parts: dict[int, tuple[float | None, float]] | None = None,
-    ) -> tuple[Hit, ...]:
-        found = self.db.materials([r for r, _ in pairs])
+    def _hits(self, scored: Sequence[Scored], same: set[int] | None) -> tuple[Hit, ...]:
+        found = self.db.materials([x.row for x in scored])
         return tuple(
-            Hit.of(rank, found[row], sim, same=None if same is None else row in same, parts=(parts or {}).get(row))
-            for rank, (row, sim) in enumerate(pairs, 1)
-        )
+            Hit.of(rank, found[x.row], x.score, same=None if same is None else x.row in same,
+                   parts=(x.structure, x.chemistry))
+            for rank, x in enumerate(scored, 1)
+        )  # fmt: skip
 
 
 def _prototype_of(structure: Structure) -> str:

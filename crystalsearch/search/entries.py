@@ -32,7 +32,6 @@ __all__ += ["entries_from_structures"]
 
 PROPERTIES: tuple[str, ...] = PROPERTY_COLUMNS
 CATALOG_DATASETS: tuple[str, ...] = ("mp2025", "mp_elasticity")
-ALL_DATASETS = CATALOG_DATASETS  # the name earlier versions used
 
 
 @dataclass(frozen=True, eq=False)
