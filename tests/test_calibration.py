@@ -57,7 +57,9 @@ def test_ensemble_config_layers_shipped_toml_and_sets() -> None:
     fe = load_ensemble_config("formation_energy")
     bulk = load_ensemble_config("bulk_modulus")
     assert bulk.finetune.lrs == (1e-3,) and fe.finetune.lrs == (1e-3,)  # [heads] applies to every property
-    assert fe.finetune.batch_size == 256 and bulk.finetune.batch_size == 128  # [heads.<property>] overrides it
+    # [heads.<property>] overrides [heads]
+    assert fe.finetune.schedule == "cosine" and bulk.finetune.schedule == "constant"
+    assert fe.finetune.epochs == 40 and bulk.finetune.epochs == 8 and fe.max_train == 0
     assert fe.finetune.property == "formation_energy" and fe.finetune.init == "default"
     full = load_ensemble_config("formation_energy", sets=["max_train=0", "epochs=200", "lrs=1e-3,3e-4"])
     assert full.max_train == 0 and full.finetune.epochs == 200 and full.finetune.lrs == (1e-3, 3e-4)

@@ -252,3 +252,16 @@ def test_resume_from_a_checkpoint_without_history(tmp_path: Path) -> None:
     history = json.loads((out / "encoder" / "model.json").read_text())["metadata"]["history"]
     assert [(h["epochs"], h["hardware"]) for h in history][0] == ([1, 1], "not recorded")
     assert history[1]["epochs"] == [2, 2] and history[1]["hardware"].startswith("CPU (")
+
+
+def test_warm_start_begins_from_the_given_encoder(run_a: PretrainResult, tmp_path: Path) -> None:
+    """``init`` loads the encoder weights (lr 0: they stay exactly the source's); a mismatched one is refused."""
+    cfg = replace(TINY, epochs=1, lr=0.0, probe=False, init=str(run_a.run_dir / "encoder"))
+    warm = pretrain(cfg, out=tmp_path / "warm", show_progress=False)
+    src, got = encoder_weights(run_a.run_dir), encoder_weights(warm.run_dir)
+    params = [k for k in src if "running_" not in k and "num_batches" not in k]
+    assert params and all(torch.equal(src[k], got[k]) for k in params)
+    cold = encoder_weights(pretrain(replace(cfg, init=""), out=tmp_path / "cold", show_progress=False).run_dir)
+    assert not torch.equal(cold["embedding.weight"], src["embedding.weight"])
+    with pytest.raises(CheckpointError, match="differs"):
+        pretrain(replace(cfg, init="crystalclr_cs"), out=tmp_path / "bad", show_progress=False)

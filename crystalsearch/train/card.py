@@ -68,6 +68,11 @@ def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.1f} min"
 
 
+def _start(config: PretrainConfig) -> str:
+    """Where the encoder's weights started: random, or the checkpoint it was warm-started from."""
+    return f"warm start from the `{config.init}` encoder (projection head random)" if config.init else "random"
+
+
 def _augmentations(config: PretrainConfig) -> str:
     a = config.augment
     parts = [f"perturb p={a.perturb_p:g}", f"strain p={a.strain_p:g}", f"column replace p={a.column_replace_p:g}"]
@@ -124,6 +129,7 @@ checkpoint) trained with the CrystalCLR recipe on crystal structures only (no la
 |---|---|---|
 | data | {int(metadata.get("structures", 0)):,} structures (`{config.dataset}`) | 90k MP structures |
 | epochs | {epochs}{stopped} | {PAPER_EPOCHS} |
+| start | {_start(config)} | random |
 | batch size | {config.batch_size} | 512 |
 | optimizer | Adam, lr {config.lr:g} | Adam, lr 1e-4 |
 | temperature | {config.temperature:g} | not stated |

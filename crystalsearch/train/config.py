@@ -33,6 +33,9 @@ class PretrainConfig:
     lr: float = 1e-4
     weight_decay: float = 0.0
     seed: int = 0
+    # warm start: "" = random encoder; else a shipped encoder name or checkpoint folder whose encoder weights
+    # start the run (the projection head starts random); its graph settings must be this run's
+    init: str = ""
     # augmentations (probabilities; one_sided augments only the second view): [pretrain.augment] in TOML,
     # or the old flat keys (perturb_p = 0.5)
     augment: AugmentConfig = AugmentConfig()
@@ -82,6 +85,7 @@ class FinetuneConfig:
     patience: int = 10
     batch_size: int = 128
     weight_decay: float = 0.0
+    schedule: str = "constant"  # "constant" | "cosine" (lr annealed to lr/100 over `epochs`)
     log_target: str = "auto"  # "auto" | "yes" | "no"
     seed: int = 0
     group_by_formula: bool = False

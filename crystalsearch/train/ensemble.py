@@ -2,9 +2,10 @@
 
 Every member trains on the same ``train`` part and stops on the same ``val`` part; members differ only by
 the seed of their initialisation and batch order. Members are written as ``OUT/seed<k>/`` checkpoints as
-they finish, so rerunning the same command resumes at the first unfinished seed. Settings come from
-``crystalsearch/configs/heads.toml`` (``[heads]`` for all properties, ``[heads.<property>]`` per property),
-then ``--set`` overrides.
+they finish, so rerunning the same command resumes at the first unfinished seed, and within it at the next
+epoch (``OUT/seed<k>.lr<lr>.partial.pt``, written after every epoch, removed when the member is saved).
+Settings come from ``crystalsearch/configs/heads.toml`` (``[heads]`` for all properties,
+``[heads.<property>]`` per property), then ``--set`` overrides.
 """
 
 from __future__ import annotations
@@ -117,12 +118,17 @@ def train_ensemble(
             cfg = with_seed(ft, seed)
             start = time.perf_counter()
             results = {}
+            partials = {lr: out / f"seed{seed}.lr{lr:g}.partial.pt" for lr in ft.lrs}
             for lr in ft.lrs:
                 model = init_model(ft.init, seed=seed)
                 rng = np.random.default_rng([seed, 7])
+                if partials[lr].is_file():
+                    log(f"{config.property} seed {seed}: resuming from {partials[lr]}")
                 with flush_denormal(device):
                     results[lr] = _train_one(model, store, y, train, val, transform=transform, config=cfg, lr=lr,
-                                             device=device, rng=rng)  # fmt: skip
+                                             device=device, rng=rng, checkpoint=partials[lr],
+                                             on_epoch=_epoch_logger(log, config.property, seed, spec.unit,
+                                                                    cfg.epochs))  # fmt: skip
             best_lr = min(results, key=lambda lr: results[lr][1])
             model, val_mae, epochs = results[best_lr]
             pred = transform.inverse(predict_store(model, store, test, device=device))
@@ -136,6 +142,8 @@ def train_ensemble(
             extra = protocol_note(split.to_dict())
             save_finetuned(result, folder, cfg, command=command or None, extra_card=extra,
                            metadata={"protocol": split.to_dict()})  # fmt: skip
+            for partial in partials.values():
+                partial.unlink(missing_ok=True)
             members.append({"seed": seed, "checkpoint": str(folder), "epochs_run": epochs, "lr": best_lr,
                             "val_mae": val_mae, "test_mae": result.test_mae,
                             "wall_time_s": round(result.wall_time_s, 1)})  # fmt: skip
@@ -145,6 +153,18 @@ def train_ensemble(
         torch.set_num_threads(threads)
     return {"property": config.property, "split": split.to_dict(), "members": members,
             "config": dataclasses.asdict(config)}  # fmt: skip
+
+
+def _epoch_logger(log: Callable[[str], None], prop: str, seed: int, unit: str,
+                  epochs: int) -> Callable[[int, float, float], None]:  # fmt: skip
+    """One progress line per epoch of a member (long runs are watched through their log)."""
+    t0 = time.perf_counter()
+
+    def on_epoch(epoch: int, val_mae: float, best: float) -> None:
+        log(f"{prop} seed {seed}: epoch {epoch}/{epochs}, val MAE {val_mae:.4g} {unit} (best {best:.4g}), "
+            f"{(time.perf_counter() - t0) / 60:.1f} min")  # fmt: skip
+
+    return on_epoch
 
 
 def protocol_note(split: dict[str, Any]) -> str:

@@ -12,6 +12,7 @@ import copy
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -135,16 +136,33 @@ def predict_store(model: PropertyModel, store: GraphStore, idx: np.ndarray, *, d
 
 def _train_one(model: PropertyModel, store: GraphStore, y: np.ndarray, train: np.ndarray, val: np.ndarray, *,
                transform: TargetTransform, config: FinetuneConfig, lr: float, device: torch.device,
-               rng: np.random.Generator) -> tuple[PropertyModel, float, int]:  # fmt: skip
-    """Train with early stopping on val MAE (units); returns the best model, its val MAE, epochs run."""
+               rng: np.random.Generator, checkpoint: Path | None = None,
+               on_epoch: Callable[[int, float, float], None] | None = None,
+               ) -> tuple[PropertyModel, float, int]:  # fmt: skip
+    """Train with early stopping on val MAE (units); returns the best model, its val MAE, epochs run.
+
+    With ``checkpoint`` the loop state (weights, optimiser, schedule, best weights, patience count, batch-order
+    RNG) is written there atomically after every epoch, and a run finding the file continues from it: an
+    interrupted member resumes at its next epoch with the same result as an uninterrupted one.
+    ``on_epoch(epoch, val_mae, best)`` is called after each epoch (progress lines).
+    """
     from crystalsearch.model.compile import MaybeCompiled
 
     model = model.to(device)
     forward = MaybeCompiled(model, enabled=config.compile)
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=config.weight_decay)
+    sched = _schedule(opt, config)
     target = torch.from_numpy(transform.forward(y).astype(np.float32))
     best, best_state, since, epochs = float("inf"), copy.deepcopy(model.state_dict()), 0, 0
-    for _epoch in range(config.epochs):
+    if checkpoint is not None and checkpoint.is_file():
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        if sched is not None:
+            sched.load_state_dict(state["schedule"])
+        best, best_state, since, epochs = state["best"], state["best_state"], state["since"], state["epoch"]
+        rng.bit_generator.state = state["rng"]
+    while epochs < config.epochs and since < config.patience:
         epochs += 1
         model.train()
         order = rng.permutation(train)
@@ -157,15 +175,42 @@ def _train_one(model: PropertyModel, store: GraphStore, y: np.ndarray, train: np
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+        if sched is not None:
+            sched.step()
         val_mae = float(np.mean(np.abs(transform.inverse(predict_store(model, store, val, device=device)) - y[val])))
         if val_mae < best:
             best, best_state, since = val_mae, copy.deepcopy(model.state_dict()), 0
         else:
             since += 1
-            if since >= config.patience:
-                break
+        if checkpoint is not None:
+            _save_loop(checkpoint, model=model, opt=opt, sched=sched, best=best, best_state=best_state, since=since,
+                       epoch=epochs, rng=rng)  # fmt: skip
+        if on_epoch is not None:
+            on_epoch(epochs, val_mae, best)
     model.load_state_dict(best_state)
     return model, best, epochs
+
+
+def _schedule(opt: torch.optim.Optimizer, config: FinetuneConfig) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """The learning-rate schedule of ``config.schedule`` (None for a constant rate)."""
+    if config.schedule == "constant":
+        return None
+    if config.schedule == "cosine":
+        base = opt.param_groups[0]["lr"]
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, config.epochs), eta_min=base / 100)
+    raise ValueError(f"schedule must be 'constant' or 'cosine', got {config.schedule!r}")
+
+
+def _save_loop(path: Path, *, model: PropertyModel, opt: torch.optim.Optimizer,
+               sched: torch.optim.lr_scheduler.LRScheduler | None, best: float, best_state: dict[str, Any],
+               since: int, epoch: int, rng: np.random.Generator) -> None:  # fmt: skip
+    from crystalsearch.atomic import atomic_write
+
+    state = {"model": model.state_dict(), "optimizer": opt.state_dict(),
+             "schedule": None if sched is None else sched.state_dict(), "best": best, "best_state": best_state,
+             "since": since, "epoch": epoch, "rng": rng.bit_generator.state}  # fmt: skip
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda fh: torch.save(state, fh))
 
 
 def finetune(

@@ -143,6 +143,8 @@ def _pretrain(config: PretrainConfig, *, device: torch.device, out: Path, resume
     torch.manual_seed(config.seed)
     model = ContrastiveModel(config.encoder).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    if state is None and config.init:
+        _warm_start(model, config)
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -281,6 +283,18 @@ def _save_epoch(out: Path, model: ContrastiveModel, optimizer: torch.optim.Optim
         "history": history,
     }
     atomic_write(out / CHECKPOINT, lambda fh: torch.save(state, fh))
+
+
+def _warm_start(model: ContrastiveModel, config: PretrainConfig) -> None:
+    """Start the encoder from ``config.init``'s weights (same architecture and graph settings required)."""
+    from crystalsearch.embed import Encoder
+
+    enc = Encoder.load(config.init, device="cpu")
+    if enc.model.config != model.encoder.config:
+        raise CheckpointError(f"{config.init}: encoder {enc.model.config} differs from {model.encoder.config}")
+    if enc.graph != config.graph:
+        raise CheckpointError(f"{config.init}: graphs {enc.graph} differ from the run's {config.graph}")
+    model.encoder.load_state_dict(enc.model.state_dict())
 
 
 def _export_encoder(out: Path, model: ContrastiveModel, config: PretrainConfig, metadata: dict[str, Any]) -> None:

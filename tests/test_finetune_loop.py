@@ -1,0 +1,105 @@
+"""The fine-tuning loop: per-epoch checkpoints resume to the uninterrupted result; the cosine schedule anneals."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pytest
+import torch
+
+from crystalsearch.graph.settings import GraphSettings
+from crystalsearch.model.cgcnn import PropertyModel
+from crystalsearch.model.config import EncoderConfig
+from crystalsearch.train.config import FinetuneConfig
+from crystalsearch.train.finetune import TargetTransform, _schedule, _train_one
+
+if TYPE_CHECKING:
+    from crystalsearch.datasets import Record
+    from crystalsearch.graph.store import GraphStore
+
+CFG = FinetuneConfig(epochs=4, patience=10, batch_size=16, compile=False, schedule="cosine")
+
+
+@pytest.fixture(scope="module")
+def threads() -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def store(mp_small: Sequence[Record], mp_sample: Sequence[Record], tmp_path_factory: pytest.TempPathFactory,
+          threads: None) -> GraphStore:  # fmt: skip
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CRYSTALSEARCH_CACHE", str(tmp_path_factory.mktemp("graphs")))
+        return GraphSettings().store_for_records([*mp_small, *mp_sample[:40]])
+
+
+def labels(records: Sequence[Record]) -> np.ndarray:
+    """Formation energies of the records behind ``store`` (a real label on real structures)."""
+    return np.array([r.properties["formation_energy_per_atom"] for r in records], dtype=np.float64)
+
+
+class Crash(RuntimeError):
+    pass
+
+
+def run(store: GraphStore, y: np.ndarray, config: FinetuneConfig, *, checkpoint: Path | None = None,
+        crash_after: int = 0) -> tuple[PropertyModel, float, int]:  # fmt: skip
+    torch.manual_seed(3)
+    model = PropertyModel(EncoderConfig(atom_fea_len=16))
+    idx = np.arange(len(y))
+    train, val = idx[:48], idx[48:]
+
+    def on_epoch(epoch: int, val_mae: float, best: float) -> None:
+        if crash_after and epoch == crash_after:
+            raise Crash(epoch)
+
+    return _train_one(model, store, y, train, val, transform=TargetTransform.fit(y[train], log=False), config=config,
+                      lr=1e-3, device=torch.device("cpu"), rng=np.random.default_rng([0, 7]), checkpoint=checkpoint,
+                      on_epoch=on_epoch)  # fmt: skip
+
+
+def test_resumed_member_equals_uninterrupted(store: GraphStore, mp_small: Sequence[Record],
+                                             mp_sample: Sequence[Record], tmp_path: Path) -> None:  # fmt: skip
+    y = labels([*mp_small, *mp_sample[:40]])
+    ref, ref_best, ref_epochs = run(store, y, CFG)
+    ckpt = tmp_path / "seed0.lr0.001.partial.pt"
+    with pytest.raises(Crash):
+        run(store, y, CFG, checkpoint=ckpt, crash_after=2)  # killed after epoch 2's checkpoint
+    assert torch.load(ckpt, weights_only=False)["epoch"] == 2
+    resumed, best, epochs = run(store, y, CFG, checkpoint=ckpt)
+    assert epochs == ref_epochs == 4
+    assert best == pytest.approx(ref_best, rel=1e-9)
+    for key, value in ref.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[key]), key
+
+
+def test_finished_checkpoint_trains_no_further(store: GraphStore, mp_small: Sequence[Record],
+                                               mp_sample: Sequence[Record], tmp_path: Path) -> None:  # fmt: skip
+    y = labels([*mp_small, *mp_sample[:40]])
+    ckpt = tmp_path / "done.pt"
+    first = run(store, y, replace(CFG, epochs=2), checkpoint=ckpt)
+    again = run(store, y, replace(CFG, epochs=2), checkpoint=ckpt, crash_after=1)  # no epoch runs: no crash
+    assert again[2] == first[2] == 2 and again[1] == first[1]
+
+
+def test_cosine_schedule_anneals_to_a_hundredth() -> None:
+    opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
+    sched = _schedule(opt, replace(CFG, epochs=10))
+    assert sched is not None
+    rates = []
+    for _ in range(10):
+        opt.step()
+        sched.step()
+        rates.append(opt.param_groups[0]["lr"])
+    assert all(a > b for a, b in zip(rates, rates[1:], strict=False))
+    assert rates[-1] == pytest.approx(1e-5)
+    assert _schedule(opt, replace(CFG, schedule="constant")) is None
+    with pytest.raises(ValueError, match="schedule"):
+        _schedule(opt, replace(CFG, schedule="step"))
