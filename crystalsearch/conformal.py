@@ -68,6 +68,10 @@ class Calibration:
     def scale(self, members: np.ndarray) -> np.ndarray:
         return self.spread(members) + self.beta if self.score == "normalised" else np.ones(members.shape[1])
 
+    def bounded(self, point: np.ndarray) -> np.ndarray:
+        """Point predictions raised to ``floor`` (0 for band gaps), as when the calibration was fitted."""
+        return point if self.floor is None else np.maximum(point, self.floor)
+
     def quantile(self, coverage: float) -> float:
         """The conformal score quantile for ``coverage`` (``inf`` when the calibration set is too small)."""
         if not 0 < coverage < 1:
@@ -107,10 +111,16 @@ class Calibration:
         probe = cls(prop, log, score, beta, ())
         scores = np.abs(probe.t(y) - probe.t(point)) / probe.scale(members)
         threshold = float(np.quantile(sigma, ood_quantile))
-        floor = 0.0 if not log and bool(np.all(np.asarray(y) >= 0)) else None  # e.g. band gaps: never below 0
+        floor = label_floor(y, log=log)  # e.g. band gaps: never below 0
         return cls(prop, log, score, beta, tuple(float(s) for s in np.sort(scores)), weight=weight,
                    ood_quantile=ood_quantile, ood_threshold=threshold, split=dict(split or {}),
                    floor=floor)  # fmt: skip
+
+
+def label_floor(y: np.ndarray, *, log: bool) -> float | None:
+    """The labels' lower bound that predictions and intervals keep to: 0 for a non-log property none of
+    whose labels is negative (band gaps, melting temperatures), else none."""
+    return 0.0 if not log and bool(np.all(np.asarray(y) >= 0)) else None
 
 
 def magpie_of_structures(structures: list[Any]) -> np.ndarray:

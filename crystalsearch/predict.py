@@ -166,11 +166,12 @@ class Predictor:
         point = values.mean(axis=0)
         if cal is None or values.shape[1] == 0:
             return point, None, None, None
+        point = cal.bounded(point)
         if self.composition is not None and cal.weight < 1:
             from crystalsearch.conformal import magpie_of_structures
 
             comp = cal.t_inv(self.composition.predict(magpie_of_structures(structures)))
-            point = cal.weight * point + (1 - cal.weight) * comp
+            point = cal.weight * point + (1 - cal.weight) * cal.bounded(comp)
         lo, hi = cal.interval(point, values, coverage)
         return point, lo, hi, cal.out_of_distribution(values)
 

@@ -159,3 +159,24 @@ def test_cli_predict_gives_the_calibrated_interval_and_keeps_the_spread() -> Non
         assert lo <= n["interval"][0] <= w["value"] <= n["interval"][1] <= hi
     nacl, si = wide["results"]
     assert nacl["interval"][1] < si["interval"][1]  # NaCl (23.8 GPa DFT) is far softer than Si (88.9 GPa)
+
+
+def test_point_predictions_keep_to_the_labels_floor(mp_sample) -> None:
+    """Real labels: band gaps are never negative, so predictions are raised to 0; formation energies (negative
+    labels) and log-space properties have no floor."""
+    import numpy as np
+
+    from crystalsearch.conformal import Calibration, label_floor
+
+    gaps = np.array([r.properties["band_gap"] for r in mp_sample])
+    e_form = np.array([r.properties["formation_energy_per_atom"] for r in mp_sample])
+    assert (gaps == 0).any() and label_floor(gaps, log=False) == 0.0
+    assert (e_form < 0).any() and label_floor(e_form, log=False) is None
+    assert label_floor(gaps + 1, log=True) is None
+    members = np.array([[-0.3, 0.2, 1.5], [-0.1, 0.4, 1.7]])
+    cal = Calibration.fit(prop="band_gap", log=False, score="absolute", point=members.mean(0), members=members,
+                          y=np.array([0.0, 0.25, 1.6]))  # fmt: skip
+    assert cal.floor == 0.0
+    assert cal.bounded(members.mean(0)).tolist() == [0.0, pytest.approx(0.3), pytest.approx(1.6)]
+    lo, _ = cal.interval(cal.bounded(members.mean(0)), members, 0.5)
+    assert (lo >= 0).all()

@@ -71,6 +71,11 @@ def magpie_matrix(records: list[Record]) -> np.ndarray:
     return np.where(np.isfinite(x), x, means)
 
 
+def bounded(pred: np.ndarray, floor: float | None) -> np.ndarray:
+    """Predictions raised to ``floor`` (a band gap is never negative); unchanged without one."""
+    return pred if floor is None else np.maximum(pred, floor)
+
+
 def fit_weight(head: np.ndarray, other: np.ndarray, y: np.ndarray) -> float:
     """Weight ``w`` of ``head`` in ``w * head + (1 - w) * other`` with the least MAE (grid of 0.05)."""
     grid = np.linspace(0, 1, 21)
@@ -101,7 +106,7 @@ def evaluate_property(prop: str, folder: Path, config: CalibrationConfig, *,
     from sklearn.ensemble import HistGradientBoostingRegressor, RandomForestRegressor
 
     from crystalsearch import datasets
-    from crystalsearch.conformal import SCORES, Calibration
+    from crystalsearch.conformal import SCORES, Calibration, label_floor
     from crystalsearch.predict import Predictor
     from crystalsearch.train.finetune import property_spec
     from crystalsearch.train.protocol import protocol_split
@@ -120,7 +125,8 @@ def evaluate_property(prop: str, folder: Path, config: CalibrationConfig, *,
     recs = {p: [ds.records[int(i)] for i in idx] for p, idx in parts.items()}
     y = {p: y_all[idx] for p, idx in parts.items()}
     members = {p: member_predictions(predictor, recs[p]) for p in ("val", "calib", "test")}
-    head = {p: m.mean(axis=0) for p, m in members.items()}
+    floor = label_floor(y["train"], log=spec.log)
+    head = {p: bounded(m.mean(axis=0), floor) for p, m in members.items()}
     log(f"{prop}: ensemble predictions ready ({time.perf_counter() - t0:.0f} s)")
     x = {p: magpie_matrix(recs[p]) for p in parts}
     t = (lambda v: np.log(np.maximum(v, 1e-12))) if spec.log else (lambda v: v)
@@ -128,7 +134,7 @@ def evaluate_property(prop: str, folder: Path, config: CalibrationConfig, *,
     rf = RandomForestRegressor(random_state=0, n_jobs=config.jobs).fit(x["train"], y["train"])
     rf_test = rf.predict(x["test"])
     gb = HistGradientBoostingRegressor(random_state=0).fit(x["train"], t(y["train"]))
-    comp = {p: t_inv(gb.predict(x[p])) for p in ("val", "calib", "test")}
+    comp = {p: bounded(t_inv(gb.predict(x[p])), floor) for p in ("val", "calib", "test")}
     weight = fit_weight(head["val"], comp["val"], y["val"])
     point = {p: weight * head[p] + (1 - weight) * comp[p] for p in ("val", "calib", "test")}
     log(f"{prop}: Magpie models fitted ({time.perf_counter() - t0:.0f} s)")
