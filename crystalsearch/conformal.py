@@ -70,7 +70,7 @@ class Calibration:
 
     def bounded(self, point: np.ndarray) -> np.ndarray:
         """Point predictions raised to ``floor`` (0 for band gaps), as when the calibration was fitted."""
-        return point if self.floor is None else np.maximum(point, self.floor)
+        return bounded(point, self.floor)
 
     def quantile(self, coverage: float) -> float:
         """The conformal score quantile for ``coverage`` (``inf`` when the calibration set is too small)."""
@@ -84,8 +84,7 @@ class Calibration:
         """Lower and upper bounds (units) for point predictions ``point`` [n] with members [m, n]."""
         half = self.quantile(coverage) * self.scale(members)
         centre = self.t(point)
-        lo = self.t_inv(centre - half)
-        return (lo if self.floor is None else np.maximum(lo, self.floor)), self.t_inv(centre + half)
+        return bounded(self.t_inv(centre - half), self.floor), self.t_inv(centre + half)
 
     def out_of_distribution(self, members: np.ndarray) -> np.ndarray:
         """Boolean [n]: the members disagree more than on ``1 - ood_quantile`` of calibration materials."""
@@ -121,6 +120,11 @@ def label_floor(y: np.ndarray, *, log: bool) -> float | None:
     """The labels' lower bound that predictions and intervals keep to: 0 for a non-log property none of
     whose labels is negative (band gaps, melting temperatures), else none."""
     return 0.0 if not log and bool(np.all(np.asarray(y) >= 0)) else None
+
+
+def bounded(values: np.ndarray, floor: float | None) -> np.ndarray:
+    """``values`` raised to ``floor`` (a band gap is never negative); unchanged without one."""
+    return values if floor is None else np.maximum(values, floor)
 
 
 def magpie_of_structures(structures: list[Any]) -> np.ndarray:

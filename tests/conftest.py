@@ -5,7 +5,7 @@ Heavy objects are session-scoped and shared: copy a ``Structure`` before mutatin
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 import pytest
@@ -64,3 +64,15 @@ def nacl_mp(mp_records: Sequence[Record]) -> Structure:
 def si(mp_records: Sequence[Record]) -> Structure:
     """The shipped primitive diamond Si cell, mp-149 (2 sites)."""
     return _record(mp_records, "mp-149").structure
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """One torch thread for a test module (restored after it): on a shared 2-core machine two threads spin
+    against each other (~10x slower). Modules opt in with ``pytestmark = pytest.mark.usefixtures(...)``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,20 +21,13 @@ if TYPE_CHECKING:
     from crystalsearch.datasets import Record
     from crystalsearch.graph.store import GraphStore
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 CFG = FinetuneConfig(epochs=4, patience=10, batch_size=16, compile=False, schedule="cosine")
 
 
 @pytest.fixture(scope="module")
-def threads() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
 def store(mp_small: Sequence[Record], mp_sample: Sequence[Record], tmp_path_factory: pytest.TempPathFactory,
-          threads: None) -> GraphStore:  # fmt: skip
+          one_torch_thread: None) -> GraphStore:  # fmt: skip
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CRYSTALSEARCH_CACHE", str(tmp_path_factory.mktemp("graphs")))
         return GraphSettings().store_for_records([*mp_small, *mp_sample[:40]])

@@ -4,7 +4,7 @@ translations; the embedding API; checkpoint round trips and every way a checkpoi
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +31,8 @@ from crystalsearch.model.checkpoint import (  # noqa: E402
 )
 from crystalsearch.search.retrieval import random_rotation  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 # Shipped structures whose neighbour shells are not cut inside a degenerate mixed-element shell.
 INVARIANT_IDS = ("mp-1000", "mp-1008688", "mp-10442", "mp-14206", "mp-1571")
 # Sr3AsN (antiperovskite): Sr has 8 Sr + 4 As at exactly 3.6216 Å and keeps 10 of them; which 10 depends
@@ -49,15 +51,6 @@ def variants(s: Structure, rng: np.random.Generator) -> list[Structure]:
     rotated = Structure(Lattice(s.lattice.matrix @ rot.T), s.species, s.frac_coords)
     translated = Structure(s.lattice, s.species, s.frac_coords + rng.random(3))
     return [s.make_supercell([2, 2, 2], in_place=False), rotated, translated]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """One torch thread: on a shared 2-core machine two threads spin against each other (~10x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -71,11 +71,6 @@ def magpie_matrix(records: list[Record]) -> np.ndarray:
     return np.where(np.isfinite(x), x, means)
 
 
-def bounded(pred: np.ndarray, floor: float | None) -> np.ndarray:
-    """Predictions raised to ``floor`` (a band gap is never negative); unchanged without one."""
-    return pred if floor is None else np.maximum(pred, floor)
-
-
 def fit_weight(head: np.ndarray, other: np.ndarray, y: np.ndarray) -> float:
     """Weight ``w`` of ``head`` in ``w * head + (1 - w) * other`` with the least MAE (grid of 0.05)."""
     grid = np.linspace(0, 1, 21)
@@ -106,7 +101,7 @@ def evaluate_property(prop: str, folder: Path, config: CalibrationConfig, *,
     from sklearn.ensemble import HistGradientBoostingRegressor, RandomForestRegressor
 
     from crystalsearch import datasets
-    from crystalsearch.conformal import SCORES, Calibration, label_floor
+    from crystalsearch.conformal import SCORES, Calibration, bounded, label_floor
     from crystalsearch.predict import Predictor
     from crystalsearch.train.finetune import property_spec
     from crystalsearch.train.protocol import protocol_split
