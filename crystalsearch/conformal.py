@@ -5,7 +5,8 @@ A head folder (``crystalsearch/models/heads/<property>/``) may hold ``calibratio
 (:mod:`crystalsearch.train.protocol`), which no ensemble member trained or stopped on:
 
 - the point prediction is ``w * (ensemble mean) + (1 - w) * (composition model)``, ``w`` fitted on the
-  validation split (``w = 1`` and no composition model: the ensemble mean alone);
+  validation split (``w = 1`` and no composition model: the ensemble mean alone), or, with
+  ``stack = "residual"``, the ensemble mean corrected by a residual model (:mod:`crystalsearch.stacking`);
 - nonconformity score ``|t(y) - t(ŷ)| / (σ + β)`` in the head's target space ``t`` (log for moduli and
   thermal conductivity, identity otherwise), ``σ`` the members' standard deviation in that space and ``β``
   the median ``σ`` on the calibration split (``score = "absolute"``: ``|t(y) - t(ŷ)|``);
@@ -41,6 +42,7 @@ class Calibration:
     beta: float
     scores: tuple[float, ...]  # sorted calibration nonconformity scores
     weight: float = 1.0  # of the ensemble mean in the point prediction
+    stack: str = "blend"  # "blend" (weight) | "residual" (composition.pkl holds a stacking.ResidualStack)
     ood: str = "spread"
     ood_quantile: float = 0.9
     ood_threshold: float = math.inf
@@ -51,6 +53,8 @@ class Calibration:
     def __post_init__(self) -> None:
         if self.score not in SCORES:
             raise ValueError(f"score must be one of {SCORES}, got {self.score!r}")
+        if self.stack not in ("blend", "residual"):
+            raise ValueError(f"stack must be 'blend' or 'residual', got {self.stack!r}")
 
     def t(self, y: np.ndarray) -> np.ndarray:
         """Into the target space the scores live in."""
@@ -101,7 +105,7 @@ class Calibration:
 
     @classmethod
     def fit(cls, *, prop: str, log: bool, score: str, point: np.ndarray, members: np.ndarray, y: np.ndarray,
-            weight: float = 1.0, ood_quantile: float = 0.9,
+            weight: float = 1.0, stack: str = "blend", ood_quantile: float = 0.9,
             split: dict[str, Any] | None = None) -> Calibration:  # fmt: skip
         """Calibrate on the calibration split: ``point`` [n], ``members`` [m, n], labels ``y`` [n]."""
         probe = cls(prop, log, score, 0.0, ())
@@ -111,7 +115,7 @@ class Calibration:
         scores = np.abs(probe.t(y) - probe.t(point)) / probe.scale(members)
         threshold = float(np.quantile(sigma, ood_quantile))
         floor = label_floor(y, log=log)  # e.g. band gaps: never below 0
-        return cls(prop, log, score, beta, tuple(float(s) for s in np.sort(scores)), weight=weight,
+        return cls(prop, log, score, beta, tuple(float(s) for s in np.sort(scores)), weight=weight, stack=stack,
                    ood_quantile=ood_quantile, ood_threshold=threshold, split=dict(split or {}),
                    floor=floor)  # fmt: skip
 

@@ -167,11 +167,15 @@ class Predictor:
         if cal is None or values.shape[1] == 0:
             return point, None, None, None
         point = cal.bounded(point)
-        if self.composition is not None and cal.weight < 1:
+        if self.composition is not None and (cal.stack == "residual" or cal.weight < 1):
             from crystalsearch.conformal import magpie_of_structures
 
-            comp = cal.t_inv(self.composition.predict(magpie_of_structures(structures)))
-            point = cal.weight * point + (1 - cal.weight) * cal.bounded(comp)
+            magpie = magpie_of_structures(structures)
+            if cal.stack == "residual":
+                point = cal.bounded(self.composition.point(point, values, magpie))
+            else:
+                comp = cal.t_inv(self.composition.predict(magpie))
+                point = cal.weight * point + (1 - cal.weight) * cal.bounded(comp)
         lo, hi = cal.interval(point, values, coverage)
         return point, lo, hi, cal.out_of_distribution(values)
 
@@ -253,7 +257,8 @@ def _calibration_of(folder: Path) -> tuple[Calibration | None, Any]:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise CheckpointError(f"{folder}: unreadable calibration.json ({exc})") from None
     path = folder / COMPOSITION_MODEL
-    if calibration is None or calibration.weight >= 1 or not path.is_file():
+    stacked = calibration is not None and (calibration.stack == "residual" or calibration.weight < 1)
+    if calibration is None or not stacked or not path.is_file():
         return calibration, None
     import pickle
 

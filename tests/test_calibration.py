@@ -134,6 +134,38 @@ def test_train_heads_resume_calibrate_and_predict_an_interval(tmp_path: Path, mo
     assert p90.interval[0] <= p90.value <= p90.interval[1]
 
 
+def test_warm_start_continues_each_member_and_refuses_other_targets(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--set warm_start=DIR`: member k starts from DIR/seed<k> (encoder and head); at lr 0 its weights stay."""
+    import torch
+
+    from crystalsearch.predict import Predictor
+
+    monkeypatch.setenv("CRYSTALSEARCH_CACHE", str(tmp_path / "cache"))
+    base = ["train", "heads", "-p", "melting_temperature", "--set", "max_train=60", "--set", "epochs=1",
+            "--set", "compile=false", "--set", "init=random", "--set", "seeds=2", "--json"]  # fmt: skip
+    src, out = tmp_path / "src", tmp_path / "warm"
+    assert CliRunner().invoke(app, [*base, "--out", str(src)]).exit_code == 0
+    result = CliRunner().invoke(app, [*base, "--out", str(out), "--set", f"warm_start={src}", "--set", "lrs=0",
+                                      "--set", "loss=l1"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    before, after = Predictor.load("melting_temperature", folder=src), Predictor.load("melting_temperature", folder=out)
+    for a, b in zip(before.members, after.members, strict=True):
+        for (name, p), q in zip(a.model.named_parameters(), b.model.parameters(), strict=True):
+            assert torch.equal(p, q), name
+    assert not torch.equal(next(before.members[0].model.parameters()), next(before.members[1].model.parameters()))
+    meta = json.loads((out / "seed1" / "model.json").read_text())["metadata"]["finetune"]
+    assert meta["warm_start"] == str(src) and meta["loss"] == "l1"
+    (stage,) = json.loads((out / "seed1" / "model.json").read_text())["metadata"]["history"]
+    first = json.loads((src / "seed1" / "model.json").read_text())["metadata"]
+    assert stage["epochs_run"] == first["epochs_run"] == 1 and stage["test_mae"] == first["test_mae"]
+    assert "Earlier stages" in (out / "seed1" / "README.md").read_text()
+    other = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "bad"), "--set", f"warm_start={src}",
+                                     "--set", "max_train=40"])  # another train part: other targets
+    assert other.exit_code != 0 and "Traceback" not in other.output
+    assert "other targets" in other.output and "seed0" in other.output
+
+
 def test_heads_without_calibration_still_load_and_predict(tmp_path: Path) -> None:
     from crystalsearch.predict import Predictor, heads_dir
 

@@ -96,3 +96,57 @@ def test_cosine_schedule_anneals_to_a_hundredth() -> None:
     assert _schedule(opt, replace(CFG, schedule="constant")) is None
     with pytest.raises(ValueError, match="schedule"):
         _schedule(opt, replace(CFG, schedule="step"))
+
+
+def test_losses_match_a_manual_reference() -> None:
+    from crystalsearch.train.finetune import _loss
+
+    pred, target = torch.tensor([0.0, 1.0, -2.0, 0.5]), torch.tensor([1.0, 1.0, 1.0, -0.5])
+    # |d| = 1, 0, 3, 1 -> mean 1.25; d^2 = 1, 0, 9, 1 -> mean 2.75
+    assert float(_loss(replace(CFG, loss="l1"))(pred, target)) == pytest.approx(1.25)
+    assert float(_loss(CFG)(pred, target)) == pytest.approx(2.75)
+    with pytest.raises(ValueError, match="loss"):
+        _loss(replace(CFG, loss="hinge"))
+
+
+def test_l1_loss_trains_a_different_model(store: GraphStore, mp_small: Sequence[Record],
+                                          mp_sample: Sequence[Record]) -> None:  # fmt: skip
+    y = labels([*mp_small, *mp_sample[:40]])
+    mse, _, _ = run(store, y, replace(CFG, epochs=2))
+    l1, best, _ = run(store, y, replace(CFG, epochs=2, loss="l1"))
+    assert np.isfinite(best)
+    assert any(not torch.equal(v, l1.state_dict()[k]) for k, v in mse.state_dict().items())
+
+
+def test_resuming_with_more_epochs_anneals_to_the_new_end(
+    store: GraphStore, mp_small: Sequence[Record], mp_sample: Sequence[Record], tmp_path: Path
+) -> None:
+    y = labels([*mp_small, *mp_sample[:40]])
+    ckpt = tmp_path / "seed0.partial.pt"
+    run(store, y, replace(CFG, epochs=2), checkpoint=ckpt)
+    mid = torch.load(ckpt, weights_only=False)
+    assert mid["optimizer"]["param_groups"][0]["lr"] == pytest.approx(1e-5)  # annealed at the first end
+    _, _, epochs = run(store, y, replace(CFG, epochs=4), checkpoint=ckpt)
+    state = torch.load(ckpt, weights_only=False)
+    assert epochs == 4 and state["schedule"]["T_max"] == 4
+    assert state["optimizer"]["param_groups"][0]["lr"] == pytest.approx(1e-5)
+
+
+def test_loop_state_adds_up_training_time_over_resumes(
+    store: GraphStore, mp_small: Sequence[Record], mp_sample: Sequence[Record], tmp_path: Path
+) -> None:
+    y = labels([*mp_small, *mp_sample[:40]])
+    ckpt = tmp_path / "seed0.partial.pt"
+    with pytest.raises(Crash):
+        run(store, y, CFG, checkpoint=ckpt, crash_after=2)
+    first = torch.load(ckpt, weights_only=False)["elapsed_s"]
+    run(store, y, CFG, checkpoint=ckpt)
+    assert 0 < first < torch.load(ckpt, weights_only=False)["elapsed_s"]
+
+
+def test_single_runs_refuse_a_warm_start() -> None:
+    from crystalsearch.errors import InputError
+    from crystalsearch.train.finetune import finetune
+
+    with pytest.raises(InputError, match="train heads"):
+        finetune(replace(CFG, property="melting_temperature", warm_start="heads/melting_temperature"))

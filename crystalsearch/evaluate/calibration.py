@@ -4,7 +4,10 @@ Per property (the ensemble must have been trained under :mod:`crystalsearch.trai
 
 - test MAE of the ensemble mean, of a random forest on Magpie features (sklearn defaults, as Table 1) and
   of a gradient-boosted model on Magpie, all trained on the same records as the heads;
-- the stacked prediction ``w * ensemble + (1 - w) * Magpie model`` with ``w`` fitted on the validation split;
+- the stacked prediction ``w * ensemble + (1 - w) * Magpie model`` with ``w`` fitted on the validation split,
+  and, where validation has at least :data:`crystalsearch.stacking.MIN_FIT` materials, the residual stack
+  (:mod:`crystalsearch.stacking`) fitted there; the point prediction is whichever has the lower validation MAE
+  (the stack's measured out of fold);
 - split-conformal intervals (:mod:`crystalsearch.conformal`) calibrated on the calibration split, for the
   normalised score (scaled by the ensemble spread) and the absolute one: coverage and mean / median width
   on validation and test, and test coverage among flagged and unflagged materials; the score written by
@@ -103,6 +106,7 @@ def evaluate_property(prop: str, folder: Path, config: CalibrationConfig, *,
     from crystalsearch import datasets
     from crystalsearch.conformal import SCORES, Calibration, bounded, label_floor
     from crystalsearch.predict import Predictor
+    from crystalsearch.stacking import MIN_FIT, fit_residual
     from crystalsearch.train.finetune import property_spec
     from crystalsearch.train.protocol import protocol_split
 
@@ -132,6 +136,15 @@ def evaluate_property(prop: str, folder: Path, config: CalibrationConfig, *,
     comp = {p: bounded(t_inv(gb.predict(x[p])), floor) for p in ("val", "calib", "test")}
     weight = fit_weight(head["val"], comp["val"], y["val"])
     point = {p: weight * head[p] + (1 - weight) * comp[p] for p in ("val", "calib", "test")}
+    stack, residual, val_mae = "blend", None, {"blend": float(np.mean(np.abs(point["val"] - y["val"])))}
+    if len(y["val"]) >= MIN_FIT:
+        residual, oof = fit_residual(heads=head["val"], members=members["val"], magpie=x["val"], y=y["val"],
+                                     log=spec.log, composition=gb)  # fmt: skip
+        stacked = {"val": bounded(oof, floor), **{p: bounded(residual.point(head[p], members[p], x[p]), floor)
+                                                   for p in ("calib", "test")}}  # fmt: skip
+        val_mae["residual"] = float(np.mean(np.abs(stacked["val"] - y["val"])))
+        if val_mae["residual"] < val_mae["blend"]:
+            stack, point = "residual", stacked
     log(f"{prop}: Magpie models fitted ({time.perf_counter() - t0:.0f} s)")
 
     def mae(pred: np.ndarray) -> float:
@@ -142,7 +155,7 @@ def evaluate_property(prop: str, folder: Path, config: CalibrationConfig, *,
     err = np.abs(point["test"] - y["test"])
     for score in SCORES:
         cal = Calibration.fit(prop=prop, log=spec.log, score=score, point=point["calib"], members=members["calib"],
-                              y=y["calib"], weight=weight, split=split.to_dict())  # fmt: skip
+                              y=y["calib"], weight=weight, stack=stack, split=split.to_dict())  # fmt: skip
         calibrations[score] = cal
         intervals[score] = {}
         for part in ("val", "test"):
@@ -165,14 +178,16 @@ def evaluate_property(prop: str, folder: Path, config: CalibrationConfig, *,
         "heads": str(folder), "ensemble_size": len(predictor.members), "nominal_coverage": config.coverage,
         "mae": {"ensemble": mae(head["test"]), "members": [mae(m) for m in members["test"]],
                 "rf_magpie": mae(rf_test), "gbm_magpie": mae(comp["test"]), "stacked": mae(point["test"]),
-                "mean_baseline": mae(np.full_like(y["test"], y["train"].mean()))},
-        "stack_weight": weight,
+                "mean_baseline": mae(np.full_like(y["test"], y["train"].mean())),
+                "blend": mae(weight * head["test"] + (1 - weight) * comp["test"]),
+                "residual_stack": None if residual is None else mae(stacked["test"])},
+        "stack_weight": weight, "stack": stack, "val_mae": val_mae,
         "intervals": intervals,
         "interval_score": score, "interval_score_chosen_by": config.score,
         "ood": flags, "wall_time_s": round(time.perf_counter() - t0, 1), "command": config.command,
     }  # fmt: skip
     if config.fit:
-        _install(folder, chosen, gb if weight < 1 else None, result)
+        _install(folder, chosen, residual if stack == "residual" else gb if weight < 1 else None, result)
     return result
 
 
@@ -223,13 +238,16 @@ def ensemble_card(r: dict[str, Any]) -> str:
     cap = f" (seeded subset of {s['n_train_full']:,})" if s["n_train"] < s["n_train_full"] else ""
     stack = ("ensemble mean alone" if r["stack_weight"] == 1 else
              f"{r['stack_weight']:.2f} x ensemble mean + {1 - r['stack_weight']:.2f} x gradient boosting on Magpie")
+    if r.get("stack") == "residual":
+        stack = ("ensemble mean + a gradient-boosted residual on [Magpie, heads, spread, Magpie model] fitted on val "
+                 "(`crystalsearch/stacking.py`)")
     ratio = "n/a" if fl["error_ratio"] is None else f"{fl['error_ratio']:.2f}"
     grouped = ", grouped by formula" if s["by_formula"] else ""
     return f"""# {r['property']} heads: {r['ensemble_size']}-member seed ensemble
 
 Protocol split (`crystalsearch/train/protocol.py`, seed {s['seed']}{grouped}) of `{s['dataset']}`:
 {s['n_train']:,} train{cap} / {s['n_val']:,} val / {s['n_calib']:,} calibration / {s['n_test']:,} test.
-Members differ by initialisation and batch order only. Point prediction: {stack} (weight fitted on val).
+Members differ by initialisation and batch order only. Point prediction: {stack} (fitted and chosen on val).
 
 | test split | MAE ({u}) |
 |---|---|
@@ -238,6 +256,8 @@ Members differ by initialisation and batch order only. Point prediction: {stack}
 | members | {', '.join(f'{v:.4g}' for v in m['members'])} |
 | random forest on Magpie (same train records) | {m['rf_magpie']:.4g} |
 | gradient boosting on Magpie | {m['gbm_magpie']:.4g} |
+| blend ({r['stack_weight']:.2f} x ensemble + rest boosting) | {m.get('blend', m['stacked']):.4g} |
+| residual stack (`crystalsearch/stacking.py`) | {_opt(m.get('residual_stack'))} |
 
 {r['nominal_coverage']:.0%} interval (split conformal, {r['interval_score']} score, calibrated on the
 calibration split): empirical coverage on test **{iv['coverage']:.3f}**, mean width {iv['mean_width']:.4g} {u}.
@@ -267,7 +287,7 @@ def report(results: list[dict[str, Any]], *, command: str) -> str:
 
         lines.append(
             f"| {r['property']} ({u}) | {s['n_train']:,} / {s['n_calib']:,} / {s['n_test']:,} | {m['ensemble']:.4g} | "
-            f"{m['stacked']:.4g} ({r['stack_weight']:.2f}) | {m['rf_magpie']:.4g} | {iv['coverage']:.3f} "
+            f"{m['stacked']:.4g} ({_how(r)}) | {m['rf_magpie']:.4g} | {iv['coverage']:.3f} "
             f"({r['nominal_coverage']:.2f}) | {iv['mean_width']:.4g} | {ratio(sp)}, {sp['firing_rate']:.1%} | "
             f"{ratio(old)}, {old['firing_rate']:.1%} |"
         )  # fmt: skip
@@ -286,6 +306,15 @@ def report(results: list[dict[str, Any]], *, command: str) -> str:
                      f"{'n/a' if p10['error_ratio'] is None else format(p10['error_ratio'], '.2f')}, "
                      f"fires on {p10['firing_rate']:.1%}")  # fmt: skip
     return "\n".join(lines) + "\n"
+
+
+def _how(r: dict[str, Any]) -> str:
+    """How the point prediction was stacked: ``residual`` or the blend weight of the heads."""
+    return "residual" if r.get("stack") == "residual" else f"{r['stack_weight']:.2f}"
+
+
+def _opt(v: float | None) -> str:
+    return "not fitted (validation split too small)" if v is None else f"{v:.4g}"
 
 
 def _pct(v: float | None) -> str:

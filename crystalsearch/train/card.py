@@ -190,10 +190,13 @@ def finetune_card(result: Any, config: FinetuneConfig, *, command: str, extra: s
     sizes = f"{result.n_train} train / {result.n_val} val / {result.n_test} test, seed {config.seed}"
     sizes += ", grouped by formula" if config.group_by_formula else ""
     grid = "\n".join(f"| {lr:g} | {mae:.4g} |" for lr, mae in result.lr_grid.items())
+    start = f"initialised from `{result.init}`"
+    if config.warm_start:
+        start = f"continued from `{config.warm_start}/seed{config.seed}` (encoder and head; see its card)"
     return f"""# {result.property} head (CGCNN encoder + regression head, fine-tuned)
 
 Predicts {spec.column} ({result.unit}) from a crystal structure. Encoder ({enc.n_conv} gated convolutions,
-{enc.atom_fea_len} atom features, {enc.h_dim}-d h) initialised from `{result.init}` and fine-tuned end to end
+{enc.atom_fea_len} atom features, {enc.h_dim}-d h) {start} and fine-tuned end to end
 with a CGCNN regression head.
 
 | | |
@@ -201,7 +204,8 @@ with a CGCNN regression head.
 | data | shipped `{spec.dataset}` ({sizes}) |
 | graphs | radius {graph.radius:g} Å, {graph.max_neighbors} neighbours (the encoder's settings) |
 | target transform | {"log, then " if result.transform.log else ""}standardised |
-| learning rate | {result.lr:g} (best validation MAE of the grid below) |
+| learning rate | {result.lr:g} (best validation MAE of the grid below), {config.schedule} schedule |
+| loss | {config.loss} on the standardised target |
 | epochs | {result.epochs_run} (early stopping, patience {config.patience}, at most {config.epochs}) |
 | validation MAE | {result.val_mae:.4g} {result.unit} |
 | **test MAE** | **{result.test_mae:.4g} {result.unit}** |

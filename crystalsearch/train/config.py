@@ -86,6 +86,8 @@ class FinetuneConfig:
     batch_size: int = 128
     weight_decay: float = 0.0
     schedule: str = "constant"  # "constant" | "cosine" (lr annealed to lr/100 over `epochs`)
+    loss: str = "mse"  # "mse" | "l1" (on standardised targets; l1 optimises the MAE that is reported)
+    warm_start: str = ""  # ensembles: heads folder whose seed<k> (encoder + head) starts member k
     log_target: str = "auto"  # "auto" | "yes" | "no"
     seed: int = 0
     group_by_formula: bool = False

@@ -83,6 +83,7 @@ def train_ensemble(
         predict_store,
         property_spec,
         save_finetuned,
+        warm_model,
         with_seed,
     )
     from crystalsearch.train.protocol import protocol_split
@@ -120,7 +121,8 @@ def train_ensemble(
             results = {}
             partials = {lr: out / f"seed{seed}.lr{lr:g}.partial.pt" for lr in ft.lrs}
             for lr in ft.lrs:
-                model = init_model(ft.init, seed=seed)
+                model = (warm_model(ft.warm_start, seed=seed, transform=transform, graph=graph) if ft.warm_start
+                         else init_model(ft.init, seed=seed))  # fmt: skip
                 rng = np.random.default_rng([seed, 7])
                 if partials[lr].is_file():
                     log(f"{config.property} seed {seed}: resuming from {partials[lr]}")
@@ -132,16 +134,18 @@ def train_ensemble(
             best_lr = min(results, key=lambda lr: results[lr][1])
             model, val_mae, epochs = results[best_lr]
             pred = transform.inverse(predict_store(model, store, test, device=device))
+            spent = sum(_elapsed(path) for path in partials.values()) or time.perf_counter() - start
             result = FinetuneResult(
                 property=spec.name, init=ft.init, lr=best_lr, epochs_run=epochs, val_mae=val_mae,
                 test_mae=float(np.mean(np.abs(pred - y[test]))), unit=spec.unit, n_train=len(train),
-                n_val=len(val), n_test=len(test), wall_time_s=time.perf_counter() - start,
+                n_val=len(val), n_test=len(test), wall_time_s=spent,
                 lr_grid={lr: r[1] for lr, r in results.items()}, model=model.cpu(), transform=transform,
                 test_predictions=pred, test_indices=split.test, graph=graph, hardware=hardware_of(device),
             )  # fmt: skip
-            extra = protocol_note(split.to_dict())
+            history = warm_history(ft.warm_start, seed) if ft.warm_start else []
+            extra = protocol_note(split.to_dict()) + history_note(history)
             save_finetuned(result, folder, cfg, command=command or None, extra_card=extra,
-                           metadata={"protocol": split.to_dict()})  # fmt: skip
+                           metadata={"protocol": split.to_dict(), "history": history})  # fmt: skip
             for partial in partials.values():
                 partial.unlink(missing_ok=True)
             members.append({"seed": seed, "checkpoint": str(folder), "epochs_run": epochs, "lr": best_lr,
@@ -165,6 +169,42 @@ def _epoch_logger(log: Callable[[str], None], prop: str, seed: int, unit: str,
             f"{(time.perf_counter() - t0) / 60:.1f} min")  # fmt: skip
 
     return on_epoch
+
+
+def _elapsed(partial: Path) -> float:
+    """Training seconds a member's loop state records over all the processes that ran it (0 if none)."""
+    import torch
+
+    if not partial.is_file():
+        return 0.0
+    return float(torch.load(partial, map_location="cpu", weights_only=False).get("elapsed_s", 0.0))
+
+
+def warm_history(source: str, seed: int) -> list[dict[str, Any]]:
+    """The earlier stages of a warm-started member: its source's own history, then the source itself."""
+    from crystalsearch.model.checkpoint import read_info, resolve
+
+    meta = read_info(resolve(source) / f"seed{seed}").metadata
+    ft = meta.get("finetune", {})
+    stage = {"checkpoint": f"{source}/seed{seed}", "init": meta.get("init"), "epochs_run": meta.get("epochs_run"),
+             "lr": meta.get("lr"), "schedule": ft.get("schedule", "constant"), "loss": ft.get("loss", "mse"),
+             "val_mae": meta.get("val_mae"), "test_mae": meta.get("test_mae"), "wall_time_s": meta.get("wall_time_s"),
+             "command": meta.get("command")}  # fmt: skip
+    return [*meta.get("history", []), stage]
+
+
+def history_note(history: list[dict[str, Any]]) -> str:
+    """Model-card table of the stages before this one (empty when the member started fresh)."""
+    if not history:
+        return ""
+    rows = "\n".join(
+        f"| {i + 1} | `{h['init']}` | {h['epochs_run']} | {h['lr']:g}, {h['schedule']} | {h['loss']} | "
+        f"{h['val_mae']:.4g} | {h['test_mae']:.4g} | {(h['wall_time_s'] or 0) / 60:.1f} min |"
+        for i, h in enumerate(history)
+    )
+    return ("\nEarlier stages (this member continued from the last one, encoder and head):\n\n"
+            "| stage | init | epochs | lr, schedule | loss | val MAE | test MAE | wall time |\n"
+            f"|---|---|---|---|---|---|---|---|\n{rows}\n")  # fmt: skip
 
 
 def protocol_note(split: dict[str, Any]) -> str:

@@ -152,16 +152,21 @@ def _train_one(model: PropertyModel, store: GraphStore, y: np.ndarray, train: np
     forward = MaybeCompiled(model, enabled=config.compile)
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=config.weight_decay)
     sched = _schedule(opt, config)
+    loss_fn = _loss(config)
     target = torch.from_numpy(transform.forward(y).astype(np.float32))
     best, best_state, since, epochs = float("inf"), copy.deepcopy(model.state_dict()), 0, 0
+    t0, before = time.perf_counter(), 0.0  # seconds spent by earlier processes on this member (resumed runs)
     if checkpoint is not None and checkpoint.is_file():
         state = torch.load(checkpoint, map_location="cpu", weights_only=False)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         if sched is not None:
             sched.load_state_dict(state["schedule"])
+            if isinstance(sched, torch.optim.lr_scheduler.CosineAnnealingLR):
+                sched.T_max = max(1, config.epochs)  # resumed with another `epochs`: anneal to the new end
         best, best_state, since, epochs = state["best"], state["best_state"], state["since"], state["epoch"]
         rng.bit_generator.state = state["rng"]
+        before = float(state.get("elapsed_s", 0.0))
     while epochs < config.epochs and since < config.patience:
         epochs += 1
         model.train()
@@ -171,7 +176,7 @@ def _train_one(model: PropertyModel, store: GraphStore, y: np.ndarray, train: np
             if len(idx) < 2:
                 continue  # batch norm needs two crystals
             pred = forward(store.batch(idx).to(device))
-            loss = torch.nn.functional.mse_loss(pred.float(), target[idx].to(device))
+            loss = loss_fn(pred.float(), target[idx].to(device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -184,7 +189,7 @@ def _train_one(model: PropertyModel, store: GraphStore, y: np.ndarray, train: np
             since += 1
         if checkpoint is not None:
             _save_loop(checkpoint, model=model, opt=opt, sched=sched, best=best, best_state=best_state, since=since,
-                       epoch=epochs, rng=rng)  # fmt: skip
+                       epoch=epochs, rng=rng, elapsed_s=before + time.perf_counter() - t0)  # fmt: skip
         if on_epoch is not None:
             on_epoch(epochs, val_mae, best)
     model.load_state_dict(best_state)
@@ -201,14 +206,43 @@ def _schedule(opt: torch.optim.Optimizer, config: FinetuneConfig) -> torch.optim
     raise ValueError(f"schedule must be 'constant' or 'cosine', got {config.schedule!r}")
 
 
+def _loss(config: FinetuneConfig) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The training loss of ``config.loss`` on standardised targets."""
+    losses = {"mse": torch.nn.functional.mse_loss, "l1": torch.nn.functional.l1_loss}
+    if config.loss not in losses:
+        raise ValueError(f"loss must be one of {', '.join(losses)}, got {config.loss!r}")
+    return losses[config.loss]
+
+
+def warm_model(folder: str | Path, *, seed: int, transform: TargetTransform, graph: GraphSettings) -> PropertyModel:
+    """Member ``seed`` of the ensemble in ``folder`` (``heads/<property>`` or a path), encoder and head, to
+    continue training from; its target transform and graph settings must be those of the run it joins."""
+    from crystalsearch.errors import CheckpointError
+    from crystalsearch.model.checkpoint import load_state_dict, read_info, resolve
+
+    path = resolve(folder) / f"seed{seed}"
+    info = read_info(path)
+    if not info.model_class.endswith("PropertyModel"):
+        raise CheckpointError(f"{path}: not a property head ({info.model_class})")
+    theirs = TargetTransform.from_dict(info.metadata["transform"])
+    if not np.allclose([theirs.mean, theirs.std], [transform.mean, transform.std]) or theirs.log != transform.log:
+        raise CheckpointError(f"{path}: trained on other targets (transform {theirs.to_dict()}, "
+                              f"this run {transform.to_dict()})")
+    if info.graph != graph:
+        raise CheckpointError(f"{path}: graphs built as {info.graph}, this run builds {graph}")
+    model = PropertyModel(EncoderConfig(**info.config))
+    model.load_state_dict(load_state_dict(info))
+    return model
+
+
 def _save_loop(path: Path, *, model: PropertyModel, opt: torch.optim.Optimizer,
                sched: torch.optim.lr_scheduler.LRScheduler | None, best: float, best_state: dict[str, Any],
-               since: int, epoch: int, rng: np.random.Generator) -> None:  # fmt: skip
+               since: int, epoch: int, rng: np.random.Generator, elapsed_s: float = 0.0) -> None:  # fmt: skip
     from crystalsearch.atomic import atomic_write
 
     state = {"model": model.state_dict(), "optimizer": opt.state_dict(),
              "schedule": None if sched is None else sched.state_dict(), "best": best, "best_state": best_state,
-             "since": since, "epoch": epoch, "rng": rng.bit_generator.state}  # fmt: skip
+             "since": since, "epoch": epoch, "rng": rng.bit_generator.state, "elapsed_s": elapsed_s}  # fmt: skip
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda fh: torch.save(state, fh))
 
@@ -236,6 +270,10 @@ def _finetune(config: FinetuneConfig, *, store: GraphStore | None, show_progress
     from crystalsearch import datasets
 
     spec = property_spec(config.property)
+    if config.warm_start:
+        from crystalsearch.errors import InputError
+
+        raise InputError("--set warm_start", "continues a head ensemble: use `crystalsearch train heads`")
     device = select_device(None if config.device == "auto" else config.device)
     ds = datasets.load(spec.dataset)
     y = ds.targets(spec.column)

@@ -1,0 +1,117 @@
+"""Residual stacking (crystalsearch/stacking.py) on real Materials Project formation energies and Magpie features."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pytest
+
+from crystalsearch.conformal import Calibration, magpie_of_structures
+from crystalsearch.stacking import MIN_FIT, ResidualStack, fit_residual
+
+if TYPE_CHECKING:
+    from crystalsearch.datasets import Record
+
+N_FIT, N_VAL, N_TEST = 600, 1000, 400
+
+
+@pytest.fixture(scope="module")
+def data(mp_records: Sequence[Record]) -> dict[str, Any]:
+    """2,000 real records (every 13th), their Magpie features, formation energies and oxygen fractions."""
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    recs = list(mp_records[::13][: N_FIT + N_VAL + N_TEST])
+    x = magpie_of_structures([r.structure for r in recs])
+    y = np.array([r.properties["formation_energy_per_atom"] for r in recs])
+    oxygen = np.array([r.structure.composition.get_atomic_fraction("O") for r in recs])
+    parts = {"fit": slice(0, N_FIT), "val": slice(N_FIT, N_FIT + N_VAL), "test": slice(N_FIT + N_VAL, None)}
+    composition = HistGradientBoostingRegressor(random_state=0).fit(x[parts["fit"]], y[parts["fit"]])
+    return {"x": x, "y": y, "oxygen": oxygen, "parts": parts, "composition": composition}
+
+
+def members_with_bias(data: dict[str, Any], bias: float, part: str) -> np.ndarray:
+    """Three 'heads' [3, n]: the label plus a chemistry-dependent error (bias x oxygen fraction) and noise."""
+    sl = data["parts"][part]
+    rng = np.random.default_rng(0)
+    y, ox = data["y"][sl], data["oxygen"][sl]
+    return np.stack([y + bias * ox + rng.normal(0, 0.02, len(y)) for _ in range(3)])
+
+
+def fit(data: dict[str, Any], members: np.ndarray, y: np.ndarray, *, log: bool = False,
+        composition: Any = None) -> tuple[ResidualStack, np.ndarray]:  # fmt: skip
+    """The stack on the validation part, CI-sized (3 folds, 100 boosting rounds)."""
+    return fit_residual(heads=members.mean(0), members=members, magpie=data["x"][data["parts"]["val"]], y=y, log=log,
+                        composition=composition or data["composition"], folds=3, max_iter=100)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def biased(data: dict[str, Any]) -> tuple[ResidualStack, np.ndarray]:
+    return fit(data, members_with_bias(data, 0.4, "val"), data["y"][data["parts"]["val"]])
+
+
+def test_stack_learns_a_chemistry_dependent_error_and_measures_itself_out_of_fold(
+    data: dict[str, Any], biased: tuple[ResidualStack, np.ndarray]
+) -> None:
+    val, test = members_with_bias(data, 0.4, "val"), members_with_bias(data, 0.4, "test")
+    sv, st = data["parts"]["val"], data["parts"]["test"]
+    stack, oof = biased
+    heads_mae = np.mean(np.abs(test.mean(0) - data["y"][st]))
+    stacked_mae = np.mean(np.abs(stack.point(test.mean(0), test, data["x"][st]) - data["y"][st]))
+    assert heads_mae > 0.05  # the oxygen-dependent error is real in this sample
+    assert stacked_mae < 0.6 * heads_mae
+    oof_mae = np.mean(np.abs(oof - data["y"][sv]))
+    assert oof_mae < 0.7 * np.mean(np.abs(val.mean(0) - data["y"][sv]))
+    assert "ResidualStack(log=False" in repr(stack) and len(stack.point(np.zeros(0), test[:, :0], data["x"][:0])) == 0
+
+
+def test_stack_leaves_unbiased_heads_about_as_they_are(data: dict[str, Any]) -> None:
+    val, test = members_with_bias(data, 0.0, "val"), members_with_bias(data, 0.0, "test")
+    sv, st = data["parts"]["val"], data["parts"]["test"]
+    stack, _ = fit(data, val, data["y"][sv])
+    heads_mae = np.mean(np.abs(test.mean(0) - data["y"][st]))
+    assert np.mean(np.abs(stack.point(test.mean(0), test, data["x"][st]) - data["y"][st])) < 1.15 * heads_mae
+
+
+def test_log_space_stack_stays_positive(data: dict[str, Any]) -> None:
+    """Moduli-like positive targets: the correction is made in log space, so predictions stay positive."""
+    sv = data["parts"]["val"]
+    y = np.exp(data["y"][sv])  # positive, spread like a modulus on a log scale
+    members = np.stack([y * (1 + 0.5 * data["oxygen"][sv]) * s for s in (0.95, 1.0, 1.05)])
+    log_comp = _LogComposition(data["composition"])
+    stack, oof = fit(data, members, y, log=True, composition=log_comp)
+    assert np.all(oof > 0) and np.all(stack.point(members.mean(0), members, data["x"][sv]) > 0)
+    assert np.mean(np.abs(oof - y)) < np.mean(np.abs(members.mean(0) - y))
+
+
+@dataclasses.dataclass
+class _LogComposition:
+    model: Any
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(self.model.predict(x))  # already a log-scale quantity for the exp(y) target
+
+
+def test_predict_uses_the_residual_stack_when_calibration_says_so(
+    biased: tuple[ResidualStack, np.ndarray], nacl: Any, si: Any
+) -> None:
+    from crystalsearch.predict import Predictor
+
+    pred = Predictor.load("formation_energy")
+    assert pred.calibration is not None
+    structures = [nacl, si]
+    values = pred.predict_values(structures)
+    stack, _ = biased
+    blend_point, *_ = pred.point_and_interval(structures, values, coverage=0.9)
+    pred.calibration = dataclasses.replace(pred.calibration, stack="residual")
+    pred.composition = stack
+    point, lo, hi, _ = pred.point_and_interval(structures, values, coverage=0.9)
+    expected = stack.point(values.mean(0), values, magpie_of_structures(structures))
+    np.testing.assert_allclose(point, expected)
+    assert lo is not None and hi is not None and np.all(lo <= point) and np.all(point <= hi)
+    assert not np.allclose(point, blend_point)
+    with pytest.raises(ValueError, match="stack"):
+        dataclasses.replace(pred.calibration, stack="average")
+    assert MIN_FIT >= 1000 and isinstance(stack, ResidualStack) and isinstance(pred.calibration, Calibration)
