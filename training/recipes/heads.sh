@@ -16,13 +16,16 @@ if [ ${#props[@]} -eq 0 ]; then
 fi
 for prop in "${props[@]}"; do
   if [ "$prop" = formation_energy ]; then
-    # Two stages, as shipped: 40 cosine epochs (MSE, heads.toml), then each member continued for 60 cosine
-    # epochs on the absolute error from lr 3e-4 (warm start: encoder and head of stage 1's seed<k>).
+    # Three stages, as shipped: 40 cosine epochs (MSE, heads.toml), then each member continued for 60 cosine
+    # epochs on the absolute error from lr 3e-4, then 25 from lr 1e-4 (warm start: encoder and head of seed<k>).
     # shellcheck disable=SC2086
     crystalsearch train heads --property "$prop" --out "$out/$prop.stage1" ${EXTRA:-}
     # shellcheck disable=SC2086
-    crystalsearch train heads --property "$prop" --out "$out/$prop" --set warm_start="$out/$prop.stage1" \
+    crystalsearch train heads --property "$prop" --out "$out/$prop.stage2" --set warm_start="$out/$prop.stage1" \
       --set loss=l1 --set lrs=3e-4 --set epochs=60 --set patience=60 ${EXTRA:-}
+    # shellcheck disable=SC2086
+    crystalsearch train heads --property "$prop" --out "$out/$prop" --set warm_start="$out/$prop.stage2" \
+      --set loss=l1 --set lrs=1e-4 --set epochs=25 --set patience=25 ${EXTRA:-}
     continue
   fi
   # shellcheck disable=SC2086
