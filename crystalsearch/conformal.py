@@ -58,16 +58,14 @@ class Calibration:
 
     def t(self, y: np.ndarray) -> np.ndarray:
         """Into the target space the scores live in."""
-        y = np.asarray(y, dtype=np.float64)
-        return np.log(np.maximum(y, 1e-12)) if self.log else y
+        return to_target(y, log=self.log)
 
     def t_inv(self, t: np.ndarray) -> np.ndarray:
-        return np.exp(t) if self.log else np.asarray(t, dtype=np.float64)
+        return from_target(t, log=self.log)
 
     def spread(self, members: np.ndarray) -> np.ndarray:
         """σ: members' standard deviation in target space (``members`` [m, n], in units)."""
-        tm = self.t(members)
-        return tm.std(axis=0, ddof=1) if tm.shape[0] > 1 else np.zeros(tm.shape[1])
+        return member_spread(members, log=self.log)
 
     def scale(self, members: np.ndarray) -> np.ndarray:
         return self.spread(members) + self.beta if self.score == "normalised" else np.ones(members.shape[1])
@@ -118,6 +116,22 @@ class Calibration:
         return cls(prop, log, score, beta, tuple(float(s) for s in np.sort(scores)), weight=weight, stack=stack,
                    ood_quantile=ood_quantile, ood_threshold=threshold, split=dict(split or {}),
                    floor=floor)  # fmt: skip
+
+
+def to_target(values: np.ndarray, *, log: bool) -> np.ndarray:
+    """Into a head's target space: log for moduli and conductivity, identity otherwise."""
+    v = np.asarray(values, dtype=np.float64)
+    return np.log(np.maximum(v, 1e-12)) if log else v
+
+
+def from_target(t: np.ndarray, *, log: bool) -> np.ndarray:
+    return np.exp(t) if log else np.asarray(t, dtype=np.float64)
+
+
+def member_spread(members: np.ndarray, *, log: bool) -> np.ndarray:
+    """Members' standard deviation [n] in target space (``members`` [m, n], in units; 0 for one member)."""
+    tm = to_target(members, log=log)
+    return tm.std(axis=0, ddof=1) if tm.shape[0] > 1 else np.zeros(tm.shape[1])
 
 
 def label_floor(y: np.ndarray, *, log: bool) -> float | None:

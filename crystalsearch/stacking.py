@@ -21,13 +21,10 @@ from typing import Any
 
 import numpy as np
 
+from crystalsearch.conformal import from_target, member_spread, to_target
+
 MIN_FIT = 1000  # validation materials needed to fit the stack (smaller splits keep the blend)
 FOLDS = 5
-
-
-def _t(values: np.ndarray, log: bool) -> np.ndarray:
-    v = np.asarray(values, dtype=np.float64)
-    return np.log(np.maximum(v, 1e-12)) if log else v
 
 
 def _regressor(seed: int = 0, max_iter: int = 300) -> Any:
@@ -50,23 +47,19 @@ class ResidualStack:
         model, comp = type(self.model).__name__, type(self.composition).__name__
         return f"ResidualStack(log={self.log}, model={model}, composition={comp})"
 
-    def features(self, heads: np.ndarray, members: np.ndarray, magpie: np.ndarray) -> np.ndarray:
-        """[n, d + 3]: Magpie (``magpie`` [n, d]), t(heads) [n], spread of t(members) [m, n], t(composition)."""
-        return features(heads, members, magpie, composition=self.composition, log=self.log)
-
     def point(self, heads: np.ndarray, members: np.ndarray, magpie: np.ndarray) -> np.ndarray:
         """Stacked point predictions [n] (units) from the ensemble mean ``heads`` [n] and ``members`` [m, n]."""
         if len(heads) == 0:
             return np.asarray(heads, dtype=np.float64)
-        t = _t(heads, self.log) + self.model.predict(self.features(heads, members, magpie))
-        return np.exp(t) if self.log else t
+        x = features(heads, members, magpie, composition=self.composition, log=self.log)
+        return from_target(to_target(heads, log=self.log) + self.model.predict(x), log=self.log)
 
 
 def features(heads: np.ndarray, members: np.ndarray, magpie: np.ndarray, *, composition: Any,
              log: bool) -> np.ndarray:  # fmt: skip
-    tm = _t(members, log)
-    spread = tm.std(axis=0, ddof=1) if tm.shape[0] > 1 else np.zeros(tm.shape[1])
-    return np.column_stack([magpie, _t(heads, log), spread, composition.predict(magpie)])
+    """[n, d + 3]: Magpie (``magpie`` [n, d]), t(heads) [n], spread of t(members) [m, n], t(composition)."""
+    spread = member_spread(members, log=log)
+    return np.column_stack([magpie, to_target(heads, log=log), spread, composition.predict(magpie)])
 
 
 def fit_residual(*, heads: np.ndarray, members: np.ndarray, magpie: np.ndarray, y: np.ndarray, log: bool,
@@ -77,10 +70,9 @@ def fit_residual(*, heads: np.ndarray, members: np.ndarray, magpie: np.ndarray, 
     from sklearn.model_selection import KFold
 
     x = features(heads, members, magpie, composition=composition, log=log)
-    target = _t(y, log) - _t(heads, log)
+    target = to_target(y, log=log) - to_target(heads, log=log)
     oof = np.zeros(len(y))
     for fit, held in KFold(n_splits=folds, shuffle=True, random_state=seed).split(x):
         oof[held] = _regressor(seed, max_iter).fit(x[fit], target[fit]).predict(x[held])
     stack = ResidualStack(log=log, model=_regressor(seed, max_iter).fit(x, target), composition=composition)
-    t = _t(heads, log) + oof
-    return stack, (np.exp(t) if log else t)
+    return stack, from_target(to_target(heads, log=log) + oof, log=log)

@@ -22,6 +22,7 @@ into the heads folder, where ``predict`` reads it.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Callable
@@ -104,7 +105,7 @@ def evaluate_property(prop: str, folder: Path, config: CalibrationConfig, *,
     from sklearn.ensemble import HistGradientBoostingRegressor, RandomForestRegressor
 
     from crystalsearch import datasets
-    from crystalsearch.conformal import SCORES, Calibration, bounded, label_floor
+    from crystalsearch.conformal import SCORES, Calibration, bounded, from_target, label_floor, to_target
     from crystalsearch.predict import Predictor
     from crystalsearch.stacking import MIN_FIT, fit_residual
     from crystalsearch.train.finetune import property_spec
@@ -128,8 +129,8 @@ def evaluate_property(prop: str, folder: Path, config: CalibrationConfig, *,
     head = {p: bounded(m.mean(axis=0), floor) for p, m in members.items()}
     log(f"{prop}: ensemble predictions ready ({time.perf_counter() - t0:.0f} s)")
     x = {p: magpie_matrix(recs[p]) for p in parts}
-    t = (lambda v: np.log(np.maximum(v, 1e-12))) if spec.log else (lambda v: v)
-    t_inv = np.exp if spec.log else (lambda v: v)
+    t = functools.partial(to_target, log=spec.log)
+    t_inv = functools.partial(from_target, log=spec.log)
     rf = RandomForestRegressor(random_state=0, n_jobs=config.jobs).fit(x["train"], y["train"])
     rf_test = rf.predict(x["test"])
     gb = HistGradientBoostingRegressor(random_state=0).fit(x["train"], t(y["train"]))
