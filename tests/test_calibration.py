@@ -58,8 +58,10 @@ def test_ensemble_config_layers_shipped_toml_and_sets() -> None:
     bulk = load_ensemble_config("bulk_modulus")
     assert bulk.finetune.lrs == (1e-3,) and fe.finetune.lrs == (1e-3,)  # [heads] applies to every property
     # [heads.<property>] overrides [heads]
-    assert fe.finetune.schedule == "cosine" and bulk.finetune.schedule == "constant"
-    assert fe.finetune.epochs == 40 and bulk.finetune.epochs == 8 and fe.max_train == 0
+    melting = load_ensemble_config("melting_temperature")
+    assert fe.finetune.schedule == "cosine" and melting.finetune.schedule == "constant"
+    assert fe.finetune.epochs == 40 and bulk.finetune.epochs == 60 and fe.max_train == 0
+    assert melting.finetune.batch_size == 32 and bulk.finetune.batch_size == 128  # [heads] default kept
     assert fe.finetune.property == "formation_energy" and fe.finetune.init == "default"
     full = load_ensemble_config("formation_energy", sets=["max_train=0", "epochs=200", "lrs=1e-3,3e-4"])
     assert full.max_train == 0 and full.finetune.epochs == 200 and full.finetune.lrs == (1e-3, 3e-4)
@@ -90,6 +92,28 @@ def test_split_conformal_covers_held_out_real_labels() -> None:
     assert tiny.quantile(0.9) == np.inf  # 5 calibration points cannot back a 90% interval
     again = Calibration.from_dict(json.loads(json.dumps(cal.to_dict())))
     assert again.quantile(0.9) == pytest.approx(cal.quantile(0.9), rel=1e-5)
+
+
+def test_ood_flag_follows_the_spread_in_units_and_old_calibrations_keep_theirs() -> None:
+    """Log-space heads: equal relative scatter everywhere, so the spread in units (what the flag now
+    thresholds) picks the stiff materials, whose errors in GPa are the large ones; a calibration written
+    before (``ood = "spread"``) still thresholds the log-space spread."""
+    y = datasets.load("mp_elasticity").targets("bulk_modulus_vrh")
+    y = y[np.isfinite(y) & (y > 1)][:3000]
+    rng = np.random.default_rng(1)
+    members = y * np.exp(rng.normal(0, 0.2, size=(3, len(y))))
+    half = len(y) // 2
+    cal = Calibration.fit(prop="bulk_modulus", log=True, score="absolute", point=members[:, :half].mean(0),
+                          members=members[:, :half], y=y[:half])  # fmt: skip
+    assert cal.ood == "spread_units"
+    flag = cal.out_of_distribution(members[:, half:])
+    err = np.abs(members[:, half:].mean(0) - y[half:])
+    assert 0.05 <= flag.mean() <= 0.15 and err[flag].mean() > 1.5 * err[~flag].mean()
+    assert np.median(y[half:][flag]) > 2 * np.median(y[half:])
+    old = Calibration.from_dict({**cal.to_dict(), "ood": "spread", "ood_threshold": 0.3})
+    np.testing.assert_array_equal(old.out_of_distribution(members), cal.spread(members) > 0.3)
+    with pytest.raises(ValueError, match="ood must be"):
+        Calibration.from_dict({**cal.to_dict(), "ood": "distance"})
 
 
 @pytest.mark.slow
@@ -134,12 +158,14 @@ def test_train_heads_resume_calibrate_and_predict_an_interval(tmp_path: Path, mo
     assert p90.interval[0] <= p90.value <= p90.interval[1]
 
 
-def test_warm_start_continues_each_member_and_refuses_other_targets(tmp_path: Path,
+def test_warm_start_continues_each_member_and_refuses_other_splits(tmp_path: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """`--set warm_start=DIR`: member k starts from DIR/seed<k> (encoder and head); at lr 0 its weights stay."""
     import torch
 
+    from crystalsearch.graph.batch import GraphBatch
     from crystalsearch.predict import Predictor
+    from crystalsearch.train.finetune import TargetTransform, warm_model
 
     monkeypatch.setenv("CRYSTALSEARCH_CACHE", str(tmp_path / "cache"))
     base = ["train", "heads", "-p", "melting_temperature", "--set", "max_train=60", "--set", "epochs=1",
@@ -160,10 +186,24 @@ def test_warm_start_continues_each_member_and_refuses_other_targets(tmp_path: Pa
     first = json.loads((src / "seed1" / "model.json").read_text())["metadata"]
     assert stage["epochs_run"] == first["epochs_run"] == 1 and stage["test_mae"] == first["test_mae"]
     assert "Earlier stages" in (out / "seed1" / "README.md").read_text()
-    other = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "bad"), "--set", f"warm_start={src}",
-                                     "--set", "max_train=40"])  # another train part: other targets
+    # revised labels or another train cap: other standardisation, so the head is rescaled (same values)
+    ref = before.members[0]
+    shifted = TargetTransform(log=False, mean=ref.transform.mean + 100.0, std=ref.transform.std * 1.5)
+    moved = warm_model(src, seed=0, transform=shifted, graph=before.graph).eval()
+    batch = GraphBatch.from_graphs(before.graph.graphs([read_structure(EXAMPLES / "NaCl.cif")]))
+    with torch.no_grad():
+        za, zb = ref.model(batch).numpy(), moved(batch).numpy()
+    assert not np.allclose(za, zb)
+    np.testing.assert_allclose(zb * shifted.std + shifted.mean, za * ref.transform.std + ref.transform.mean,
+                               rtol=1e-5)  # fmt: skip
+    # a source trained under another split may have seen this run's test materials: refused
+    card = src / "seed0" / "model.json"
+    info = json.loads(card.read_text())
+    info["metadata"]["protocol"]["seed"] += 1
+    card.write_text(json.dumps(info))
+    other = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "bad"), "--set", f"warm_start={src}"])
     assert other.exit_code != 0 and "Traceback" not in other.output
-    assert "other targets" in other.output and "seed0" in other.output
+    assert "another split" in other.output and "seed0" in other.output
 
 
 def test_heads_without_calibration_still_load_and_predict(tmp_path: Path) -> None:

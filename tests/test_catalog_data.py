@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from crystalsearch import datasets
+from crystalsearch import catalog_data, datasets
 from crystalsearch.structpack import pack, read_jsonl, unpack
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "mp2025_structures.jsonl.gz"
@@ -74,12 +74,25 @@ def test_mp2025_labels_keep_their_provenance(mp2025: datasets.Dataset) -> None:
             counts[(column, source)] = counts.get((column, source), 0) + 1
         for column, value in r.properties.items():
             assert (column in r.provenance) == math.isfinite(value)
-    # 2018 labels: mp_structures first (same values), the MEGNet set for the rest
-    shared = next(i for i in ("mp-22862", "mp-149") if i in old)
-    assert by_id[shared].properties["band_gap"] == old[shared].properties["band_gap"]
-    assert by_id[shared].provenance["band_gap"] == "mp_structures"
-    assert counts[("formation_energy_per_atom", "mp_structures")] == 36_280
-    assert counts[("formation_energy_per_atom", "megnet_2018")] == 15_126
+    # 2018 labels: the MEGNet set (one release, one correction scheme) first, mp_structures for the rest;
+    # the Fermi level only mp_structures has
+    release = {row["material_id"]: row for row in catalog_data._megnet_rows()}
+    shared = next(i for i in ("mp-22862", "mp-149") if i in old and i in release)
+    assert by_id[shared].properties["band_gap"] == float(release[shared]["band_gap"])
+    assert by_id[shared].provenance["band_gap"] == "megnet_2018"
+    assert by_id[shared].properties["efermi"] == old[shared].properties["efermi"]
+    assert by_id[shared].provenance["efermi"] == "mp_structures"
+    only_old = next(r for r in mp2025.records if r.material_id in old and r.material_id not in release
+                    and math.isfinite(r.properties["formation_energy_per_atom"]))  # fmt: skip
+    assert only_old.provenance["formation_energy_per_atom"] == "mp_structures"
+    assert only_old.properties["formation_energy_per_atom"] == old[only_old.material_id].properties[
+        "formation_energy_per_atom"]  # fmt: skip
+    # where the sources disagree, the release's value is the one joined (LiMnF3: -3.01 vs -1.42 eV/atom)
+    moved = by_id["mp-778697"].properties["formation_energy_per_atom"]
+    assert moved == float(release["mp-778697"]["formation_energy_per_atom"])
+    assert abs(moved - old["mp-778697"].properties["formation_energy_per_atom"]) > 0.5
+    assert counts[("formation_energy_per_atom", "megnet_2018")] == 51_145
+    assert counts[("formation_energy_per_atom", "mp_structures")] == 261
     assert counts[("bulk_modulus_vrh", "mp_elasticity")] == 6_096
     assert counts[("melting_temperature", "material_id")] == 417
     assert set(s for (c, s) in counts if c == "thermal_conductivity") == {"formula"}

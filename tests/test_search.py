@@ -22,6 +22,7 @@ from crystalsearch.search import defaults
 from crystalsearch.search.build import add_to_index, build_index
 from crystalsearch.search.catalog import Catalog
 from crystalsearch.search.db import Material
+from crystalsearch.search.defaults import CATALOG_TAG
 from crystalsearch.search.entries import Entry, merge_records
 from crystalsearch.search.filters import Filters, parse_where
 from crystalsearch.search.manifest import DB_FILE, INDEX_FILE, JOURNAL, read_manifest
@@ -508,7 +509,8 @@ def test_default_index_built_once_in_cache(
     monkeypatch.setattr(build_mod, "build_index", small_build)
     notes: list[str] = []
     with Catalog.open("default", progress=False, notify=notes.append) as cat:
-        assert len(cat) == 40 and cat.path == tmp_path / "cache" / "index" / f"mp2025-{Encoder.random(seed=0).hash}"
+        expected = tmp_path / "cache" / "index" / f"{CATALOG_TAG}-{Encoder.random(seed=0).hash}"
+        assert len(cat) == 40 and cat.path == expected
     assert any("no trained default encoder" in n for n in notes) and any("Building" in n for n in notes)
     with Catalog.open("default", progress=False, notify=notes.append) as cat:
         assert len(cat) == 40
@@ -620,5 +622,5 @@ def test_shipped_index_used_when_built_with_the_default_encoder(
     monkeypatch.setattr(build_mod, "build_index", lambda source, **kw: build_index(entries[:10], **kw))
     notes: list[str] = []
     with Catalog.open("default", progress=False, notify=notes.append) as cat:  # shipped index is for another encoder
-        assert cat.path == tmp_path / "cache" / "index" / f"mp2025-{other.hash}" and len(cat) == 10
+        assert cat.path == tmp_path / "cache" / "index" / f"{CATALOG_TAG}-{other.hash}" and len(cat) == 10
     assert any("shipped index is for encoder" in n for n in notes)

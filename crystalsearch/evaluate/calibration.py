@@ -262,7 +262,7 @@ Members differ by initialisation and batch order only. Point prediction: {stack}
 
 {r['nominal_coverage']:.0%} interval (split conformal, {r['interval_score']} score, calibrated on the
 calibration split): empirical coverage on test **{iv['coverage']:.3f}**, mean width {iv['mean_width']:.4g} {u}.
-Out-of-distribution flag (ensemble spread above its 90th percentile on calibration): fires on
+Out-of-distribution flag (ensemble spread in {u} above its 90th percentile on calibration): fires on
 {fl['firing_rate']:.1%} of test materials; their MAE is {ratio} x that of the others.
 
 Measured by `{r.get('command') or 'crystalsearch evaluate calibration --fit'}`.

@@ -1,9 +1,10 @@
 """Which encoder and which index to use by default, and how to load an index's encoder again.
 
 The default index is, in order: the one shipped in the package (``crystalsearch/models/index``) if it
-was built with the default encoder; else ``<cache>/index/mp2025-<encoder hash>`` (``crystalsearch.graph.store
-.cache_dir()``), built there on first use with a progress bar and reused afterwards. If the default
-encoder checkpoint is missing, an untrained random encoder (seed 0) stands in, with a note.
+was built with the default encoder; else ``<cache>/index/<CATALOG_TAG>-<encoder hash>``
+(``crystalsearch.graph.store.cache_dir()``), built there on first use with a progress bar and reused
+afterwards. If the default encoder checkpoint is missing, an untrained random encoder (seed 0) stands in,
+with a note.
 """
 
 from __future__ import annotations
@@ -57,11 +58,15 @@ def shipped_index_dir() -> Path:
     return shipped_models_dir() / "index"
 
 
-CATALOG_TAG = "mp2025"  # the default catalog's release; part of the cached default index's folder name
+# The default catalog's release and label version, part of the cached default index's folder name: the index
+# stores every material's labels, so a revised join (labels2: formation energy and band gap from one 2018
+# release first, crystalsearch/catalog_data.py) builds a fresh index instead of showing the old values.
+CATALOG_TAG = "mp2025-labels2"
 
 
 def cache_index_dir(encoder_hash: str) -> Path:
-    """``<cache>/index/mp2025-<encoder hash>``: one default index per catalog release and encoder."""
+    """``<cache>/index/<CATALOG_TAG>-<encoder hash>``: one default index per catalog (release and labels)
+    and encoder."""
     from crystalsearch.paths import cache_dir
 
     return cache_dir() / "index" / f"{CATALOG_TAG}-{encoder_hash}"

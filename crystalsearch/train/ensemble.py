@@ -121,7 +121,8 @@ def train_ensemble(
             results = {}
             partials = {lr: out / f"seed{seed}.lr{lr:g}.partial.pt" for lr in ft.lrs}
             for lr in ft.lrs:
-                model = (warm_model(ft.warm_start, seed=seed, transform=transform, graph=graph) if ft.warm_start
+                model = (warm_model(ft.warm_start, seed=seed, transform=transform, graph=graph,
+                                    split=split.to_dict()) if ft.warm_start
                          else init_model(ft.init, seed=seed))  # fmt: skip
                 rng = np.random.default_rng([seed, 7])
                 if partials[lr].is_file():

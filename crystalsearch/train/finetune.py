@@ -214,9 +214,13 @@ def _loss(config: FinetuneConfig) -> Callable[[torch.Tensor, torch.Tensor], torc
     return losses[config.loss]
 
 
-def warm_model(folder: str | Path, *, seed: int, transform: TargetTransform, graph: GraphSettings) -> PropertyModel:
+def warm_model(folder: str | Path, *, seed: int, transform: TargetTransform, graph: GraphSettings,
+               split: dict[str, Any] | None = None) -> PropertyModel:  # fmt: skip
     """Member ``seed`` of the ensemble in ``folder`` (``heads/<property>`` or a path), encoder and head, to
-    continue training from; its target transform and graph settings must be those of the run it joins."""
+    continue training from. Its graph settings, target space (log or not) and protocol split (``split``, as
+    :meth:`ProtocolSplit.to_dict`; the train cap may differ) must be those of the run it joins; where only the
+    standardisation differs (revised labels, another train cap), the head's last layer is rescaled so that the
+    model predicts the same values in units under the new ``transform``."""
     from crystalsearch.errors import CheckpointError
     from crystalsearch.model.checkpoint import load_state_dict, read_info, resolve
 
@@ -225,14 +229,34 @@ def warm_model(folder: str | Path, *, seed: int, transform: TargetTransform, gra
     if not info.model_class.endswith("PropertyModel"):
         raise CheckpointError(f"{path}: not a property head ({info.model_class})")
     theirs = TargetTransform.from_dict(info.metadata["transform"])
-    if not np.allclose([theirs.mean, theirs.std], [transform.mean, transform.std]) or theirs.log != transform.log:
+    if theirs.log != transform.log:
         raise CheckpointError(f"{path}: trained on other targets (transform {theirs.to_dict()}, "
-                              f"this run {transform.to_dict()})")
+                              f"this run {transform.to_dict()})")  # fmt: skip
     if info.graph != graph:
         raise CheckpointError(f"{path}: graphs built as {info.graph}, this run builds {graph}")
+    if split is not None and _parts(info.metadata.get("protocol")) != _parts(split):
+        raise CheckpointError(f"{path}: trained under another split ({info.metadata.get('protocol')}; this run "
+                              f"{split}): it may have seen this run's validation or test materials")  # fmt: skip
     model = PropertyModel(EncoderConfig(**info.config))
     model.load_state_dict(load_state_dict(info))
+    retarget(model, old=theirs, new=transform)
     return model
+
+
+def _parts(split: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A protocol split's identity, without the train cap (``n_train``: a seeded subset of the same part)."""
+    return None if split is None else {k: v for k, v in split.items() if k != "n_train"}
+
+
+def retarget(model: PropertyModel, *, old: TargetTransform, new: TargetTransform) -> None:
+    """Rescale the head's output layer in place: standardised under ``old`` -> standardised under ``new``
+    (``z' = z * old.std / new.std + (old.mean - new.mean) / new.std``; same values in units, before clipping)."""
+    scale, shift = old.std / new.std, (old.mean - new.mean) / new.std
+    last = model.head.net[-1]
+    assert isinstance(last, torch.nn.Linear)
+    with torch.no_grad():
+        last.weight.mul_(scale)
+        last.bias.mul_(scale).add_(shift)
 
 
 def _save_loop(path: Path, *, model: PropertyModel, opt: torch.optim.Optimizer,

@@ -16,16 +16,22 @@ if [ ${#props[@]} -eq 0 ]; then
 fi
 for prop in "${props[@]}"; do
   if [ "$prop" = formation_energy ]; then
-    # Three stages, as shipped: 40 cosine epochs (MSE, heads.toml), then each member continued for 60 cosine
-    # epochs on the absolute error from lr 3e-4, then 25 from lr 1e-4 (warm start: encoder and head of seed<k>).
+    # Four stages, as shipped: 40 cosine epochs (MSE, heads.toml), then each member continued for 60 cosine
+    # epochs on the absolute error from lr 3e-4, 25 from lr 1e-4 and 30 from lr 2e-4 (warm start: encoder and
+    # head of seed<k>). The shipped members ran stages 1-3 on the earlier label join (mp_structures energies
+    # first) and stage 4 on the current one (MP release 2018.6.1 first; the head is rescaled to the new
+    # standardisation); this recipe runs all four on the current labels.
     # shellcheck disable=SC2086
     crystalsearch train heads --property "$prop" --out "$out/$prop.stage1" ${EXTRA:-}
     # shellcheck disable=SC2086
     crystalsearch train heads --property "$prop" --out "$out/$prop.stage2" --set warm_start="$out/$prop.stage1" \
       --set loss=l1 --set lrs=3e-4 --set epochs=60 --set patience=60 ${EXTRA:-}
     # shellcheck disable=SC2086
-    crystalsearch train heads --property "$prop" --out "$out/$prop" --set warm_start="$out/$prop.stage2" \
+    crystalsearch train heads --property "$prop" --out "$out/$prop.stage3" --set warm_start="$out/$prop.stage2" \
       --set loss=l1 --set lrs=1e-4 --set epochs=25 --set patience=25 ${EXTRA:-}
+    # shellcheck disable=SC2086
+    crystalsearch train heads --property "$prop" --out "$out/$prop" --set warm_start="$out/$prop.stage3" \
+      --set loss=l1 --set lrs=2e-4 --set epochs=30 --set patience=30 ${EXTRA:-}
     continue
   fi
   # shellcheck disable=SC2086
