@@ -252,3 +252,18 @@ def test_point_predictions_keep_to_the_labels_floor(mp_sample) -> None:
     assert cal.bounded(members.mean(0)).tolist() == [0.0, pytest.approx(0.3), pytest.approx(1.6)]
     lo, _ = cal.interval(cal.bounded(members.mean(0)), members, 0.5)
     assert (lo >= 0).all()
+
+
+def test_stage_table_says_where_the_labels_changed() -> None:
+    from crystalsearch.train.ensemble import history_note
+
+    def stage(mean: float) -> dict[str, object]:
+        return {"init": "default", "epochs_run": 5, "lr": 1e-3, "schedule": "cosine", "loss": "mse", "val_mae": 0.1,
+                "test_mae": 0.1, "wall_time_s": 60.0, "transform": {"log": False, "mean": mean, "std": 1.0}}  # fmt: skip
+
+    same = history_note([stage(-1.43), stage(-1.43)], transform={"log": False, "mean": -1.43, "std": 1.0})
+    assert "| 2 | `default` | 5 |" in same and "labels changed" not in same
+    moved = history_note([stage(-1.43), stage(-1.43)], transform={"log": False, "mean": -1.44, "std": 1.0})
+    assert "labels changed after stage 2 " in moved
+    assert "labels changed after stage 1 (" in history_note([stage(-1.43), stage(-1.5)], transform=None)
+    assert history_note([]) == ""

@@ -144,7 +144,7 @@ def train_ensemble(
                 test_predictions=pred, test_indices=split.test, graph=graph, hardware=hardware_of(device),
             )  # fmt: skip
             history = warm_history(ft.warm_start, seed) if ft.warm_start else []
-            extra = protocol_note(split.to_dict()) + history_note(history)
+            extra = protocol_note(split.to_dict()) + history_note(history, transform=transform.to_dict())
             save_finetuned(result, folder, cfg, command=command or None, extra_card=extra,
                            metadata={"protocol": split.to_dict(), "history": history})  # fmt: skip
             for partial in partials.values():
@@ -190,14 +190,25 @@ def warm_history(source: str, seed: int) -> list[dict[str, Any]]:
     stage = {"checkpoint": f"{source}/seed{seed}", "init": meta.get("init"), "epochs_run": meta.get("epochs_run"),
              "lr": meta.get("lr"), "schedule": ft.get("schedule", "constant"), "loss": ft.get("loss", "mse"),
              "val_mae": meta.get("val_mae"), "test_mae": meta.get("test_mae"), "wall_time_s": meta.get("wall_time_s"),
-             "command": meta.get("command")}  # fmt: skip
+             "command": meta.get("command"), "transform": meta.get("transform")}  # fmt: skip
     return [*meta.get("history", []), stage]
 
 
-def history_note(history: list[dict[str, Any]]) -> str:
-    """Model-card table of the stages before this one (empty when the member started fresh)."""
+def history_note(history: list[dict[str, Any]], *, transform: dict[str, Any] | None = None) -> str:
+    """Model-card table of the stages before this one (empty when the member started fresh); with this
+    stage's target ``transform``, a line saying where the labels changed between stages."""
     if not history:
         return ""
+    changed = [
+        i + 1 for i, (h, nxt) in enumerate(zip(history, [*[s.get("transform") for s in history[1:]], transform],
+                                                strict=True))  # fmt: skip
+        if h.get("transform") and nxt and not _same_scale(h["transform"], nxt)
+    ]
+    relabel = "" if not changed else (
+        f"\nThe labels changed after stage {', '.join(map(str, changed))} (another target standardisation): the "
+        "head's output layer was rescaled to predict the same values under the new one, and each stage's MAEs "
+        "are on the labels it was trained with.\n"
+    )  # fmt: skip
     rows = "\n".join(
         f"| {i + 1} | `{h['init']}` | {h['epochs_run']} | {h['lr']:g}, {h['schedule']} | {h['loss']} | "
         f"{h['val_mae']:.4g} | {h['test_mae']:.4g} | {(h['wall_time_s'] or 0) / 60:.1f} min |"
@@ -205,7 +216,11 @@ def history_note(history: list[dict[str, Any]]) -> str:
     )
     return ("\nEarlier stages (this member continued from the last one, encoder and head):\n\n"
             "| stage | init | epochs | lr, schedule | loss | val MAE | test MAE | wall time |\n"
-            f"|---|---|---|---|---|---|---|---|\n{rows}\n")  # fmt: skip
+            f"|---|---|---|---|---|---|---|---|\n{rows}\n{relabel}")  # fmt: skip
+
+
+def _same_scale(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return bool(np.allclose([a["mean"], a["std"]], [b["mean"], b["std"]]))
 
 
 def protocol_note(split: dict[str, Any]) -> str:
