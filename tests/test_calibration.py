@@ -92,6 +92,13 @@ def test_split_conformal_covers_held_out_real_labels() -> None:
     assert tiny.quantile(0.9) == np.inf  # 5 calibration points cannot back a 90% interval
     again = Calibration.from_dict(json.loads(json.dumps(cal.to_dict())))
     assert again.quantile(0.9) == pytest.approx(cal.quantile(0.9), rel=1e-5)
+    # the procedure's coverage over re-splits: near nominal on average, spread wide for a few dozen materials
+    from crystalsearch.evaluate.calibration import resplit_coverage
+
+    few = resplit_coverage(cal, point=point[:87], members=members[:, :87], y=y[:87], n_calib=44, coverage=0.9)
+    many = resplit_coverage(cal, point=point, members=members, y=y, n_calib=half, coverage=0.9, repeats=50)
+    assert 0.87 <= few["mean"] <= 0.95 and 0.88 <= many["mean"] <= 0.92
+    assert few["p95"] - few["p05"] > 2 * (many["p95"] - many["p05"]) > 0
 
 
 def test_ood_flag_follows_the_spread_in_units_and_old_calibrations_keep_theirs() -> None:
@@ -147,6 +154,7 @@ def test_train_heads_resume_calibrate_and_predict_an_interval(tmp_path: Path, mo
     assert res["split"]["n_train"] == 60 and res["mae"]["rf_magpie"] > 0
     assert 0 <= res["intervals"]["normalised"]["coverage"] <= 1 and 0 <= res["stack_weight"] <= 1
     assert {"spread", "similarity_p1", "similarity_p10"} <= set(res["ood"])
+    assert res["coverage_resplits"]["repeats"] == 200 and 0 <= res["coverage_resplits"]["mean"] <= 1
     assert "test split" in (out / "README.md").read_text()
     pred = Predictor.load("melting_temperature", folder=out)
     assert pred.calibration is not None
@@ -258,8 +266,9 @@ def test_stage_table_says_where_the_labels_changed() -> None:
     from crystalsearch.train.ensemble import history_note
 
     def stage(mean: float) -> dict[str, object]:
-        return {"init": "default", "epochs_run": 5, "lr": 1e-3, "schedule": "cosine", "loss": "mse", "val_mae": 0.1,
-                "test_mae": 0.1, "wall_time_s": 60.0, "transform": {"log": False, "mean": mean, "std": 1.0}}  # fmt: skip
+        return {"init": "default", "epochs_run": 5, "lr": 1e-3, "schedule": "cosine", "loss": "mse",
+                "val_mae": 0.1, "test_mae": 0.1, "wall_time_s": 60.0,
+                "transform": {"log": False, "mean": mean, "std": 1.0}}  # fmt: skip
 
     same = history_note([stage(-1.43), stage(-1.43)], transform={"log": False, "mean": -1.43, "std": 1.0})
     assert "| 2 | `default` | 5 |" in same and "labels changed" not in same
