@@ -99,6 +99,17 @@ class Calibration:
         """What the OOD flag thresholds [n]: the members' standard deviation in units, or ``σ`` (``ood``)."""
         return member_spread(members, log=False) if self.ood == "spread_units" else self.spread(members)
 
+    @property
+    def stacked(self) -> bool:
+        """Whether the point prediction needs the composition model (``composition.pkl``)."""
+        return self.stack == "residual" or self.weight < 1
+
+    def covered(self, point: np.ndarray, members: np.ndarray, y: np.ndarray,
+                coverage: float) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+        """Whether each label ``y`` [n] lies in its interval, and the interval widths [n] (units)."""
+        lo, hi = self.interval(point, members, coverage)
+        return (y >= lo) & (y <= hi), hi - lo
+
     def out_of_distribution(self, members: np.ndarray) -> np.ndarray:
         """Boolean [n]: the members disagree more than on ``1 - ood_quantile`` of calibration materials."""
         return self.disagreement(members) > self.ood_threshold
@@ -120,12 +131,12 @@ class Calibration:
         probe = cls(prop, log, score, 0.0, ())
         sigma = probe.spread(members)
         beta = float(np.median(sigma)) + 1e-9
-        probe = cls(prop, log, score, beta, ())
+        probe = cls(prop, log, score, beta, (), ood="spread_units")
         scores = np.abs(probe.t(y) - probe.t(point)) / probe.scale(members)
-        threshold = float(np.quantile(member_spread(members, log=False), ood_quantile))
+        threshold = float(np.quantile(probe.disagreement(members), ood_quantile))
         floor = label_floor(y, log=log)  # e.g. band gaps: never below 0
         return cls(prop, log, score, beta, tuple(float(s) for s in np.sort(scores)), weight=weight, stack=stack,
-                   ood="spread_units", ood_quantile=ood_quantile, ood_threshold=threshold,
+                   ood=probe.ood, ood_quantile=ood_quantile, ood_threshold=threshold,
                    split=dict(split or {}), floor=floor)  # fmt: skip
 
 

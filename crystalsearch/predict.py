@@ -167,7 +167,7 @@ class Predictor:
         if cal is None or values.shape[1] == 0:
             return point, None, None, None
         point = cal.bounded(point)
-        if self.composition is not None and (cal.stack == "residual" or cal.weight < 1):
+        if self.composition is not None and cal.stacked:
             from crystalsearch.conformal import magpie_of_structures
 
             magpie = magpie_of_structures(structures)
@@ -257,8 +257,7 @@ def _calibration_of(folder: Path) -> tuple[Calibration | None, Any]:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise CheckpointError(f"{folder}: unreadable calibration.json ({exc})") from None
     path = folder / COMPOSITION_MODEL
-    stacked = calibration is not None and (calibration.stack == "residual" or calibration.weight < 1)
-    if calibration is None or not stacked or not path.is_file():
+    if calibration is None or not calibration.stacked or not path.is_file():
         return calibration, None
     import pickle
 

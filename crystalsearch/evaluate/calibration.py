@@ -136,8 +136,8 @@ def evaluate_property(prop: str, folder: Path, config: CalibrationConfig, *,
     gb = HistGradientBoostingRegressor(random_state=0).fit(x["train"], t(y["train"]))
     comp = {p: bounded(t_inv(gb.predict(x[p])), floor) for p in ("val", "calib", "test")}
     weight = fit_weight(head["val"], comp["val"], y["val"])
-    point = {p: weight * head[p] + (1 - weight) * comp[p] for p in ("val", "calib", "test")}
-    stack, residual, val_mae = "blend", None, {"blend": float(np.mean(np.abs(point["val"] - y["val"])))}
+    point = blend = {p: weight * head[p] + (1 - weight) * comp[p] for p in ("val", "calib", "test")}
+    stack, residual, val_mae = "blend", None, {"blend": float(np.mean(np.abs(blend["val"] - y["val"])))}
     if len(y["val"]) >= MIN_FIT:
         residual, oof = fit_residual(heads=head["val"], members=members["val"], magpie=x["val"], y=y["val"],
                                      log=spec.log, composition=gb)  # fmt: skip
@@ -160,10 +160,8 @@ def evaluate_property(prop: str, folder: Path, config: CalibrationConfig, *,
         calibrations[score] = cal
         intervals[score] = {}
         for part in ("val", "test"):
-            lo, hi = cal.interval(point[part], members[part], config.coverage)
-            inside = (y[part] >= lo) & (y[part] <= hi)
+            inside, width = cal.covered(point[part], members[part], y[part], config.coverage)
             key = "" if part == "test" else "val_"
-            width = hi - lo
             intervals[score].update({f"{key}coverage": float(inside.mean()), f"{key}mean_width": float(np.mean(width)),
                                      f"{key}median_width": float(np.median(width))})  # fmt: skip
             if part == "test":
@@ -184,7 +182,7 @@ def evaluate_property(prop: str, folder: Path, config: CalibrationConfig, *,
         "mae": {"ensemble": mae(head["test"]), "members": [mae(m) for m in members["test"]],
                 "rf_magpie": mae(rf_test), "gbm_magpie": mae(comp["test"]), "stacked": mae(point["test"]),
                 "mean_baseline": mae(np.full_like(y["test"], y["train"].mean())),
-                "blend": mae(weight * head["test"] + (1 - weight) * comp["test"]),
+                "blend": mae(blend["test"]),
                 "residual_stack": None if residual is None else mae(stacked["test"])},
         "stack_weight": weight, "stack": stack, "val_mae": val_mae,
         "intervals": intervals,
@@ -210,8 +208,7 @@ def resplit_coverage(chosen: Calibration, *, point: np.ndarray, members: np.ndar
         cal, held = order[:n_calib], order[n_calib:]
         fitted = Calibration.fit(prop=chosen.property, log=chosen.log, score=chosen.score, point=point[cal],
                                  members=members[:, cal], y=y[cal])  # fmt: skip
-        lo, hi = fitted.interval(point[held], members[:, held], coverage)
-        got.append(float(np.mean((y[held] >= lo) & (y[held] <= hi))))
+        got.append(float(fitted.covered(point[held], members[:, held], y[held], coverage)[0].mean()))
     arr = np.array(got)
     return {"repeats": repeats, "mean": float(arr.mean()), "std": float(arr.std()),
             "p05": float(np.percentile(arr, 5)), "p95": float(np.percentile(arr, 95))}  # fmt: skip

@@ -199,11 +199,9 @@ def history_note(history: list[dict[str, Any]], *, transform: dict[str, Any] | N
     stage's target ``transform``, a line saying where the labels changed between stages."""
     if not history:
         return ""
-    changed = [
-        i + 1 for i, (h, nxt) in enumerate(zip(history, [*[s.get("transform") for s in history[1:]], transform],
-                                                strict=True))  # fmt: skip
-        if h.get("transform") and nxt and not _same_scale(h["transform"], nxt)
-    ]
+    scales = [*(h.get("transform") for h in history), transform]  # each stage's, then this one's
+    changed = [i for i in range(1, len(scales))
+               if scales[i - 1] and scales[i] and not _same_scale(scales[i - 1], scales[i])]  # fmt: skip
     relabel = "" if not changed else (
         f"\nThe labels changed after stage {', '.join(map(str, changed))} (another target standardisation): the "
         "head's output layer was rescaled to predict the same values under the new one, and each stage's MAEs "
