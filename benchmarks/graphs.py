@@ -11,7 +11,7 @@ pymatgen ``Structure`` objects first (not timed), then times in the same run
 
 * the original CGCNN recipe, ``reference_neighbor_distances`` (``Structure.get_all_neighbors(8 Å)``, sorted,
   first 12), one structure at a time, and
-* ``crystalsearch.graph.build_graph`` (same settings), median of ``--repeats`` passes,
+* ``crystalsearch.structure.graph.build_graph`` (same settings), median of ``--repeats`` passes,
 
 and checks that every atom's neighbour distances agree (same count, equal to 1e-8 Å). The number of
 mismatching atoms is printed and must be 0 (exit status 1 otherwise).
@@ -43,8 +43,8 @@ def _sample(records: Any, n: int) -> tuple[list[Any], int]:
 
 
 def bench_recipe(n: int, repeats: int) -> dict[str, Any]:
-    from crystalsearch import datasets
-    from crystalsearch.graph.build import build_graph, reference_neighbor_distances
+    from crystalsearch.data import datasets
+    from crystalsearch.structure.graph.build import build_graph, reference_neighbor_distances
 
     records = datasets.load("mp_structures").records
     sample, step = _sample(records, n)
@@ -97,10 +97,10 @@ def bench_recipe(n: int, repeats: int) -> dict[str, Any]:
 
 
 def bench_store() -> dict[str, Any]:
-    from crystalsearch import datasets
-    from crystalsearch.graph import store as store_module
-    from crystalsearch.graph.dataset import record_arrays
-    from crystalsearch.graph.store import build_store, cached_store, content_key
+    from crystalsearch.data import datasets
+    from crystalsearch.structure.graph import store as store_module
+    from crystalsearch.structure.graph.dataset import record_arrays
+    from crystalsearch.structure.graph.store import build_store, cached_store, content_key
 
     records = datasets.load("mp_structures").records  # loaded (and timed) in main()
     t0 = time.perf_counter()
@@ -218,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
             "numpy": np.__version__,
         }
     }
-    from crystalsearch import datasets
+    from crystalsearch.data import datasets
 
     t0 = time.perf_counter()
     datasets.load("mp_structures")

@@ -16,7 +16,7 @@ Usage::
   strained by up to 1% (a copy relaxed with other settings); 5% of them disguised twice (duplicates among
   the candidates); (2) held-out materials disguised the same way; (3) indexed materials with one element
   replaced by another of its periodic-table group everywhere (KCl from NaCl: known or novel).
-* **Fast**: :func:`crystalsearch.search.novelty.check_novelty` on the folder (reading included), one
+* **Fast**: :func:`crystalsearch.identity.novelty.check_novelty` on the folder (reading included), one
   process and ``--workers`` processes. **Exhaustive baseline**: the same CIFs read, then for each candidate
   StructureMatcher (the same criterion's settings) against *every* catalog material with its reduced
   formula, the verdict kept only where the space group (spglib, same symprec) agrees too; the best match is
@@ -58,7 +58,7 @@ GROUPS = {  # periodic-table columns for element replacement
 
 def split(seed: int = 0) -> tuple[list[Any], list[Any], list[Any]]:
     """(indexed records, held-out records, all records) of the test catalog."""
-    from crystalsearch import datasets
+    from crystalsearch.data import datasets
 
     records = datasets.load("mp2025").records
     groups: dict[str, list[Any]] = defaultdict(list)
@@ -82,9 +82,9 @@ def split(seed: int = 0) -> tuple[list[Any], list[Any], list[Any]]:
 
 
 def test_index(indexed: list[Any]) -> Path:
-    from crystalsearch.embed import Encoder
+    from crystalsearch.catalog.build import build_index
+    from crystalsearch.model.embed import Encoder
     from crystalsearch.paths import cache_dir
-    from crystalsearch.search.build import build_index
 
     enc = Encoder.load("default")
     out = cache_dir() / "bench" / f"novelty-{enc.hash}-{len(indexed)}"
@@ -187,10 +187,10 @@ def exhaustive(
     Returns verdicts by file name (status, best id), CPU seconds (one process), pairs compared. ``naive``:
     pymatgen's ``fit`` and ``get_rms_dist`` per pair as users call them (each reduces both structures through
     pymatgen's cache) instead of each structure reduced once."""
+    from crystalsearch.catalog.reader import MetadataReader
+    from crystalsearch.data.entries import structure_from_json
+    from crystalsearch.identity.known import MatchCriterion, fit_rms, query_key, reduce_structure
     from crystalsearch.io import read_structures
-    from crystalsearch.search.entries import structure_from_json
-    from crystalsearch.search.known import MatchCriterion, fit_rms, query_key, reduce_structure
-    from crystalsearch.search.reader import MetadataReader
 
     criterion = MatchCriterion()
     matcher = criterion.matcher()
@@ -231,7 +231,7 @@ def exhaustive(
 
 
 def run_fast(folder: Path, index: Path, workers: int) -> tuple[Any, float, float]:
-    from crystalsearch.search.novelty import check_novelty
+    from crystalsearch.identity.novelty import check_novelty
 
     def cpu() -> float:  # this process and its finished worker processes, user + system
         me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -327,9 +327,9 @@ def main() -> None:
 def large(n: int, records: list[Any], test_idx: Path, workers: int, tmp: Path, seed: int) -> dict[str, Any]:
     """``n`` candidates against the full default index if it is built, else against the test index; the
     exhaustive baseline on the first 200 of them (per-candidate time, extrapolated to all ``n``)."""
+    from crystalsearch.catalog.defaults import default_index
+    from crystalsearch.catalog.manifest import read_manifest
     from crystalsearch.errors import IndexFileError
-    from crystalsearch.search.defaults import default_index
-    from crystalsearch.search.manifest import read_manifest
 
     try:
         index, _ = default_index(build=False, progress=False)

@@ -64,8 +64,8 @@ NAIVE_CGCNN = "naive, original CGCNN graph recipe"
 
 
 def _setup(batch_size: int, seed: int) -> dict[str, Any]:
-    from crystalsearch import datasets
-    from crystalsearch.graph.dataset import store_for_records
+    from crystalsearch.data import datasets
+    from crystalsearch.structure.graph.dataset import store_for_records
     from crystalsearch.train.config import PretrainConfig
 
     t0 = time.perf_counter()
@@ -171,12 +171,19 @@ class _Prefetch:
 
 
 def bench_real(
-    ctx: dict[str, Any], *, steps: int, warmup: int, seed: int, flush: bool, compile: bool, prefetch: bool,
+    ctx: dict[str, Any],
+    *,
+    steps: int,
+    warmup: int,
+    seed: int,
+    flush: bool,
+    compile: bool,
+    prefetch: bool,
     bf16: bool = False,
 ) -> dict:
     import torch
 
-    from crystalsearch.graph.batch import concat_batches
+    from crystalsearch.structure.graph.batch import concat_batches
     from crystalsearch.train.pretrain import make_views
 
     torch.set_flush_denormal(flush)
@@ -218,7 +225,7 @@ def bench_real(
 def cgcnn_recipe_graph(structure: Any, *, radius: float, max_neighbors: int) -> Any:
     """The original CGCNN graph (``cgcnn/data.py``): ``get_all_neighbors(radius)``, each atom's neighbours
     sorted by distance, the first ``max_neighbors`` kept."""
-    from crystalsearch.graph.build import CrystalGraph
+    from crystalsearch.structure.graph.build import CrystalGraph
 
     src, dst, dist, img = [], [], [], []
     for i, nbrs in enumerate(structure.get_all_neighbors(radius)):
@@ -242,9 +249,9 @@ def cgcnn_recipe_graph(structure: Any, *, radius: float, max_neighbors: int) -> 
 def bench_naive(ctx: dict[str, Any], *, steps: int, seed: int, cgcnn_recipe: bool = False) -> dict:
     import torch
 
-    from crystalsearch.augment.transforms import crystalclr_recipe
-    from crystalsearch.graph.batch import GraphBatch
-    from crystalsearch.graph.build import build_graph
+    from crystalsearch.structure.augment.transforms import crystalclr_recipe
+    from crystalsearch.structure.graph.batch import GraphBatch
+    from crystalsearch.structure.graph.build import build_graph
 
     graph_fn = cgcnn_recipe_graph if cgcnn_recipe else build_graph
 
@@ -272,8 +279,8 @@ def bench_naive(ctx: dict[str, Any], *, steps: int, seed: int, cgcnn_recipe: boo
 
 def breakdown(ctx: dict[str, Any], *, steps: int, seed: int) -> dict[str, float]:
     """Mean milliseconds per batch of the parts of ``make_views`` + ``concat_batches``."""
-    from crystalsearch.augment.fast import augment
-    from crystalsearch.graph.batch import concat_batches
+    from crystalsearch.structure.augment.fast import augment
+    from crystalsearch.structure.graph.batch import concat_batches
 
     store, aug, config = ctx["store"], ctx["aug"], ctx["config"]
     rng = np.random.default_rng(seed)
@@ -416,7 +423,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.compile:
         pipelines[COMPILED] = bench_real(ctx, **kw, flush=True, compile=True, prefetch=True)
     if args.bf16:
-        from crystalsearch.embed import cpu_has_bf16
+        from crystalsearch.model.embed import cpu_has_bf16
 
         if not cpu_has_bf16():
             parser.error("--bf16: this CPU has no native bf16 (AVX512-BF16 / AMX); the trainer stays in fp32 here")

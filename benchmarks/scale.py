@@ -19,13 +19,13 @@ Measured figures and what they mean for ``index build``: ``benchmarks/README.md`
   distance of a real vector to its nearest real neighbour (that part alone), then re-normalised, so the
   copies are as close to their original as real neighbours are to each other.
 * **Queries.** ``--queries`` real vectors perturbed the same way (new crystals, not indexed rows), weighted as
-  ``similar --by both`` weights them (:class:`crystalsearch.search.scoring.Ranking`); k = 10, inner product.
+  ``similar --by both`` weights them (:class:`crystalsearch.catalog.scoring.Ranking`); k = 10, inner product.
 * **Exact.** The ground truth: inner products with every vector, by blocks
-  (:func:`crystalsearch.search.faiss_index.exact_top_k`); the exact latency: ``faiss.knn`` of one query. The
+  (:func:`crystalsearch.catalog.faiss_index.exact_top_k`); the exact latency: ``faiss.knn`` of one query. The
   vectors are memory-mapped from a temporary file (``--tmp``), so the page cache holds them, not the process's
   own (anonymous) memory, which is printed next to the RSS.
 * **Variants.** One coarse quantizer (``nlist`` spherical k-means centroids, default the size rule of
-  ``index build``, :func:`crystalsearch.search.build.auto_factory`) trained once and the 5M assignments computed
+  ``index build``, :func:`crystalsearch.catalog.build.auto_factory`) trained once and the 5M assignments computed
   once, shared by IVF-Flat, IVF-SQ8 and IVF-PQ (``--pq-m`` bytes a vector; also with the exact re-ranking of its
   256 best candidates that ``Catalog`` does); each swept over ``--nprobe``. HNSW32 (efConstruction 40) on the
   first ``--hnsw-n`` vectors, timed per 100k added, with its own exact ground truth; swept over ``--ef``.
@@ -52,7 +52,7 @@ from typing import Any
 import numpy as np
 
 K = 10
-RERANK = 256  # candidates Catalog re-scores exactly (crystalsearch.search.scoring.CANDIDATES)
+RERANK = 256  # candidates Catalog re-scores exactly (crystalsearch.catalog.scoring.CANDIDATES)
 GOAL_RECALL, GOAL_MS = 0.95, 5.0
 
 
@@ -70,10 +70,10 @@ def log(msg: str) -> None:
 
 def base_vectors(n_base: int, seed: int) -> tuple[np.ndarray, int, str]:
     """Real index vectors: the default index's if it exists, else ``n_base`` catalog structures embedded here."""
+    from crystalsearch.catalog.defaults import default_encoder, default_index
+    from crystalsearch.catalog.faiss_index import VectorIndex
+    from crystalsearch.catalog.manifest import INDEX_FILE
     from crystalsearch.errors import IndexFileError
-    from crystalsearch.search.defaults import default_encoder, default_index
-    from crystalsearch.search.faiss_index import VectorIndex
-    from crystalsearch.search.manifest import INDEX_FILE
 
     enc = default_encoder()
     try:
@@ -83,9 +83,9 @@ def base_vectors(n_base: int, seed: int) -> tuple[np.ndarray, int, str]:
     except IndexFileError:
         pass
     from crystalsearch.atomic import atomic_write
+    from crystalsearch.catalog.embedding import auto_workers, run_chunks
+    from crystalsearch.data.entries import entries_from_datasets
     from crystalsearch.paths import cache_dir
-    from crystalsearch.search.embedding import auto_workers, run_chunks
-    from crystalsearch.search.entries import entries_from_datasets
 
     cache = cache_dir() / "benchmarks" / f"scale_base_{enc.hash}_{n_base}_{seed}.npy"
     what = f"{n_base:,} catalog structures embedded with {enc.name} ({enc.hash}; no default index built yet)"
@@ -193,7 +193,7 @@ def sweep(name: str, index: Any, params: Sequence[Setting], xq: np.ndarray, trut
 def ivf_variants(data: np.ndarray, xq: np.ndarray, truth: np.ndarray, args: argparse.Namespace) -> list[dict[str, Any]]:
     import faiss
 
-    from crystalsearch.search.build import auto_factory
+    from crystalsearch.catalog.build import auto_factory
 
     n, d = data.shape
     nlist = args.nlist or int(auto_factory(max(n, 50_001)).split(",")[0].removeprefix("IVF"))
@@ -273,7 +273,7 @@ def hnsw_variant(data: np.ndarray, xq: np.ndarray, args: argparse.Namespace) -> 
 
     n = min(args.hnsw_n, len(data))
     faiss.omp_set_num_threads(2)
-    from crystalsearch.search.faiss_index import exact_top_k
+    from crystalsearch.catalog.faiss_index import exact_top_k
 
     truth = exact_top_k(xq, data[:n], K)
     index = faiss.IndexHNSWFlat(data.shape[1], 32, faiss.METRIC_INNER_PRODUCT)
@@ -300,8 +300,8 @@ def hnsw_variant(data: np.ndarray, xq: np.ndarray, args: argparse.Namespace) -> 
 def product_build(data: np.ndarray, xq: np.ndarray, args: argparse.Namespace) -> list[dict[str, Any]]:
     """What ``index build`` itself does with ``--build-n`` vectors: ``make_index`` with the ``auto`` factory
     (faiss's own k-means and exact assignment), its build-time recall check, then queries at ``IVF_NPROBE``."""
-    from crystalsearch.search.build import auto_factory
-    from crystalsearch.search.faiss_index import IVF_NPROBE, exact_top_k, make_index, recall_at_k
+    from crystalsearch.catalog.build import auto_factory
+    from crystalsearch.catalog.faiss_index import IVF_NPROBE, exact_top_k, make_index, recall_at_k
 
     n = min(args.build_n, len(data))
     x = np.ascontiguousarray(data[:n])
@@ -353,8 +353,8 @@ def main() -> None:
         return
     import faiss
 
-    from crystalsearch.search.faiss_index import exact_top_k
-    from crystalsearch.search.scoring import BOTH_WEIGHT, Ranking
+    from crystalsearch.catalog.faiss_index import exact_top_k
+    from crystalsearch.catalog.scoring import BOTH_WEIGHT, Ranking
 
     t_run = time.perf_counter()
     rng = np.random.default_rng(args.seed)

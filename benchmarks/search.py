@@ -55,7 +55,7 @@ def median_ms(times: list[float]) -> float:
 
 
 def sample_structures(catalog: Any, n: int, seed: int) -> list[Any]:
-    from crystalsearch.search.entries import structure_from_json
+    from crystalsearch.data.entries import structure_from_json
 
     rng = np.random.default_rng(seed)
     rows = rng.choice(len(catalog), size=min(n, len(catalog)), replace=False).tolist()
@@ -69,7 +69,7 @@ def sample_structures(catalog: Any, n: int, seed: int) -> list[Any]:
 
 
 def naive_graph(structure: Any, radius: float, k: int) -> Any:
-    from crystalsearch.graph.build import CrystalGraph
+    from crystalsearch.structure.graph.build import CrystalGraph
 
     src, dst, dist = [], [], []
     for i, nbrs in enumerate(structure.get_all_neighbors(radius)):
@@ -92,9 +92,9 @@ def naive_graph(structure: Any, radius: float, k: int) -> Any:
 def bench_queries(catalog: Any, structures: list[Any], n_naive: int) -> dict[str, Any]:
     from sqlalchemy import select
 
-    from crystalsearch.search.db import Material, MetadataDB
-    from crystalsearch.search.embedding import threads
-    from crystalsearch.search.filters import Filters
+    from crystalsearch.catalog.db import Material, MetadataDB
+    from crystalsearch.catalog.embedding import threads
+    from crystalsearch.catalog.filters import Filters
 
     for s in structures[:5]:
         catalog.similar(s, k=10)
@@ -186,11 +186,11 @@ def bench_build(encoder_ref: str, n_naive: int) -> dict[str, Any]:
     from pymatgen.core import Lattice, Structure
     from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
-    from crystalsearch.search.db import MetadataDB, entry_rows
-    from crystalsearch.search.defaults import load_encoder
-    from crystalsearch.search.entries import entries_from_datasets
-    from crystalsearch.search.faiss_index import normalise
-    from crystalsearch.search.symmetry import symmetry_of
+    from crystalsearch.catalog.db import MetadataDB, entry_rows
+    from crystalsearch.catalog.defaults import load_encoder
+    from crystalsearch.catalog.faiss_index import normalise
+    from crystalsearch.data.entries import entries_from_datasets
+    from crystalsearch.structure.symmetry import symmetry_of
 
     tmp = Path(tempfile.mkdtemp(prefix="cs-bench-"))
     try:
@@ -279,7 +279,7 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     warnings.simplefilter("ignore")
-    from crystalsearch.search.catalog import Catalog
+    from crystalsearch.identity.catalog import Catalog
 
     catalog = Catalog.open(args.index)
     result: dict[str, Any] = {
@@ -296,7 +296,7 @@ def main() -> None:
     if args.build:
         result["build"] = bench_build(catalog.manifest.encoder.name, args.naive_build_sample)
     if args.retrieval:
-        from crystalsearch.search.retrieval import RetrievalConfig, evaluate_retrieval
+        from crystalsearch.evaluate.retrieval import RetrievalConfig, evaluate_retrieval
 
         result["retrieval"] = evaluate_retrieval(catalog, config=RetrievalConfig(n=200, seed=args.seed)).to_dict()
     result["load_after"] = " ".join(f"{x:.1f}" for x in os.getloadavg())

@@ -11,19 +11,19 @@ from typing import TYPE_CHECKING, Any
 from crystalsearch._version import __version__
 
 if TYPE_CHECKING:
-    from crystalsearch.embed import Encoder
-    from crystalsearch.search.catalog import Catalog
+    from crystalsearch.identity.catalog import Catalog
+    from crystalsearch.model.embed import Encoder
 
 __all__ = ["Catalog", "Encoder", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
     if name == "Encoder":
-        from crystalsearch.embed import Encoder
+        from crystalsearch.model.embed import Encoder
 
         return Encoder
     if name == "Catalog":
-        from crystalsearch.search.catalog import Catalog
+        from crystalsearch.identity.catalog import Catalog
 
         return Catalog
     raise AttributeError(f"module 'crystalsearch' has no attribute {name!r}")

@@ -25,4 +25,3 @@ class CheckpointError(CrystalSearchError):
 
 class IndexFileError(CrystalSearchError):
     """A search index is missing, corrupted or built with another encoder."""
-

@@ -13,7 +13,7 @@ import pytest
 if TYPE_CHECKING:
     from pymatgen.core import Structure
 
-    from crystalsearch.datasets import Record
+    from crystalsearch.data.datasets import Record
 
 NACL_A = 5.64  # Å, conventional rocksalt NaCl (experimental lattice constant)
 
@@ -21,7 +21,7 @@ NACL_A = 5.64  # Å, conventional rocksalt NaCl (experimental lattice constant)
 @pytest.fixture(scope="session")
 def mp_records() -> Sequence[Record]:
     """All 36,738 shipped ``mp_structures`` records (loaded once per session)."""
-    from crystalsearch import datasets
+    from crystalsearch.data import datasets
 
     return datasets.load("mp_structures").records
 

@@ -70,21 +70,59 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
-# The catalog_data <-> datasets cycle of the mp2025 work is gone (types in crystalsearch.records, the label
+# The catalog_data <-> datasets cycle of the mp2025 work is gone (types in crystalsearch.data.records, the label
 # sources passed in as a loader): no known cycles remain.
 KNOWN_CYCLES: list[list[str]] = []
 
 
 def test_no_import_cycles() -> None:
     graph = import_graph()
-    for a, b in (("report", "results"), ("db", "reader"), ("build", "defaults")):  # the three issue 13 broke
-        pkg = "evaluate" if a == "report" else "search"
-        assert f"crystalsearch.{pkg}.{b}" not in graph[f"crystalsearch.{pkg}.{a}"] or (
-            f"crystalsearch.{pkg}.{a}" not in graph[f"crystalsearch.{pkg}.{b}"]
-        )
     found = cycles(graph)
     assert [c for c in found if c not in KNOWN_CYCLES] == []
     assert [c for c in KNOWN_CYCLES if c not in found] == [], "a known cycle is gone: remove it from KNOWN_CYCLES"
+
+
+# The layers, lowest first. A module may import modules of its own layer or of lower ones, never of a
+# higher one (lazy and TYPE_CHECKING imports included); DEVELOPERS.md describes each layer.
+LAYERS: list[tuple[str, ...]] = [
+    ("_version", "errors", "paths", "atomic", "distributed", "progress"),  # infrastructure
+    ("data",),  # shipped datasets, records, property registry, index entries
+    ("io",),  # reading structure files
+    ("structure",),  # graphs, augmentations, fingerprint, symmetry, prototypes, "the same material"
+    ("model",),  # encoder, checkpoints, embedding
+    ("train",),  # losses, pretraining, fine-tuning, ensembles
+    ("catalog",),  # index build, FAISS, SQLite, filters, --where, scoring
+    ("identity", "predict"),  # known/novelty verdicts; property prediction and calibration
+    ("evaluate",),  # the paper's evaluation, retrieval and calibration studies
+    ("cli", "app"),  # the interfaces
+]
+
+
+def layer_of(module: str) -> int:
+    """The layer of a package module (the package root and ``__main__`` sit above every layer)."""
+    if module in ("crystalsearch", "crystalsearch.__main__"):
+        return len(LAYERS)
+    name = module.removeprefix("crystalsearch.")
+    for i, group in enumerate(LAYERS):
+        if any(name == g or name.startswith(g + ".") for g in group):
+            return i
+    raise AssertionError(f"{module} belongs to no layer: add its package to LAYERS")
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    return [f"{a} -> {b}" for a in sorted(graph) for b in sorted(graph[a]) if layer_of(b) > layer_of(a)]
+
+
+def test_no_import_goes_up_a_layer() -> None:
+    assert upward_imports(import_graph()) == []
+
+
+def test_layer_check_finds_an_upward_import() -> None:
+    graph = {"crystalsearch.catalog.shard": {"crystalsearch.train.config"},
+             "crystalsearch.progress": {"crystalsearch.cli.common"}}  # fmt: skip
+    assert upward_imports(graph) == ["crystalsearch.progress -> crystalsearch.cli.common"]
+    with pytest.raises(AssertionError, match="no layer"):
+        layer_of("crystalsearch.search.known")
 
 
 def test_cycle_finder_finds_a_cycle() -> None:
@@ -133,8 +171,8 @@ def test_shipped_encoder_metadata_tells_the_truth(name: str) -> None:
 
 def test_shipped_default_weights_unchanged() -> None:
     """Indexes and heads are keyed on the default encoder's hash: its weights must never change by accident."""
-    from crystalsearch.embed import Encoder
     from crystalsearch.model.checkpoint import read_info
+    from crystalsearch.model.embed import Encoder
 
     default = Encoder.load("default")
     assert default.hash == "89bfe52b85a74a55"

@@ -14,9 +14,9 @@ pytest.importorskip("pymatgen.core")
 
 from pymatgen.core import Lattice, Structure  # noqa: E402
 
-from crystalsearch.augment.fast import AugmentConfig, AugmentedBatch, augment  # noqa: E402
-from crystalsearch.augment.groups import GROUPS, group_of, partner_table  # noqa: E402
-from crystalsearch.augment.transforms import (  # noqa: E402
+from crystalsearch.structure.augment.fast import AugmentConfig, AugmentedBatch, augment  # noqa: E402
+from crystalsearch.structure.augment.groups import GROUPS, group_of, partner_table  # noqa: E402
+from crystalsearch.structure.augment.transforms import (  # noqa: E402
     ColumnReplace,
     Compose,
     Perturb,
@@ -25,9 +25,9 @@ from crystalsearch.augment.transforms import (  # noqa: E402
     crystalclr_recipe,
     min_pairwise_distance,
 )
-from crystalsearch.graph.build import build_graph, graph_from_arrays  # noqa: E402
-from crystalsearch.graph.dataset import record_arrays  # noqa: E402
-from crystalsearch.graph.store import GraphStore, build_store  # noqa: E402
+from crystalsearch.structure.graph.build import build_graph, graph_from_arrays  # noqa: E402
+from crystalsearch.structure.graph.dataset import record_arrays  # noqa: E402
+from crystalsearch.structure.graph.store import GraphStore, build_store  # noqa: E402
 
 RADIUS, MAX_NBR = 8.0, 12
 
@@ -340,7 +340,7 @@ def test_fast_column_replace_keeps_group_and_count(store300: GraphStore) -> None
 def test_fast_supercell_matches_pymatgen_supercell(mp_small: Sequence) -> None:
     import torch
 
-    from crystalsearch.embed import Encoder
+    from crystalsearch.model.embed import Encoder
 
     records = list(mp_small[:6])
     store = build_store(record_arrays(records), num_candidates=32)

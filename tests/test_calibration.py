@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from crystalsearch import datasets
 from crystalsearch.cli import app
-from crystalsearch.conformal import Calibration
+from crystalsearch.data import datasets
 from crystalsearch.io import read_structure
+from crystalsearch.predict.conformal import Calibration
 from crystalsearch.train.protocol import PARTS, protocol_split
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -93,7 +93,7 @@ def test_split_conformal_covers_held_out_real_labels() -> None:
     again = Calibration.from_dict(json.loads(json.dumps(cal.to_dict())))
     assert again.quantile(0.9) == pytest.approx(cal.quantile(0.9), rel=1e-5)
     # the procedure's coverage over re-splits: near nominal on average, spread wide for a few dozen materials
-    from crystalsearch.evaluate.calibration import resplit_coverage
+    from crystalsearch.predict.calibration import resplit_coverage
 
     few = resplit_coverage(cal, point=point[:87], members=members[:, :87], y=y[:87], n_calib=44, coverage=0.9)
     many = resplit_coverage(cal, point=point, members=members, y=y, n_calib=half, coverage=0.9, repeats=50)
@@ -126,7 +126,7 @@ def test_ood_flag_follows_the_spread_in_units_and_old_calibrations_keep_theirs()
 @pytest.mark.slow
 def test_train_heads_resume_calibrate_and_predict_an_interval(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """End to end on the real melting-temperature data (tiny: 2 seeds, 1 epoch, 60 train records)."""
-    from crystalsearch.predict import Predictor
+    from crystalsearch.predict.predictor import Predictor
 
     monkeypatch.setenv("CRYSTALSEARCH_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "heads"
@@ -166,13 +166,14 @@ def test_train_heads_resume_calibrate_and_predict_an_interval(tmp_path: Path, mo
     assert p90.interval[0] <= p90.value <= p90.interval[1]
 
 
-def test_warm_start_continues_each_member_and_refuses_other_splits(tmp_path: Path,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_warm_start_continues_each_member_and_refuses_other_splits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """`--set warm_start=DIR`: member k starts from DIR/seed<k> (encoder and head); at lr 0 its weights stay."""
     import torch
 
-    from crystalsearch.graph.batch import GraphBatch
-    from crystalsearch.predict import Predictor
+    from crystalsearch.predict.predictor import Predictor
+    from crystalsearch.structure.graph.batch import GraphBatch
     from crystalsearch.train.finetune import TargetTransform, warm_model
 
     monkeypatch.setenv("CRYSTALSEARCH_CACHE", str(tmp_path / "cache"))
@@ -215,7 +216,7 @@ def test_warm_start_continues_each_member_and_refuses_other_splits(tmp_path: Pat
 
 
 def test_heads_without_calibration_still_load_and_predict(tmp_path: Path) -> None:
-    from crystalsearch.predict import Predictor, heads_dir
+    from crystalsearch.predict.predictor import Predictor, heads_dir
 
     legacy = tmp_path / "bulk_modulus"
     for seed in sorted(heads_dir("bulk_modulus").glob("seed*")):
@@ -246,7 +247,7 @@ def test_point_predictions_keep_to_the_labels_floor(mp_sample) -> None:
     labels) and log-space properties have no floor."""
     import numpy as np
 
-    from crystalsearch.conformal import Calibration, label_floor
+    from crystalsearch.predict.conformal import Calibration, label_floor
 
     gaps = np.array([r.properties["band_gap"] for r in mp_sample])
     e_form = np.array([r.properties["formation_energy_per_atom"] for r in mp_sample])

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from crystalsearch import catalog_data, datasets
-from crystalsearch.structpack import pack, read_jsonl, unpack
+from crystalsearch.data import catalog_data, datasets
+from crystalsearch.data.structpack import pack, read_jsonl, unpack
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "mp2025_structures.jsonl.gz"
 
@@ -125,8 +125,8 @@ def test_catalog_counts_that_info_shows_are_the_data() -> None:
     """`crystalsearch info` shows CATALOG_COUNTS without loading anything: they must equal the default catalog."""
     from collections import Counter
 
-    from crystalsearch.catalog_data import CATALOG_COUNTS, catalog_name
-    from crystalsearch.search.entries import entries_from_datasets
+    from crystalsearch.data.catalog_data import CATALOG_COUNTS, catalog_name
+    from crystalsearch.data.entries import entries_from_datasets
 
     entries = entries_from_datasets("all")
     counts = Counter(k for e in entries for k in e.properties)

@@ -12,8 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 from crystalsearch.cli import app
-from crystalsearch.embed import Encoder
 from crystalsearch.io import read_structure
+from crystalsearch.model.embed import Encoder
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 

@@ -12,11 +12,11 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from crystalsearch import datasets
+from crystalsearch.catalog.build import build_index
 from crystalsearch.cli import app
-from crystalsearch.embed import Encoder
-from crystalsearch.search.build import build_index
-from crystalsearch.search.entries import merge_records
+from crystalsearch.data import datasets
+from crystalsearch.data.entries import merge_records
+from crystalsearch.model.embed import Encoder
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
@@ -159,7 +159,7 @@ def test_similar_table_drops_whole_columns_and_names_them(index_dir: Path) -> No
     from rich.console import Console
 
     from crystalsearch.cli.similar import render_table, units_of
-    from crystalsearch.search.catalog import Catalog
+    from crystalsearch.identity.catalog import Catalog
 
     with Catalog.open(index_dir) as catalog:
         (result,) = catalog.search([str(EXAMPLES / "GaAs.cif")], k=5)

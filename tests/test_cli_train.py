@@ -60,7 +60,7 @@ def test_bare_train_prints_the_plan_and_starts_nothing(tmp_path: Path, monkeypat
 
 def test_named_model_is_selected_with_encoder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from crystalsearch.cli.encoders import load
-    from crystalsearch.embed import Encoder
+    from crystalsearch.model.embed import Encoder
 
     monkeypatch.setenv("CRYSTALSEARCH_HOME", str(tmp_path / "home"))
     from crystalsearch.model.checkpoint import shipped_models_dir

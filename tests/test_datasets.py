@@ -1,4 +1,4 @@
-"""crystalsearch.datasets on the shipped data: counts, joins, lazy structures and splits."""
+"""crystalsearch.data.datasets on the shipped data: counts, joins, lazy structures and splits."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from importlib import resources
 import numpy as np
 import pytest
 
-from crystalsearch import datasets
+from crystalsearch.data import datasets
 
 DATA = resources.files("crystalsearch").joinpath("data")
 
@@ -57,7 +57,7 @@ def test_names_and_units() -> None:
 
 
 def test_import_is_light() -> None:
-    code = "import sys, crystalsearch.datasets; assert 'pymatgen.core' not in sys.modules"
+    code = "import sys, crystalsearch.data.datasets; assert 'pymatgen.core' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -117,17 +117,14 @@ def test_thermal_conductivity_join(mp: datasets.Dataset, lowest_energy: dict[str
     # AFLOW writes "Ho2In1Ni2"-style formulas: values come through unchanged under the MP structure
     with DATA.joinpath("aflow_thermal_conductivity_300K.csv").open() as fh:
         source = {
-            datasets.reduced_formula(r["formula"]): float(r["thermal_conductivity_300K"])
-            for r in csv.DictReader(fh)
+            datasets.reduced_formula(r["formula"]): float(r["thermal_conductivity_300K"]) for r in csv.DictReader(fh)
         }
     kappa = dict(zip((r.reduced_formula for r in ds), ds.targets("thermal_conductivity"), strict=True))
     assert kappa["LaSe"] == 4.97254
     assert all(source[f] == v for f, v in kappa.items())
     # the lowest-energy polymorph is chosen, recomputed independently from the raw file
     for rec in ds:
-        assert (rec.properties["formation_energy_per_atom"], rec.material_id) == lowest_energy[
-            rec.reduced_formula
-        ]
+        assert (rec.properties["formation_energy_per_atom"], rec.material_id) == lowest_energy[rec.reduced_formula]
     polymorphs = defaultdict(list)
     for rec in mp:
         polymorphs[rec.reduced_formula].append(rec)
@@ -156,9 +153,7 @@ def test_melting_temperature_join(lowest_energy: dict[str, tuple[float, str]]) -
     assert sum(r.material_id in elastic_ids - mp_ids for r in ds if r.join == "material_id") == 68
     for rec in ds:
         if rec.join == "material_id":
-            assert rec.properties["melting_temperature"] == float(
-                rows[rec.material_id]["melting_temperature_K"]
-            )
+            assert rec.properties["melting_temperature"] == float(rows[rec.material_id]["melting_temperature_K"])
         else:
             assert lowest_energy[rec.reduced_formula][1] == rec.material_id
     assert ds.units == {"melting_temperature": "K"}

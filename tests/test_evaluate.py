@@ -75,7 +75,7 @@ def test_compound_class(elements: list[str], expected: str) -> None:
 
 
 def test_compound_classes_of_the_shipped_elasticity_set() -> None:
-    from crystalsearch import datasets
+    from crystalsearch.data import datasets
 
     classes = [compound_class(r.species) for r in datasets.load("mp_elasticity").records]
     assert set(classes) <= set(CLASSES)
@@ -158,9 +158,9 @@ def test_updates_merge_cells_and_halves(tmp_path: Path) -> None:
 # -- Table 1, bottom ---------------------------------------------------------------------------------------
 def test_finetune_is_resumable_and_reuses_the_first_seeds_lr(tmp_path: Path) -> None:
     from crystalsearch.evaluate.finetuning import RUNS, FinetuneEvalConfig, evaluate_finetune
-    from crystalsearch.graph.settings import GraphSettings
     from crystalsearch.model.cgcnn import CGCNNEncoder
     from crystalsearch.model.checkpoint import save_checkpoint
+    from crystalsearch.structure.graph.settings import GraphSettings
 
     torch.manual_seed(0)
     enc = CGCNNEncoder()
@@ -221,9 +221,9 @@ def test_augmentation_study_writes_a_symmetric_heatmap(tmp_path: Path) -> None:
 
 def test_supercell_view_has_the_same_embedding_in_eval_mode(mp_small: list) -> None:
     """Why supercell alone is (nearly) no augmentation for a mean-pooled CGCNN on exact graphs."""
-    from crystalsearch.augment.fast import AugmentConfig, augment
-    from crystalsearch.graph.dataset import store_for_records
     from crystalsearch.model.cgcnn import CGCNNEncoder
+    from crystalsearch.structure.augment.fast import AugmentConfig, augment
+    from crystalsearch.structure.graph.dataset import store_for_records
 
     store = store_for_records(mp_small[:6], show_progress=False)
     idx = np.arange(len(store))

@@ -11,15 +11,15 @@ import numpy as np
 import pytest
 import torch
 
-from crystalsearch.graph.settings import GraphSettings
 from crystalsearch.model.cgcnn import PropertyModel
 from crystalsearch.model.config import EncoderConfig
+from crystalsearch.structure.graph.settings import GraphSettings
 from crystalsearch.train.config import FinetuneConfig
 from crystalsearch.train.finetune import TargetTransform, _schedule, _train_one
 
 if TYPE_CHECKING:
-    from crystalsearch.datasets import Record
-    from crystalsearch.graph.store import GraphStore
+    from crystalsearch.data.datasets import Record
+    from crystalsearch.structure.graph.store import GraphStore
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 CFG = FinetuneConfig(epochs=4, patience=10, batch_size=16, compile=False, schedule="cosine")

@@ -15,7 +15,8 @@ pytest.importorskip("pymatgen.core")
 
 from pymatgen.core import Lattice, Structure  # noqa: E402
 
-from crystalsearch.graph import (  # noqa: E402
+from crystalsearch.evaluate.retrieval import random_rotation  # noqa: E402
+from crystalsearch.structure.graph import (  # noqa: E402
     CrystalGraph,
     GraphBatch,
     atom_feature_table,
@@ -24,12 +25,11 @@ from crystalsearch.graph import (  # noqa: E402
     gaussian_expand,
     graph_from_arrays,
 )
-from crystalsearch.graph import store as store_module  # noqa: E402
-from crystalsearch.graph.build import reference_neighbor_distances  # noqa: E402
-from crystalsearch.graph.dataset import record_arrays, store_for_dataset, store_for_records  # noqa: E402
-from crystalsearch.graph.features import gaussian_centers  # noqa: E402
-from crystalsearch.graph.store import GraphStore, build_store, cached_store, content_key  # noqa: E402
-from crystalsearch.search.retrieval import random_rotation  # noqa: E402
+from crystalsearch.structure.graph import store as store_module  # noqa: E402
+from crystalsearch.structure.graph.build import reference_neighbor_distances  # noqa: E402
+from crystalsearch.structure.graph.dataset import record_arrays, store_for_dataset, store_for_records  # noqa: E402
+from crystalsearch.structure.graph.features import gaussian_centers  # noqa: E402
+from crystalsearch.structure.graph.store import GraphStore, build_store, cached_store, content_key  # noqa: E402
 
 # -- helpers -------------------------------------------------------------------------------------------
 

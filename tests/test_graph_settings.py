@@ -13,13 +13,13 @@ import torch
 
 pytest.importorskip("pymatgen.core")
 
-from crystalsearch import datasets  # noqa: E402
-from crystalsearch.embed import Encoder  # noqa: E402
-from crystalsearch.graph.batch import GraphBatch  # noqa: E402
-from crystalsearch.graph.build import build_graph  # noqa: E402
-from crystalsearch.graph.settings import GraphSettings  # noqa: E402
+from crystalsearch.data import datasets  # noqa: E402
 from crystalsearch.model.checkpoint import MODEL_JSON, graph_settings, read_info  # noqa: E402
 from crystalsearch.model.config import EncoderConfig  # noqa: E402
+from crystalsearch.model.embed import Encoder  # noqa: E402
+from crystalsearch.structure.graph.batch import GraphBatch  # noqa: E402
+from crystalsearch.structure.graph.build import build_graph  # noqa: E402
+from crystalsearch.structure.graph.settings import GraphSettings  # noqa: E402
 from crystalsearch.train.card import pretrain_card_for  # noqa: E402
 from crystalsearch.train.config import FinetuneConfig, PretrainConfig  # noqa: E402
 
@@ -73,7 +73,7 @@ def test_encoder_builds_graphs_with_the_checkpoint_settings(odd_encoder: Path, n
 
 
 def test_finetune_from_and_predict_use_the_checkpoint_settings(odd_encoder: Path, tmp_path: Path, nacl) -> None:  # type: ignore[no-untyped-def]
-    from crystalsearch.predict import Predictor
+    from crystalsearch.predict.predictor import Predictor
     from crystalsearch.train.finetune import finetune, save_finetuned
 
     cfg = FinetuneConfig(property="melting_temperature", init=str(odd_encoder), lrs=(1e-3,), epochs=1, patience=1,
@@ -102,8 +102,8 @@ def test_finetune_from_and_predict_use_the_checkpoint_settings(odd_encoder: Path
 
 
 def test_search_queries_meet_the_encoder_like_the_index(odd_encoder: Path, tmp_path: Path) -> None:
-    from crystalsearch.search.build import build_index
-    from crystalsearch.search.catalog import Catalog
+    from crystalsearch.catalog.build import build_index
+    from crystalsearch.identity.catalog import Catalog
 
     enc = Encoder.load(odd_encoder)
     records = list(datasets.load("mp_structures").records[:40])

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from crystalsearch.search.build import EXACT_UP_TO, auto_factory
-from crystalsearch.search.faiss_index import exact_top_k, make_index, recall_at_k
+from crystalsearch.catalog.build import EXACT_UP_TO, auto_factory
+from crystalsearch.catalog.faiss_index import exact_top_k, make_index, recall_at_k
 
 
 @pytest.mark.parametrize(("n", "block"), [(1000, 64), (50, 7), (5, 3), (20_000, 65_536)])

@@ -136,7 +136,7 @@ def test_folder_recursive_and_glob(nacl: Structure, tmp_path: Path) -> None:
 
 
 def test_mp_ids() -> None:
-    pytest.importorskip("crystalsearch.datasets")
+    pytest.importorskip("crystalsearch.data.datasets")
     items = dict(read_structures(["mp-149", "mp-22862"]))
     assert items["mp-149"].composition.reduced_formula == "Si"
     assert items["mp-22862"].composition.reduced_formula == "NaCl"
@@ -146,7 +146,7 @@ def test_mp_ids() -> None:
 
 
 def test_mp_id_from_elasticity_only() -> None:
-    datasets = pytest.importorskip("crystalsearch.datasets")
+    datasets = pytest.importorskip("crystalsearch.data.datasets")
     in_mp = {r.material_id for r in datasets.load("mp_structures").records}
     only = next(r for r in datasets.load("mp_elasticity").records if r.material_id not in in_mp)
     structure = read_structure(only.material_id)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from crystalsearch.losses import composition_similarity_loss, nt_xent
+from crystalsearch.train.losses import composition_similarity_loss, nt_xent
 
 # -- python-loop references (float64, no vectorisation, no logsumexp) ----------------------------------
 

@@ -15,11 +15,8 @@ pytest.importorskip("pymatgen.core")
 
 from pymatgen.core import Lattice, Structure  # noqa: E402
 
-from crystalsearch.embed import ENCODER_CLASS, Encoder  # noqa: E402
 from crystalsearch.errors import CheckpointError  # noqa: E402
-from crystalsearch.graph.batch import GraphBatch, concat_batches  # noqa: E402
-from crystalsearch.graph.build import build_graph  # noqa: E402
-from crystalsearch.graph.settings import GraphSettings
+from crystalsearch.evaluate.retrieval import random_rotation  # noqa: E402
 from crystalsearch.model.cgcnn import CGCNNEncoder, ContrastiveModel, EncoderConfig, PropertyModel  # noqa: E402
 from crystalsearch.model.checkpoint import (  # noqa: E402
     MODEL_JSON,
@@ -29,7 +26,10 @@ from crystalsearch.model.checkpoint import (  # noqa: E402
     read_info,
     save_checkpoint,
 )
-from crystalsearch.search.retrieval import random_rotation  # noqa: E402
+from crystalsearch.model.embed import ENCODER_CLASS, Encoder  # noqa: E402
+from crystalsearch.structure.graph.batch import GraphBatch, concat_batches  # noqa: E402
+from crystalsearch.structure.graph.build import build_graph  # noqa: E402
+from crystalsearch.structure.graph.settings import GraphSettings
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -169,7 +169,7 @@ def test_reshape_and_scatter_paths_agree(by_id: dict[str, Structure], nacl: Stru
 
 
 def test_bf16_autocast_choice() -> None:
-    from crystalsearch.embed import cpu_has_bf16, use_bf16
+    from crystalsearch.model.embed import cpu_has_bf16, use_bf16
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert use_bf16(cuda, amp=True, amp_cpu=False)
@@ -178,7 +178,7 @@ def test_bf16_autocast_choice() -> None:
     assert use_bf16(cpu, amp=True, amp_cpu=True) == cpu_has_bf16()
 
 
-@pytest.mark.skipif(not __import__("crystalsearch.embed", fromlist=["x"]).cpu_has_bf16(), reason="no native bf16")
+@pytest.mark.skipif(not __import__("crystalsearch.model.embed", fromlist=["x"]).cpu_has_bf16(), reason="no native bf16")
 def test_bf16_autocast_keeps_representations(by_id: dict[str, Structure]) -> None:
     batch = GraphBatch.from_graphs([build_graph(by_id[m]) for m in INVARIANT_IDS])
     torch.manual_seed(0)
@@ -380,7 +380,7 @@ def test_maybe_compiled_lets_model_errors_through() -> None:
 
 
 def test_library_calls_leave_process_state_alone(nacl: Structure) -> None:
-    from crystalsearch.embed import select_device
+    from crystalsearch.model.embed import select_device
 
     tiny = torch.tensor([1e-310], dtype=torch.float64)
     assert (tiny * 1.0).item() != 0.0  # subnormals kept, as in a fresh process
@@ -397,7 +397,7 @@ def test_library_calls_leave_process_state_alone(nacl: Structure) -> None:
 
 def test_broad_excepts_let_the_machines_errors_through(checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A bad weights file is a CheckpointError; running out of memory while loading it is not."""
-    from crystalsearch.evaluate.fingerprints import _safe
+    from crystalsearch.structure.descriptors import _safe
 
     def oom(*args: object, **kwargs: object) -> object:
         raise MemoryError

@@ -17,14 +17,14 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from crystalsearch import datasets
+from crystalsearch.catalog.build import build_index
 from crystalsearch.cli import app
-from crystalsearch.embed import Encoder
-from crystalsearch.search.build import build_index
-from crystalsearch.search.catalog import Catalog
-from crystalsearch.search.entries import entries_from_structures, entry_from_record
-from crystalsearch.search.known import KnownChecker, MatchCriterion
-from crystalsearch.search.novelty import check_novelty
+from crystalsearch.data import datasets
+from crystalsearch.data.entries import entries_from_structures, entry_from_record
+from crystalsearch.identity.catalog import Catalog
+from crystalsearch.identity.known import KnownChecker, MatchCriterion
+from crystalsearch.identity.novelty import check_novelty
+from crystalsearch.model.embed import Encoder
 
 FORMULAS = ("BaTiO3", "NaCl", "KCl", "TiO2", "GaAs", "Si")
 POLYMORPHS = ("mp-5986", "mp-5020", "mp-5777")  # P4mm, R3m, Amm2 BaTiO3 (StructureMatcher alone matches them)
@@ -84,7 +84,7 @@ def catalog(index_dir: Path) -> Catalog:
 
 # --- the verdict ---------------------------------------------------------------------------------------
 def test_polymorphs_are_never_merged(catalog: Catalog, records: dict[str, Any]) -> None:
-    from crystalsearch.search.known import fit_rms
+    from crystalsearch.identity.known import fit_rms
 
     cubic = records["mp-2998"].structure
     for other in POLYMORPHS:  # the reason for the space-group criterion: StructureMatcher alone merges them

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from crystalsearch import datasets
 from crystalsearch.cli import app
+from crystalsearch.data import datasets
 from crystalsearch.io import read_structure
-from crystalsearch.predict import Predictor, available_properties
+from crystalsearch.predict.predictor import Predictor, available_properties
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -22,9 +22,9 @@ EXAMPLES = ROOT / "examples"
 @pytest.fixture(scope="module")
 def small_catalog(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     """An index of 300 mp_elasticity materials (plus NaCl, Si) built with the shipped default encoder."""
-    from crystalsearch.embed import Encoder
-    from crystalsearch.search.build import build_index
-    from crystalsearch.search.catalog import Catalog
+    from crystalsearch.catalog.build import build_index
+    from crystalsearch.identity.catalog import Catalog
+    from crystalsearch.model.embed import Encoder
 
     ds = datasets.load("mp_elasticity")
     wanted = {"mp-22862", "mp-149"}
@@ -75,7 +75,7 @@ def test_far_query_gets_a_warning(small_catalog, monkeypatch, tmp_path) -> None:
 
     from pymatgen.core import Lattice, Structure
 
-    from crystalsearch.predict import heads_dir
+    from crystalsearch.predict.predictor import heads_dir
 
     monkeypatch.setenv("CRYSTALSEARCH_CACHE", str(tmp_path))
     legacy = tmp_path / "legacy"  # heads without calibration.json keep the nearest-similarity warning

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from crystalsearch import datasets
-from crystalsearch.properties import ALIASES, PROPERTIES, PROPERTY_COLUMNS, REGISTRY, UNITS, by_column, by_head
+from crystalsearch.data import datasets
+from crystalsearch.data.properties import ALIASES, PROPERTIES, PROPERTY_COLUMNS, REGISTRY, UNITS, by_column, by_head
 
 
 def test_every_consumer_derives_from_the_registry() -> None:
+    from crystalsearch.catalog.db import Material
+    from crystalsearch.catalog.reader import MATERIAL_COLUMNS
+    from crystalsearch.catalog.where import ALIASES as WHERE_ALIASES
     from crystalsearch.cli.train_plan import HEAD_DATASETS
+    from crystalsearch.data.entries import PROPERTIES as ENTRY_PROPERTIES
     from crystalsearch.evaluate.report import COLUMNS
-    from crystalsearch.search.db import Material
-    from crystalsearch.search.entries import PROPERTIES as ENTRY_PROPERTIES
-    from crystalsearch.search.reader import MATERIAL_COLUMNS
-    from crystalsearch.search.where import ALIASES as WHERE_ALIASES
 
     assert ENTRY_PROPERTIES == PROPERTY_COLUMNS and datasets.PROPERTY_UNITS == UNITS
     db_columns = {c.name for c in Material.__table__.columns}

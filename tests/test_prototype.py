@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from crystalsearch.search.prototype import labels_many, shipped_labels, symmetry_label
+from crystalsearch.structure.prototype import labels_many, shipped_labels, symmetry_label
 
 
 def _label(s: Structure) -> str:

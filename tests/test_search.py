@@ -11,22 +11,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from crystalsearch import datasets
-from crystalsearch.embed import Encoder
+from crystalsearch.catalog import build as build_mod
+from crystalsearch.catalog import defaults
+from crystalsearch.catalog.build import add_to_index, build_index
+from crystalsearch.catalog.db import Material
+from crystalsearch.catalog.defaults import CATALOG_TAG
+from crystalsearch.catalog.filters import Filters, parse_where
+from crystalsearch.catalog.manifest import DB_FILE, INDEX_FILE, JOURNAL, read_manifest
+from crystalsearch.catalog.scoring import BOTH_WEIGHT
+from crystalsearch.data import datasets
+from crystalsearch.data.entries import Entry, merge_records
 from crystalsearch.errors import IndexFileError, InputError
-from crystalsearch.fingerprint import DIM as FP_DIM
-from crystalsearch.fingerprint import VERSION as FP_VERSION
+from crystalsearch.identity.catalog import Catalog
 from crystalsearch.io import ReadReport, read_structure
-from crystalsearch.search import build as build_mod
-from crystalsearch.search import defaults
-from crystalsearch.search.build import add_to_index, build_index
-from crystalsearch.search.catalog import Catalog
-from crystalsearch.search.db import Material
-from crystalsearch.search.defaults import CATALOG_TAG
-from crystalsearch.search.entries import Entry, merge_records
-from crystalsearch.search.filters import Filters, parse_where
-from crystalsearch.search.manifest import DB_FILE, INDEX_FILE, JOURNAL, read_manifest
-from crystalsearch.search.scoring import BOTH_WEIGHT
+from crystalsearch.model.embed import Encoder
+from crystalsearch.structure.fingerprint import DIM as FP_DIM
+from crystalsearch.structure.fingerprint import VERSION as FP_VERSION
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
@@ -138,8 +138,8 @@ def test_symmetry_and_derived_columns(catalog: Catalog) -> None:
 
 
 def test_symmetry_table_agrees_with_spglib(entries: list[Entry]) -> None:
-    from crystalsearch.search.prototype import labels_many, shipped_labels
-    from crystalsearch.search.symmetry import symmetry_of
+    from crystalsearch.structure.prototype import labels_many, shipped_labels
+    from crystalsearch.structure.symmetry import symmetry_of
 
     assert len(shipped_labels()) > 195_000  # every shipped cell: mp2025, mp_structures, mp_elasticity
     some = entries[::40]
@@ -380,7 +380,7 @@ def test_missing_and_malformed_files(index_copy: Path) -> None:
 
 def test_resume_after_interrupted_build(tmp_path: Path, entries: list[Entry], encoder: Encoder,
                                         monkeypatch: pytest.MonkeyPatch, catalog: Catalog) -> None:  # fmt: skip
-    from crystalsearch.search import embedding
+    from crystalsearch.catalog import embedding
 
     real = embedding.embed_chunk
     calls: list[int] = []
@@ -420,8 +420,8 @@ def test_changed_inputs_do_not_resume(tmp_path: Path, entries: list[Entry], enco
 # --- incremental add, WAL readers ---------------------------------------------------------------------
 def test_add_is_incremental(index_copy: Path, catalog: Catalog) -> None:
     n = len(catalog)
+    from crystalsearch.data.entries import entries_from_structures
     from crystalsearch.io import read_structures
-    from crystalsearch.search.entries import entries_from_structures
 
     new = entries_from_structures(read_structures(str(EXAMPLES / "*.cif")))
     report = add_to_index(new, index=index_copy, progress=False)
@@ -473,7 +473,7 @@ def test_wal_readers_keep_searching_during_add(index_copy: Path) -> None:
 
 
 def test_interrupted_add_is_rolled_back(index_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from crystalsearch.search.faiss_index import VectorIndex
+    from crystalsearch.catalog.faiss_index import VectorIndex
 
     n = read_manifest(index_copy).count
 
@@ -518,8 +518,8 @@ def test_default_index_built_once_in_cache(
 
 
 def test_reader_columns_match_orm_schema() -> None:
-    from crystalsearch.search.db import Material
-    from crystalsearch.search.reader import MATERIAL_COLUMNS
+    from crystalsearch.catalog.db import Material
+    from crystalsearch.catalog.reader import MATERIAL_COLUMNS
 
     assert tuple(c.name for c in Material.__table__.columns) == MATERIAL_COLUMNS
 
@@ -546,7 +546,7 @@ def test_build_killed_with_sigkill_resumes(tmp_path: Path, entries: list[Entry],
     import sys
     import time
 
-    from crystalsearch.search import embedding
+    from crystalsearch.catalog import embedding
 
     out = tmp_path / "killed"
     code = (
@@ -554,8 +554,8 @@ def test_build_killed_with_sigkill_resumes(tmp_path: Path, entries: list[Entry],
         "from pathlib import Path\n"
         f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
         "from test_search import small_entries\n"
-        "from crystalsearch.embed import Encoder\n"
-        "from crystalsearch.search.build import build_index\n"
+        "from crystalsearch.model.embed import Encoder\n"
+        "from crystalsearch.catalog.build import build_index\n"
         f"build_index(small_entries(), encoder=Encoder.random(seed=0), out=Path({str(out)!r}),"
         " progress=lambda n: time.sleep(0.3), chunk_size=32)\n"
     )

@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from crystalsearch.embed import Encoder
+from crystalsearch.catalog.build import build_index
+from crystalsearch.data.materials_project import MP_FIELDS, MPQuery, fetch_mp_entries
 from crystalsearch.errors import CrystalSearchError
+from crystalsearch.identity.catalog import Catalog
 from crystalsearch.io import read_structure
-from crystalsearch.search.build import build_index
-from crystalsearch.search.catalog import Catalog
-from crystalsearch.search.materials_project import MP_FIELDS, MPQuery, fetch_mp_entries
+from crystalsearch.model.embed import Encoder
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from crystalsearch import datasets
-from crystalsearch.embed import Encoder
-from crystalsearch.search.build import build_index
-from crystalsearch.search.catalog import Catalog
-from crystalsearch.search.entries import merge_records
-from crystalsearch.search.retrieval import KINDS, RetrievalConfig, evaluate_retrieval, ranks_of, transform
+from crystalsearch.catalog.build import build_index
+from crystalsearch.data import datasets
+from crystalsearch.data.entries import merge_records
+from crystalsearch.evaluate.retrieval import KINDS, RetrievalConfig, evaluate_retrieval, ranks_of, transform
+from crystalsearch.identity.catalog import Catalog
+from crystalsearch.model.embed import Encoder
 
 
 @pytest.fixture(scope="module")

@@ -12,13 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from crystalsearch.embed import Encoder
-from crystalsearch.search import embedding
-from crystalsearch.search.build import build_index, build_plan, chunk_path, partial_dir, prepare, save_chunk
-from crystalsearch.search.catalog import Catalog
-from crystalsearch.search.entries import Entry, entries_from_datasets
-from crystalsearch.search.manifest import read_manifest
-from crystalsearch.search.shard import build_sharded, embed_share
+from crystalsearch.catalog import embedding
+from crystalsearch.catalog.build import build_index, build_plan, chunk_path, partial_dir, prepare, save_chunk
+from crystalsearch.catalog.manifest import read_manifest
+from crystalsearch.catalog.shard import build_sharded, embed_share
+from crystalsearch.data.entries import Entry, entries_from_datasets
+from crystalsearch.identity.catalog import Catalog
+from crystalsearch.model.embed import Encoder
 
 REPO = Path(__file__).resolve().parents[1]
 DATASET = "melting_temperature"  # 435 real MP structures: 7 chunks of 64
@@ -153,9 +153,9 @@ def test_sigkilled_torchrun_build_resumes_from_every_ranks_chunks(tmp_path: Path
     script.write_text(
         "import json, sys, time\n"
         "from pathlib import Path\n"
-        "from crystalsearch.embed import Encoder\n"
-        "from crystalsearch.search.entries import entries_from_datasets\n"
-        "from crystalsearch.search.shard import build_sharded\n"
+        "from crystalsearch.model.embed import Encoder\n"
+        "from crystalsearch.data.entries import entries_from_datasets\n"
+        "from crystalsearch.catalog.shard import build_sharded\n"
         f"r = build_sharded(entries_from_datasets({DATASET!r}), encoder=Encoder.random(seed=0), out=Path(sys.argv[1]),"
         f" progress=lambda n: time.sleep(float(sys.argv[2])), chunk_size={CHUNK})\n"
         "if r.manifest is not None:\n"

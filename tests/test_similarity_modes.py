@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from crystalsearch import datasets
-from crystalsearch.embed import Encoder
-from crystalsearch.fingerprint import DIM, fingerprint, fingerprints
-from crystalsearch.search.build import build_index
-from crystalsearch.search.catalog import Catalog
-from crystalsearch.search.entries import merge_records
-from crystalsearch.search.scoring import BOTH_WEIGHT, PROTOTYPE_SHARE, Ranking, default_weight, rank
+from crystalsearch.catalog.build import build_index
+from crystalsearch.catalog.scoring import BOTH_WEIGHT, PROTOTYPE_SHARE, Ranking, default_weight, rank
+from crystalsearch.data import datasets
+from crystalsearch.data.entries import merge_records
+from crystalsearch.identity.catalog import Catalog
+from crystalsearch.model.embed import Encoder
+from crystalsearch.structure.fingerprint import DIM, fingerprint, fingerprints
 
 ROCKSALT = ["mp-22862", "mp-23193", "mp-1138", "mp-1265"]
 ZINCBLENDE = ["mp-2534", "mp-2490", "mp-20305", "mp-10695"]

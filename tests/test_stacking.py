@@ -1,4 +1,5 @@
-"""Residual stacking (crystalsearch/stacking.py) on real Materials Project formation energies and Magpie features."""
+"""Residual stacking (crystalsearch/predict/stacking.py) on real Materials Project formation energies and Magpie
+features."""
 
 from __future__ import annotations
 
@@ -9,11 +10,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pytest
 
-from crystalsearch.conformal import Calibration, magpie_of_structures
-from crystalsearch.stacking import MIN_FIT, ResidualStack, fit_residual
+from crystalsearch.predict.conformal import Calibration, magpie_of_structures
+from crystalsearch.predict.stacking import MIN_FIT, ResidualStack, fit_residual
 
 if TYPE_CHECKING:
-    from crystalsearch.datasets import Record
+    from crystalsearch.data.datasets import Record
 
 N_FIT, N_VAL, N_TEST = 600, 1000, 400
 
@@ -97,7 +98,7 @@ class _LogComposition:
 def test_predict_uses_the_residual_stack_when_calibration_says_so(
     biased: tuple[ResidualStack, np.ndarray], nacl: Any, si: Any
 ) -> None:
-    from crystalsearch.predict import Predictor
+    from crystalsearch.predict.predictor import Predictor
 
     pred = Predictor.load("formation_energy")
     assert pred.calibration is not None

@@ -9,7 +9,7 @@ import pytest
 
 from crystalsearch.evaluate.structure_retrieval import VerdictCache, _Meta, _precisions
 from crystalsearch.evaluate.textbook import textbook_structures
-from crystalsearch.search.prototype import symmetry_label
+from crystalsearch.structure.prototype import symmetry_label
 
 
 def test_framework_verdicts_ignore_species_and_are_cached(tmp_path: Path) -> None:

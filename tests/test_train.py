@@ -17,9 +17,9 @@ import torch
 
 pytest.importorskip("pymatgen.core")
 
-from crystalsearch.embed import Encoder  # noqa: E402
 from crystalsearch.errors import CheckpointError  # noqa: E402
 from crystalsearch.model.config import EncoderConfig  # noqa: E402
+from crystalsearch.model.embed import Encoder  # noqa: E402
 from crystalsearch.train.config import PretrainConfig  # noqa: E402
 from crystalsearch.train.pretrain import CHECKPOINT, PretrainResult, pretrain  # noqa: E402
 
@@ -227,7 +227,7 @@ def test_validation_uses_the_training_temperature(monkeypatch: pytest.MonkeyPatc
 
 
 def test_old_flat_configs_and_checkpoints_still_load(tmp_path: Path) -> None:
-    from crystalsearch.augment.config import AugmentConfig
+    from crystalsearch.structure.augment.config import AugmentConfig
     from crystalsearch.train.config import config_dict, load_config, pretrain_config_from_dict
 
     flat = load_config(PretrainConfig, CONFIG, sets=["atom_fea_len=16", "strain_p=0.1"])  # the shipped TOML is flat

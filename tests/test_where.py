@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from crystalsearch.catalog.filters import Filters, parse_where
 from crystalsearch.errors import InputError
-from crystalsearch.search.filters import Filters, parse_where
 
 
 def _sql(text: str) -> str:

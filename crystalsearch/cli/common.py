@@ -56,7 +56,7 @@ def print_json(obj: Any, *, command: str | None = None) -> None:
     """Write ``obj`` as JSON to stdout (no rich markup, safe for pipes). With ``command``, a dict gets the
     ``schema_version`` and ``command`` keys every JSON output starts with (``docs/cli.md``)."""
     if command is not None and isinstance(obj, dict):
-        from crystalsearch.search.results import SCHEMA_VERSION
+        from crystalsearch.cli.schema import SCHEMA_VERSION
 
         obj = {"schema_version": SCHEMA_VERSION, "command": command, **obj}
     sys.stdout.write(json.dumps(obj, indent=2, default=_json_default, ensure_ascii=False) + "\n")

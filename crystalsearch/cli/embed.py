@@ -27,7 +27,7 @@ def _writer(data: bytes) -> Callable[[BinaryIO], object]:
 if TYPE_CHECKING:
     import numpy as np
 
-    from crystalsearch.embed import Encoder
+    from crystalsearch.model.embed import Encoder
 
 FORMATS = (".npy", ".parquet", ".csv")
 BATCH = 64
@@ -114,11 +114,15 @@ def embed(
         ..., metavar="QUERY...", help="Structure files (CIF, POSCAR, JSON), folders, globs or material ids."
     ),
     out: Path = typer.Option(
-        ..., "--out", "-o", metavar="FILE",
+        ...,
+        "--out",
+        "-o",
+        metavar="FILE",
         help="Output: .npy, .parquet (needs pyarrow) or .csv; FILE.json records ids, encoder and failures.",
     ),
     encoder: str = typer.Option(
-        "default", "--encoder",
+        "default",
+        "--encoder",
         help="default, crystalclr, crystalclr_cs, a model installed by `crystalsearch train`, a checkpoint "
         "folder, or random[:SEED].",
     ),
@@ -128,9 +132,9 @@ def embed(
     encoder's name and weights checksum recorded; unreadable inputs are reported and skipped (exit 2)."""
     from crystalsearch.cli import encoders
     from crystalsearch.cli.common import err_console
+    from crystalsearch.cli.schema import response
     from crystalsearch.errors import InputError
     from crystalsearch.io import read_items
-    from crystalsearch.search.results import response
 
     fmt = _format(out)
     enc = encoders.load(encoder)

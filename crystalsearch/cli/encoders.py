@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from crystalsearch.embed import Encoder
+    from crystalsearch.model.embed import Encoder
 
 SHIPPED_NAMES = ("default", "crystalclr_cs", "crystalclr")
 
@@ -40,12 +40,12 @@ def installed_models() -> list[str]:
 def load(spec: str) -> Encoder:
     """An encoder from ``--encoder``: an installed model name first, then what ``index build`` accepts
     (``default``, ``random[:SEED]``, a shipped name or a checkpoint folder)."""
+    from crystalsearch.catalog.defaults import encoder_from_spec
     from crystalsearch.errors import CheckpointError
-    from crystalsearch.search.defaults import encoder_from_spec
 
     folder = installed_model(spec)
     if folder is not None:
-        from crystalsearch.embed import Encoder
+        from crystalsearch.model.embed import Encoder
 
         return Encoder.load(folder)
     if spec not in SHIPPED_NAMES and not spec.startswith("random") and not Path(spec).expanduser().exists():

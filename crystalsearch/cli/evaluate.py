@@ -64,8 +64,9 @@ def _compact(cells: dict[str, dict[str, dict[str, Any]]]) -> dict[str, Any]:
 
 @one_line_errors
 def embeddings_cmd(
-    properties: str = typer.Option("bulk_modulus,thermal_conductivity,melting_temperature", "--properties",
-                                   help=PROPERTIES_HELP),  # fmt: skip
+    properties: str = typer.Option(
+        "bulk_modulus,thermal_conductivity,melting_temperature", "--properties", help=PROPERTIES_HELP
+    ),  # fmt: skip
     methods: str = typer.Option(
         "crystalclr,crystalclr_cs,sitestats,sine_coulomb,magpie,mean",
         "--methods",
@@ -82,7 +83,7 @@ def embeddings_cmd(
     """Table 1, top: default random forest on frozen embeddings vs matminer fingerprints, 5 seeds."""
     from crystalsearch.evaluate.embeddings import METHODS, PROPERTIES, EmbeddingsConfig, evaluate_embeddings
     from crystalsearch.evaluate.features import parse_encoders, parse_list, parse_seeds
-    from crystalsearch.evaluate.progress import Progress
+    from crystalsearch.progress import Progress
 
     enc = parse_encoders(encoders)
     config = EmbeddingsConfig(
@@ -101,8 +102,9 @@ def embeddings_cmd(
 
 @one_line_errors
 def finetune_cmd(
-    properties: str = typer.Option("bulk_modulus,thermal_conductivity,melting_temperature", "--properties",
-                                   help=PROPERTIES_HELP),  # fmt: skip
+    properties: str = typer.Option(
+        "bulk_modulus,thermal_conductivity,melting_temperature", "--properties", help=PROPERTIES_HELP
+    ),  # fmt: skip
     inits: str = typer.Option("random,crystalclr,crystalclr_cs", "--inits", help="random and encoder names."),
     encoders: str | None = typer.Option(None, "--encoders", help=ENCODERS_HELP),
     seeds: str = typer.Option("0,1,2,3,4", "--seeds", help="Split seeds; the lr is chosen on the first."),
@@ -122,7 +124,7 @@ def finetune_cmd(
     from crystalsearch.evaluate.embeddings import PROPERTIES
     from crystalsearch.evaluate.features import parse_encoders, parse_list, parse_seeds
     from crystalsearch.evaluate.finetuning import FinetuneEvalConfig, evaluate_finetune
-    from crystalsearch.evaluate.progress import Progress
+    from crystalsearch.progress import Progress
 
     try:
         grid = tuple(float(v) for v in parse_list(lrs, option="--lrs"))
@@ -146,8 +148,9 @@ def finetune_cmd(
 
 @one_line_errors
 def augmentations_cmd(
-    augmentations: str = typer.Option("perturb,strain,column_replace,supercell", "--augmentations",
-                                      help="Augmentations to study, alone and in pairs."),  # fmt: skip
+    augmentations: str = typer.Option(
+        "perturb,strain,column_replace,supercell", "--augmentations", help="Augmentations to study, alone and in pairs."
+    ),  # fmt: skip
     structures: int = typer.Option(1024, "--structures", min=2, help="Pretrain on the first N mp_structures."),
     epochs: int = typer.Option(10, "--epochs", min=1, help="Epochs of each short pretraining run."),
     batch_size: int = typer.Option(256, "--batch-size", min=2, help="Crystals per batch."),

@@ -16,24 +16,37 @@ from crystalsearch.cli.common import add_command, console, examples, one_line_er
 
 @one_line_errors
 def calibration(
-    properties: str | None = typer.Option(None, "--properties", "--property", "-p",
-                                          help="Comma-separated head properties (default: every one with heads)."),
-    heads_root: Path | None = typer.Option(None, "--heads", help="Folder of PROPERTY/seed*/ ensembles, or of one "
-                                           "ensemble's seed*/ with one --property (default: the installed heads)."),
+    properties: str | None = typer.Option(
+        None,
+        "--properties",
+        "--property",
+        "-p",
+        help="Comma-separated head properties (default: every one with heads).",
+    ),
+    heads_root: Path | None = typer.Option(
+        None,
+        "--heads",
+        help="Folder of PROPERTY/seed*/ ensembles, or of one "
+        "ensemble's seed*/ with one --property (default: the installed heads).",
+    ),
     coverage: float = typer.Option(0.9, "--coverage", min=0.01, max=0.99, help="Nominal interval coverage."),
-    fit: bool = typer.Option(False, "--fit", help="Write calibration.json (+ composition model, card) into the heads "
-                             "folders: what `predict` uses."),
+    fit: bool = typer.Option(
+        False,
+        "--fit",
+        help="Write calibration.json (+ composition model, card) into the heads folders: what `predict` uses.",
+    ),
     jobs: int = typer.Option(1, "--jobs", min=-1, help="Random-forest n_jobs (-1 = all cores)."),
-    out: Path = typer.Option(Path("crystalsearch-results") / "calibration", "--out",
-                             help="Folder for calibration.json and report.md."),
+    out: Path = typer.Option(
+        Path("crystalsearch-results") / "calibration", "--out", help="Folder for calibration.json and report.md."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print the results as JSON."),
 ) -> None:
     """Test MAE (ensemble, RF on Magpie, stacked), 90% interval coverage and width, OOD flag error ratio."""
     from crystalsearch.atomic import atomic_write_json, atomic_write_text
+    from crystalsearch.cli.schema import response
     from crystalsearch.errors import InputError
-    from crystalsearch.evaluate.calibration import CalibrationConfig, evaluate_property, report
-    from crystalsearch.predict import available_properties, heads_dir
-    from crystalsearch.search.results import response
+    from crystalsearch.predict.calibration import CalibrationConfig, evaluate_property, report
+    from crystalsearch.predict.predictor import available_properties, heads_dir
     from crystalsearch.train.finetune import property_spec
 
     props = [p.strip() for p in properties.split(",") if p.strip()] if properties else available_properties()

@@ -15,7 +15,8 @@ from crystalsearch.cli.common import add_command, console, examples, one_line_er
 def retrieval(
     index: str = typer.Option("default", "--index", help="Index folder (default: the default index)."),
     task: str = typer.Option(
-        "invariance", "--task",
+        "invariance",
+        "--task",
         help="invariance: recall of transformed copies; structure: does each --by mode find the query's "
         "structure type (StructureMatcher truth), against the MP fingerprint and Magpie.",
     ),
@@ -24,7 +25,8 @@ def retrieval(
         1500, "--subset", min=10, max=5000, help="Subset size where every ranking is compared (of a fixed 5,000)."
     ),
     out: Path = typer.Option(
-        Path("crystalsearch-results") / "structure_retrieval", "--out",
+        Path("crystalsearch-results") / "structure_retrieval",
+        "--out",
         help="Folder for --task structure results (results.json, report.md).",
     ),
     n: int = typer.Option(200, "-n", "--n", min=1, help="Indexed materials to make queries from."),
@@ -46,8 +48,8 @@ def retrieval(
         return
     if task != "invariance":
         raise InputError("--task", f"must be invariance or structure, got {task!r}")
-    from crystalsearch.search.catalog import Catalog
-    from crystalsearch.search.retrieval import KINDS, RetrievalConfig, evaluate_retrieval
+    from crystalsearch.evaluate.retrieval import KINDS, RetrievalConfig, evaluate_retrieval
+    from crystalsearch.identity.catalog import Catalog
 
     chosen = tuple(k.strip() for k in kinds.split(",") if k.strip())
     bad = [k for k in chosen if k not in KINDS]
@@ -82,8 +84,8 @@ def _structure_task(index: str, *, queries: int, subset: int, seed: int, out: Pa
         VerdictCache,
         evaluate_structure_retrieval,
     )
+    from crystalsearch.identity.catalog import Catalog
     from crystalsearch.paths import cache_dir
-    from crystalsearch.search.catalog import Catalog
 
     config = StructureEvalConfig(n_queries=queries, seed=seed, subset=subset)
     verdicts = VerdictCache(cache_dir() / "matcher" / "framework.jsonl")

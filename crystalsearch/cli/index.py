@@ -87,8 +87,8 @@ def _summary_table(title: str, rows: dict[str, Any]) -> None:
 
 def index_summary(folder: Path, *, verify: str = "fast") -> dict[str, Any]:
     """Manifest + database summary of an index folder (for `index info` and `crystalsearch info`)."""
-    from crystalsearch.search.db import MetadataDB
-    from crystalsearch.search.manifest import DB_FILE, read_manifest, verify_files
+    from crystalsearch.catalog.db import MetadataDB
+    from crystalsearch.catalog.manifest import DB_FILE, read_manifest, verify_files
 
     manifest = read_manifest(folder)
     verify_files(folder, manifest, verify="full" if verify == "full" else "fast")  # type: ignore[arg-type]
@@ -97,7 +97,7 @@ def index_summary(folder: Path, *, verify: str = "fast") -> dict[str, Any]:
         summary = db.summary()
     finally:
         db.close()
-    from crystalsearch.catalog_data import catalog_name
+    from crystalsearch.data.catalog_data import catalog_name
 
     return {"path": str(folder), "checksums": "ok", "catalog": catalog_name(dict(manifest.sources)),
             **manifest.to_dict(), "database": summary}  # fmt: skip
@@ -111,36 +111,46 @@ def _notify(message: str) -> None:
 def build(
     paths: list[str] = typer.Argument(None, metavar="[PATHS]...", help="Structure files, folders or globs to index."),
     dataset: str | None = typer.Option(
-        None, "--dataset",
+        None,
+        "--dataset",
         help="Shipped data to index: all or one dataset (`crystalsearch info` lists them); default all unless "
         "PATHS are given.",
     ),
-    encoder: str = typer.Option("default", "--encoder", help="default, a model installed by `crystalsearch train`, "
-                                "a checkpoint folder, or random[:SEED]."),  # fmt: skip
+    encoder: str = typer.Option(
+        "default",
+        "--encoder",
+        help="default, a model installed by `crystalsearch train`, a checkpoint folder, or random[:SEED].",
+    ),  # fmt: skip
     out: Path | None = typer.Option(None, "--out", help="Index folder (default: the default index in the cache)."),
-    faiss_factory: str = typer.Option("auto", "--faiss-factory", help="FAISS factory: auto (exact Flat up to "
-                                      "50,000 materials, IVF above), Flat, HNSW32, IVF1024,Flat..."),  # fmt: skip
-    ids: list[str] = typer.Option([], "--id", help="Name the structures of PATHS, in order (repeat once per "
-                                  "structure; default: file stems)."),  # fmt: skip
-    from_mp: bool = typer.Option(False, "--from-mp", help="Download from the Materials Project (needs mp-api, "
-                                 "MP_API_KEY)."),  # fmt: skip
+    faiss_factory: str = typer.Option(
+        "auto",
+        "--faiss-factory",
+        help="FAISS factory: auto (exact Flat up to 50,000 materials, IVF above), Flat, HNSW32, IVF1024,Flat...",
+    ),  # fmt: skip
+    ids: list[str] = typer.Option(
+        [], "--id", help="Name the structures of PATHS, in order (repeat once per structure; default: file stems)."
+    ),  # fmt: skip
+    from_mp: bool = typer.Option(
+        False, "--from-mp", help="Download from the Materials Project (needs mp-api, MP_API_KEY)."
+    ),  # fmt: skip
     mp_elements: str | None = typer.Option(None, "--mp-elements", help="With --from-mp: with these elements."),
     mp_chemsys: str | None = typer.Option(None, "--mp-chemsys", help="With --from-mp: a chemical system (Li-Fe-O)."),
     mp_limit: int | None = typer.Option(None, "--mp-limit", min=1, help="With --from-mp: at most this many materials."),
     no_resume: bool = typer.Option(False, "--no-resume", help="Start over instead of resuming an interrupted build."),
-    chunk_size: int = typer.Option(1024, "--chunk-size", min=1, help="Structures per resumable chunk (the unit "
-                                   "of work of a rank under torchrun)."),  # fmt: skip
+    chunk_size: int = typer.Option(
+        1024, "--chunk-size", min=1, help="Structures per resumable chunk (the unit of work of a rank under torchrun)."
+    ),  # fmt: skip
     json_out: bool = typer.Option(False, "--json", help="Print the manifest as JSON."),
 ) -> None:
     """Embed structures and write a FAISS index + SQLite metadata + manifest.json (resumable, atomic). Under
     `torchrun --nproc_per_node N -m crystalsearch index build ...` the N processes share the embedding and
     rank 0 writes the index (and the output)."""
+    from crystalsearch.catalog.build import build_index
+    from crystalsearch.catalog.defaults import cache_index_dir
     from crystalsearch.cli import encoders
+    from crystalsearch.data.entries import Entry, entries_from_datasets, entries_from_structures
+    from crystalsearch.distributed import launched_world_size
     from crystalsearch.io import ReadReport, read_structures
-    from crystalsearch.search.build import build_index
-    from crystalsearch.search.defaults import cache_index_dir
-    from crystalsearch.search.entries import Entry, entries_from_datasets, entries_from_structures
-    from crystalsearch.train.distributed import launched_world_size
 
     default_target = not paths and dataset in (None, "all") and not from_mp
     if out is None and not default_target:
@@ -158,8 +168,8 @@ def build(
         entries += entries_from_structures(named)
     n_skipped_mp = 0
     if from_mp:
-        from crystalsearch.search.filters import parse_elements
-        from crystalsearch.search.materials_project import MPQuery, fetch_mp_entries
+        from crystalsearch.catalog.filters import parse_elements
+        from crystalsearch.data.materials_project import MPQuery, fetch_mp_entries
 
         elements = parse_elements(mp_elements, option="--mp-elements")
         download = fetch_mp_entries(MPQuery(elements=elements, chemsys=mp_chemsys, limit=mp_limit))
@@ -171,7 +181,7 @@ def build(
     target = out if out is not None else cache_index_dir(enc.hash)
     shards: list[dict[str, Any]] = []
     if launched_world_size() > 1:
-        from crystalsearch.search.shard import build_sharded
+        from crystalsearch.catalog.shard import build_sharded
 
         sharded = build_sharded(entries, encoder=enc, out=target, faiss_factory=faiss_factory, resume=not no_resume,
                                 chunk_size=chunk_size, progress=not json_out)  # fmt: skip
@@ -203,7 +213,7 @@ def build(
 
 
 def _folder(index: str) -> Path:
-    from crystalsearch.search.defaults import default_index, shipped_index_dir
+    from crystalsearch.catalog.defaults import default_index, shipped_index_dir
 
     if index != "default":
         return Path(index)
@@ -218,17 +228,20 @@ def _folder(index: str) -> Path:
 def add(
     paths: list[str] = typer.Argument(..., metavar="PATHS...", help="Structure files, folders or globs."),
     index: str = typer.Option("default", "--index", help="Index folder (default: the default index in the cache)."),
-    ids: list[str] = typer.Option([], "--id", help="Name the structures, in order (repeat once per structure; "
-                                  "default: file stems, e.g. a/x.cif -> x)."),  # fmt: skip
+    ids: list[str] = typer.Option(
+        [],
+        "--id",
+        help="Name the structures, in order (repeat once per structure; default: file stems, e.g. a/x.cif -> x).",
+    ),  # fmt: skip
     json_out: bool = typer.Option(False, "--json", help="Print the outcome as JSON."),
 ) -> None:
     """Add your own structures to an index (incremental). Ids are file stems or --id; an id already in the
     index or used twice is refused with a one-line error, the others are still added (exit code 2)."""
+    from crystalsearch.catalog.build import add_to_index
+    from crystalsearch.catalog.manifest import DB_FILE
+    from crystalsearch.catalog.reader import MetadataReader
+    from crystalsearch.data.entries import entries_from_structures
     from crystalsearch.io import ReadReport, read_structures
-    from crystalsearch.search.build import add_to_index
-    from crystalsearch.search.entries import entries_from_structures
-    from crystalsearch.search.manifest import DB_FILE
-    from crystalsearch.search.reader import MetadataReader
 
     folder = _folder(index)
     report = ReadReport()
@@ -261,7 +274,7 @@ def info(
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Summarise an index: encoder, counts, sources, property coverage, files and checksums."""
-    from crystalsearch.search.defaults import default_index
+    from crystalsearch.catalog.defaults import default_index
 
     folder = Path(index) if index != "default" else default_index(notify=_notify, build=False)[0]
     summary = index_summary(folder, verify="full" if verify else "fast")
@@ -269,7 +282,7 @@ def info(
         print_json(summary, command="index info")
         return
     db, enc = summary["database"], summary["encoder"]
-    from crystalsearch.catalog_data import catalog_name
+    from crystalsearch.data.catalog_data import catalog_name
 
     rows = {
         "index": folder, "catalog": catalog_name(summary["sources"]), "materials": f"{summary['count']:,}",

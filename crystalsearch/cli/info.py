@@ -27,7 +27,7 @@ def _versions() -> dict[str, str | None]:
 
 
 def _data_files() -> list[dict[str, Any]]:
-    from crystalsearch.datasets import DATASETS
+    from crystalsearch.data.datasets import DATASETS
 
     folder = Path(str(resources.files("crystalsearch") / "data"))
     files = {
@@ -75,8 +75,8 @@ def _models() -> list[dict[str, Any]]:
 
     root = shipped_models_dir()
     out = [_model(root / name) for name in ("crystalclr_cs", "crystalclr")]
-    from crystalsearch.predict import heads_dir
-    from crystalsearch.properties import PROPERTIES
+    from crystalsearch.data.properties import PROPERTIES
+    from crystalsearch.predict.predictor import heads_dir
 
     for prop in PROPERTIES:  # property heads: an ensemble of seed*/ checkpoints (user's rebuilt ones first)
         seeds = sorted(heads_dir(prop).glob("seed*/model.json"))
@@ -92,7 +92,7 @@ def _index(folder: Path, kind: str) -> dict[str, Any]:
     row: dict[str, Any] = {"kind": kind, "path": str(folder)}
     try:
         raw = json.loads((folder / "manifest.json").read_text())
-        from crystalsearch.catalog_data import catalog_name
+        from crystalsearch.data.catalog_data import catalog_name
 
         row.update(
             catalog=catalog_name(dict(raw.get("sources", {}))),
@@ -108,8 +108,8 @@ def _index(folder: Path, kind: str) -> dict[str, Any]:
 
 
 def _indexes() -> list[dict[str, Any]]:
+    from crystalsearch.catalog.defaults import shipped_index_dir
     from crystalsearch.paths import cache_dir
-    from crystalsearch.search.defaults import shipped_index_dir
 
     out = []
     shipped = shipped_index_dir()
@@ -146,7 +146,7 @@ def collect() -> dict[str, Any]:
 
 
 def _catalog() -> dict[str, Any]:
-    from crystalsearch.catalog_data import CATALOG_COUNTS, RELEASE
+    from crystalsearch.data.catalog_data import CATALOG_COUNTS, RELEASE
 
     return {"release": RELEASE, "datasets": "mp2025 + mp_elasticity materials not in it", **CATALOG_COUNTS}
 
@@ -179,7 +179,7 @@ def render(info: dict[str, Any]) -> None:
     console.print(models)
     console.print(f"default encoder: {info['default_encoder']}", highlight=False)
     cat = info["catalog"]
-    from crystalsearch.properties import REGISTRY
+    from crystalsearch.data.properties import REGISTRY
 
     counts = ", ".join(f"{p.label} {cat[p.column]:,}" for p in REGISTRY if p.column in cat)
     console.print(f"default catalog: {cat['release']}, {cat['materials']:,} materials; with labels: {counts}",

@@ -12,7 +12,7 @@ import typer
 from crystalsearch.cli.common import add_command, console, examples, one_line_errors, print_error, print_json
 
 if TYPE_CHECKING:
-    from crystalsearch.search.novelty import NoveltyReport
+    from crystalsearch.identity.novelty import NoveltyReport
 
 CSV_FIELDS = ("candidate", "status", "unique", "duplicate_of", "material_id", "rms_angstrom", "formula",
               "spacegroup", "matches", "reason")  # fmt: skip
@@ -122,9 +122,9 @@ def novelty(
     """
     import os
 
-    from crystalsearch.search.known import MatchCriterion
-    from crystalsearch.search.novelty import check_novelty
-    from crystalsearch.search.results import response
+    from crystalsearch.cli.schema import response
+    from crystalsearch.identity.known import MatchCriterion
+    from crystalsearch.identity.novelty import check_novelty
 
     workers = workers or min(4, os.cpu_count() or 1)
     criterion = MatchCriterion(symprec=symprec, ltol=ltol, stol=stol, angle_tol=angle_tol, max_pairs=max_pairs,

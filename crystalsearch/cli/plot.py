@@ -29,15 +29,18 @@ def umap_cmd(
     n_neighbors: int = typer.Option(15, "--n-neighbors", min=2, help="UMAP n_neighbors."),
     min_dist: float = typer.Option(0.1, "--min-dist", min=0.0, help="UMAP min_dist."),
     device: str = typer.Option("cpu", "--device", help="Device for the encoder's forward passes."),
-    out: Path = typer.Option(Path("crystalsearch-results"), "--out", help="Results folder for figure3_umap.png "
-                             "(default: crystalsearch-results in the working directory)."),  # fmt: skip
+    out: Path = typer.Option(
+        Path("crystalsearch-results"),
+        "--out",
+        help="Results folder for figure3_umap.png (default: crystalsearch-results in the working directory).",
+    ),  # fmt: skip
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Figure 3: UMAP of CrystalCLR+CS embeddings and Magpie features side by side, by compound class."""
-    from crystalsearch.datasets import DATASETS
+    from crystalsearch.data.datasets import DATASETS
     from crystalsearch.errors import InputError
-    from crystalsearch.evaluate.progress import Progress
     from crystalsearch.evaluate.umap_plot import UmapConfig, plot_umap
+    from crystalsearch.progress import Progress
 
     if dataset not in DATASETS:
         raise InputError("--dataset", f"unknown dataset {dataset!r}; choose from {', '.join(DATASETS)}")

@@ -27,8 +27,8 @@ def _writer(data: bytes) -> Callable[[BinaryIO], object]:
 if TYPE_CHECKING:
     from pymatgen.core import Structure
 
-    from crystalsearch.predict import Prediction, Predictor
-    from crystalsearch.search.catalog import Catalog
+    from crystalsearch.identity.catalog import Catalog
+    from crystalsearch.predict.predictor import Prediction, Predictor
 
 EXAMPLES = examples(
     "crystalsearch predict --property bulk_modulus examples/*.cif",
@@ -56,7 +56,7 @@ def catalog_value(
 ) -> tuple[dict[str, Any] | None, Prediction]:
     """The stored value when the query is itself in the catalog, and the prediction with that material
     removed from its evidence (the next nearest material with a value takes its place)."""
-    from crystalsearch.predict import EVIDENCE, Neighbor
+    from crystalsearch.predict.predictor import EVIDENCE, Neighbor
 
     if catalog.row_of(label.strip()) is not None:
         same = [label.strip()]  # an indexed id
@@ -107,7 +107,7 @@ def answer_all(
 
 def to_dict(answer: Answer, predictor: Predictor) -> dict[str, Any]:
     """The JSON entry of one query (keys query, property, value, unit, uncertainty, neighbors kept)."""
-    from crystalsearch.search.results import round_value
+    from crystalsearch.cli.schema import round_value
 
     col = predictor.column
     base: dict[str, Any] = {"query": answer.query, "property": predictor.property, "value": None,
@@ -132,7 +132,7 @@ def render(answers: list[Answer], predictor: Predictor, *, coverage: float = 0.9
     from rich.markup import escape
 
     from crystalsearch.cli.render import Column, print_table, similarity_text
-    from crystalsearch.properties import by_column
+    from crystalsearch.data.properties import by_column
 
     digits = by_column(predictor.column).digits if predictor.column in _columns() else 3
     unit = predictor.unit
@@ -171,7 +171,7 @@ def render(answers: list[Answer], predictor: Predictor, *, coverage: float = 0.9
 
 
 def _columns() -> set[str]:
-    from crystalsearch.properties import PROPERTY_COLUMNS
+    from crystalsearch.data.properties import PROPERTY_COLUMNS
 
     return set(PROPERTY_COLUMNS)
 
@@ -211,27 +211,37 @@ def write_csv(path: Path, answers: list[Answer], predictor: Predictor) -> None:
 @one_line_errors
 def predict(
     queries: list[str] = typer.Argument(..., metavar="QUERY...", help="Structure files, folders, globs or ids."),
-    prop: str = typer.Option(..., "--property", "-p", help="bulk_modulus, shear_modulus, formation_energy, band_gap, "
-                             "thermal_conductivity, melting_temperature (shipped heads)."),  # fmt: skip
+    prop: str = typer.Option(
+        ...,
+        "--property",
+        "-p",
+        help="bulk_modulus, shear_modulus, formation_energy, band_gap, "
+        "thermal_conductivity, melting_temperature (shipped heads).",
+    ),  # fmt: skip
     index: str = typer.Option("default", "--index", help="Index of the evidence materials and catalog values."),
     heads: Path | None = typer.Option(None, "--heads", help="Folder of fine-tuned heads (seed*/ sub-folders)."),
     no_evidence: bool = typer.Option(False, "--no-evidence", help="Skip the evidence and catalog values."),
-    coverage: float = typer.Option(0.9, "--coverage", min=0.01, max=0.99, help="Coverage of the prediction "
-                                   "interval (calibrated heads; split conformal)."),  # fmt: skip
+    coverage: float = typer.Option(
+        0.9,
+        "--coverage",
+        min=0.01,
+        max=0.99,
+        help="Coverage of the prediction interval (calibrated heads; split conformal).",
+    ),  # fmt: skip
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object (schema: docs/cli.md)."),
     csv_out: Path | None = typer.Option(None, "--csv", metavar="FILE", help="Also write a CSV file."),
 ) -> None:
     """Predict a property for each structure: the seed-ensemble mean ± its spread, the 3 nearest known
     materials with a value as evidence, and the catalog's own value when the query is an indexed material."""
-    from crystalsearch.predict import Predictor
-    from crystalsearch.search.results import FIELD_UNITS, response
+    from crystalsearch.cli.schema import FIELD_UNITS, response
+    from crystalsearch.predict.predictor import Predictor
     from crystalsearch.train.finetune import property_spec
 
     property_spec(prop)
     predictor = Predictor.load(prop, folder=heads)
     catalog = None
     if not no_evidence:
-        from crystalsearch.search.catalog import Catalog
+        from crystalsearch.identity.catalog import Catalog
 
         catalog = Catalog.open(index, progress=not json_out)
     try:

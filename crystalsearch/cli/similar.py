@@ -15,7 +15,7 @@ from crystalsearch.cli.common import add_command, console, examples, one_line_er
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from crystalsearch.search.catalog import QueryResult
+    from crystalsearch.catalog.catalog import QueryResult
 
 CSV_FIELDS = ("query", "rank", "material_id", "formula", "similarity", "structure_similarity",
               "chemistry_similarity", "prototype", "spacegroup", "spacegroup_number", "crystal_system", "nsites",
@@ -33,7 +33,7 @@ EXAMPLES = examples(
 
 def _properties(results: Sequence[QueryResult]) -> list[tuple[str, str, int | None]]:
     """(column, label, digits) of the registry properties that any hit has, in registry order."""
-    from crystalsearch.properties import REGISTRY
+    from crystalsearch.data.properties import REGISTRY
 
     have = {k for r in results for h in r.hits for k in h.properties}
     return [(p.column, p.label, p.digits) for p in REGISTRY if p.column in have]
@@ -84,7 +84,7 @@ def _part(value: float | None) -> str:
 def write_tsv(results: Sequence[QueryResult], *, units: dict[str, str]) -> None:
     """Full rows, tab-separated, one header line (stdout is not a terminal)."""
     from crystalsearch.cli.render import write_tsv as tsv
-    from crystalsearch.search.results import round_value
+    from crystalsearch.cli.schema import round_value
 
     props = _properties(results)
     known = any(r.verdict is not None for r in results)
@@ -95,8 +95,17 @@ def write_tsv(results: Sequence[QueryResult], *, units: dict[str, str]) -> None:
     rows = []
     for r in results:
         for h in r.hits:
-            row: list[Any] = [r.query, h.rank, h.material_id, h.formula, h.spacegroup, f"{h.similarity:.6f}",
-                              _part(h.structure_similarity), _part(h.chemistry_similarity), h.prototype or ""]
+            row: list[Any] = [
+                r.query,
+                h.rank,
+                h.material_id,
+                h.formula,
+                h.spacegroup,
+                f"{h.similarity:.6f}",
+                _part(h.structure_similarity),
+                _part(h.chemistry_similarity),
+                h.prototype or "",
+            ]
             row += [h.same_structure, r.verdict] if known else []
             row += [round_value(col, h.properties.get(col)) for col, _, _ in props]
             rows.append(row)
@@ -104,7 +113,7 @@ def write_tsv(results: Sequence[QueryResult], *, units: dict[str, str]) -> None:
 
 
 def write_csv(results: list[QueryResult], path: str) -> None:
-    from crystalsearch.search.results import property_columns, round_value
+    from crystalsearch.cli.schema import property_columns, round_value
 
     known = any(r.verdict is not None for r in results)
     props = property_columns(k for r in results for h in r.hits for k in h.properties)
@@ -124,8 +133,8 @@ def write_csv(results: list[QueryResult], path: str) -> None:
 
 def units_of(manifest_units: dict[str, str]) -> dict[str, str]:
     """Units of every numeric field and property (the index manifest's, completed from the registry)."""
-    from crystalsearch.properties import UNITS
-    from crystalsearch.search.results import FIELD_UNITS
+    from crystalsearch.cli.schema import FIELD_UNITS
+    from crystalsearch.data.properties import UNITS
 
     return {**FIELD_UNITS, **UNITS, **manifest_units}
 
@@ -133,7 +142,8 @@ def units_of(manifest_units: dict[str, str]) -> dict[str, str]:
 @one_line_errors
 def similar(
     queries: list[str] = typer.Argument(
-        ..., metavar="QUERY...",
+        ...,
+        metavar="QUERY...",
         help="Structure files (CIF, POSCAR, JSON), folders, globs, or material ids in the index (an indexed id "
         "is left out of its own hits).",
     ),
@@ -144,21 +154,30 @@ def similar(
     spacegroup: str | None = typer.Option(None, "--spacegroup", help="Space group symbol or number: Fm-3m or 225."),
     max_sites: int | None = typer.Option(None, "--max-sites", help="Only materials with at most this many sites."),
     where: str | None = typer.Option(
-        None, "--where", help="SQL-style condition on columns, e.g. \"band_gap > 1 AND crystal_system = 'cubic'\", "
-        "\"spacegroup_number IN (225, 227)\", \"formula LIKE 'Li%'\" (grammar: docs/cli.md).",
+        None,
+        "--where",
+        help="SQL-style condition on columns, e.g. \"band_gap > 1 AND crystal_system = 'cubic'\", "
+        '"spacegroup_number IN (225, 227)", "formula LIKE \'Li%\'" (grammar: docs/cli.md).',
     ),
     known: bool = typer.Option(False, "--known", help="Check with StructureMatcher whether each query is known."),
     by: str = typer.Option(
-        "both", "--by", metavar="MODE",
+        "both",
+        "--by",
+        metavar="MODE",
         help="What similar means: both (structure type first, chemistry second), structure (isostructural, any "
         "chemistry) or chemistry (the CrystalCLR+CS representation alone).",
     ),
     weight: float | None = typer.Option(
-        None, "--weight", min=0.0, max=1.0,
+        None,
+        "--weight",
+        min=0.0,
+        max=1.0,
         help="Structure share of the score, 0..1 (default: 0.5 for both, 1 for structure, 0 for chemistry).",
     ),
     prototype: str | None = typer.Option(
-        None, "--prototype", metavar="LABEL",
+        None,
+        "--prototype",
+        metavar="LABEL",
         help="Only materials with this prototype label (e.g. AB_cF8_225_m-3m_m-3m).",
     ),
     same_prototype: bool = typer.Option(
@@ -177,10 +196,10 @@ def similar(
     terminal each query gets a table (columns that do not fit are dropped whole and named); piped, the
     output is tab-separated full rows.
     """
+    from crystalsearch.catalog.filters import Filters
+    from crystalsearch.cli.schema import property_columns, response
+    from crystalsearch.identity.catalog import Catalog
     from crystalsearch.io import ReadReport
-    from crystalsearch.search.catalog import Catalog
-    from crystalsearch.search.filters import Filters
-    from crystalsearch.search.results import property_columns, response
 
     filters = Filters.make(elements=elements, exclude_elements=exclude_elements, spacegroup=spacegroup,
                            max_sites=max_sites, where=where, prototype=prototype)  # fmt: skip

@@ -77,11 +77,15 @@ def pretrain(
 
 @one_line_errors
 def finetune(
-    prop: str = typer.Option(..., "--property", help="bulk_modulus, shear_modulus, thermal_conductivity, "
-                             "melting_temperature, formation_energy or band_gap."),  # fmt: skip
+    prop: str = typer.Option(
+        ...,
+        "--property",
+        help="bulk_modulus, shear_modulus, thermal_conductivity, melting_temperature, formation_energy or band_gap.",
+    ),  # fmt: skip
     init: str = typer.Option("default", "--from", help="default | random | crystalclr | crystalclr_cs | PATH."),
-    config: str | None = typer.Option(None, "--config", help="Shipped config name or TOML path (its [finetune] "
-                                      "section is used)."),  # fmt: skip
+    config: str | None = typer.Option(
+        None, "--config", help="Shipped config name or TOML path (its [finetune] section is used)."
+    ),  # fmt: skip
     epochs: int | None = typer.Option(None, "--epochs", help="Most epochs per seed (overrides the config)."),
     seeds: int = typer.Option(1, "--seeds", help="Train an ensemble of this many seeds (its spread is the ±)."),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:N or auto."),
@@ -116,11 +120,11 @@ def finetune(
 def run_all(*, config: str, out: Path | None, epochs: int | None, device: str | None, name: str | None,
             replace_default: bool, yes: bool, json_out: bool) -> None:  # fmt: skip
     """Show the plan of ``train all``; with ``yes``, run it and install the result."""
+    from crystalsearch.catalog.pipeline import train_all
     from crystalsearch.cli import encoders
     from crystalsearch.cli.train_plan import default_name, install, plan, render, resolve_config
     from crystalsearch.errors import InputError
     from crystalsearch.paths import data_home
-    from crystalsearch.train.pipeline import train_all
 
     path = resolve_config(config)
     if name and replace_default:

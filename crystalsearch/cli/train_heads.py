@@ -20,17 +20,19 @@ SET_HELP = "Override a setting: --set key=value (seeds, max_train, or any [finet
 
 @one_line_errors
 def heads(
-    prop: str = typer.Option(..., "--property", "-p", help="A head property of the registry "
-                             "(crystalsearch/properties.py)."),  # fmt: skip
+    prop: str = typer.Option(
+        ..., "--property", "-p", help="A head property of the registry (crystalsearch/data/properties.py)."
+    ),  # fmt: skip
     out: Path = typer.Option(..., "--out", help="Ensemble folder (seed<k>/ sub-folders); rerun to resume."),
-    config: Path | None = typer.Option(None, "--config", help="TOML with [heads] / [heads.PROPERTY] "
-                                       "(default: the shipped heads.toml)."),  # fmt: skip
+    config: Path | None = typer.Option(
+        None, "--config", help="TOML with [heads] / [heads.PROPERTY] (default: the shipped heads.toml)."
+    ),  # fmt: skip
     sets: list[str] = typer.Option([], "--set", help=SET_HELP),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Train (or resume) a seed ensemble on the property's protocol split: same train/val for every member,
     calibration and test parts never seen."""
-    from crystalsearch.search.results import response
+    from crystalsearch.cli.schema import response
     from crystalsearch.train.ensemble import load_ensemble_config, train_ensemble
     from crystalsearch.train.finetune import property_spec
 

@@ -15,8 +15,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from crystalsearch.data.properties import PROPERTIES
 from crystalsearch.errors import InputError
-from crystalsearch.properties import PROPERTIES
 
 # Approximate sizes of the shipped datasets, for the time estimate only.
 SIZES = {"mp_structures": 36_738, "mp_elasticity": 6_111, "thermal_conductivity": 3_676, "melting_temperature": 435,
@@ -79,7 +79,7 @@ def plan(config: Path, *, epochs: int | None, name: str | None, replace_default:
     n_pre = SIZES.get(pre.dataset, 0)
     n_pre = min(n_pre, pre.max_structures) if pre.max_structures else n_pre
     index_dataset = raw.get("index", {}).get("dataset", "all")
-    from crystalsearch.search.entries import CATALOG_DATASETS
+    from crystalsearch.data.entries import CATALOG_DATASETS
 
     chosen = CATALOG_DATASETS if index_dataset == "all" else (index_dataset,)
     n_index = max((SIZES.get(d, 0) for d in chosen), default=0)  # merged by material id: about the largest
@@ -118,8 +118,10 @@ def render(info: dict[str, Any], *, started: bool) -> list[str]:
     if info["replace_default"]:
         lines.append("  results replace the default encoder and property heads in the data home")
     else:
-        lines.append(f"  results: model '{info['model']}' in {info['installed_as']}, selected with "
-                     f"{info['select_with']}; the default encoder stays as it is (--replace-default replaces it)")
+        lines.append(
+            f"  results: model '{info['model']}' in {info['installed_as']}, selected with "
+            f"{info['select_with']}; the default encoder stays as it is (--replace-default replaces it)"
+        )
     return lines
 
 

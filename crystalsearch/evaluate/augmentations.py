@@ -4,7 +4,7 @@ every single augmentation and every ordered pair, scored by linear regression on
 Runs are one-sided as in the paper: the first view is the exact crystal, the second view gets the
 augmentation(s) with p = 1 (:meth:`AugmentConfig.only`). An ordered pair (a, b) means "a, then b" on the
 second view. **Order cannot matter in our implementation**: the batched augmentation path
-(:mod:`crystalsearch.augment.fast`) always applies perturb -> strain -> column replace -> supercell,
+(:mod:`crystalsearch.structure.augment.fast`) always applies perturb -> strain -> column replace -> supercell,
 whatever order is asked for (perturb and strain commute up to a <= 5 % rescaling of the displacement,
 column replace changes only atom types, and the supercell is exact and last). So each unordered pair is
 trained once and fills both (a, b) and (b, a); the diagonal holds the single augmentations.
@@ -33,9 +33,9 @@ from typing import Any
 
 import numpy as np
 
-from crystalsearch.evaluate.progress import Progress
 from crystalsearch.evaluate.record import update
 from crystalsearch.evaluate.results import command_line, now, read_json, write_json
+from crystalsearch.progress import Progress
 from crystalsearch.train.config import PretrainConfig
 
 AUGMENTATIONS = ("perturb", "strain", "column_replace", "supercell")
@@ -86,8 +86,8 @@ def _study_dir(config: AugmentationStudyConfig, runs_dir: Path) -> Path:
 def pretrain_run(names: tuple[str, ...], config: AugmentationStudyConfig, folder: Path, *,
                  show_progress: bool) -> tuple[Path, float, bool]:  # fmt: skip
     """Pretrain (or resume, or reuse) one run; returns its encoder folder, wall time and whether it ran."""
-    from crystalsearch.augment.config import AugmentConfig
     from crystalsearch.model.checkpoint import read_info
+    from crystalsearch.structure.augment.config import AugmentConfig
     from crystalsearch.train.config import PretrainConfig
     from crystalsearch.train.pretrain import CHECKPOINT, pretrain
 
@@ -209,7 +209,7 @@ def draw(matrix: dict[str, list[list[float]]], augs: tuple[str, ...], units: dic
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from crystalsearch.properties import by_head
+    from crystalsearch.data.properties import by_head
 
     fig, axes = plt.subplots(1, len(matrix), figsize=(5.6 * len(matrix), 5.0), squeeze=False)
     for ax, (prop, m) in zip(axes[0], matrix.items()):

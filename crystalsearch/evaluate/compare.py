@@ -81,10 +81,7 @@ def main(argv: list[str]) -> str:
     default = Path(argv[0])
     (name_a, a), *others = [_cell(spec, default) for spec in argv[1:]]
     rows = [
-        paired(a[prop], b[prop], prop=prop, names=(name_a, name_b))
-        for name_b, b in others
-        for prop in a
-        if prop in b
+        paired(a[prop], b[prop], prop=prop, names=(name_a, name_b)) for name_b, b in others for prop in a if prop in b
     ]
     return render(rows)
 

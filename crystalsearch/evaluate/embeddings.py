@@ -32,9 +32,9 @@ from crystalsearch.evaluate.features import (
     load_encoder,
     validate_methods,
 )
-from crystalsearch.evaluate.progress import Progress
 from crystalsearch.evaluate.record import update
 from crystalsearch.evaluate.results import command_line, mean_std, now
+from crystalsearch.progress import Progress
 
 PROPERTIES = ("bulk_modulus", "thermal_conductivity", "melting_temperature")
 METHODS = ("crystalclr", "crystalclr_cs", "sitestats", "sine_coulomb", "magpie", MEAN)
@@ -92,7 +92,7 @@ def fit_predict_rf(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
 
 def property_data(prop: str, *, max_structures: int, seeds: Sequence[int]) -> dict[str, Any]:
     """Records, targets and the per-seed splits (restricted to the first ``max_structures`` records)."""
-    from crystalsearch import datasets
+    from crystalsearch.data import datasets
     from crystalsearch.train.finetune import property_spec
 
     spec = property_spec(prop)

@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from crystalsearch.evaluate.fingerprints import FINGERPRINTS
+from crystalsearch.structure.descriptors import FINGERPRINTS
 
 if TYPE_CHECKING:
-    from crystalsearch.datasets import Record
-    from crystalsearch.embed import Encoder
+    from crystalsearch.data.datasets import Record
+    from crystalsearch.model.embed import Encoder
 
 DEFAULT_ENCODERS: dict[str, str] = {"crystalclr": "crystalclr", "crystalclr_cs": "crystalclr_cs"}
 MEAN = "mean"
@@ -97,7 +97,7 @@ class EncoderSource:
 
 
 def load_encoder(spec: str, *, device: str | None = None) -> Encoder:
-    from crystalsearch.embed import Encoder
+    from crystalsearch.model.embed import Encoder
 
     if spec == "random" or spec.startswith("random:"):
         seed = int(spec.partition(":")[2] or 0)
@@ -140,7 +140,7 @@ def fingerprint_matrix(
     When the whole dataset ``full`` is already featurised in the cache, its rows are reused (a subset
     then sees exactly the features of the full run; SineCoulomb's padding width is the dataset's).
     """
-    from crystalsearch.evaluate.fingerprints import cached_fingerprints, fingerprints
+    from crystalsearch.structure.descriptors import cached_fingerprints, fingerprints
 
     if full is not None and len(full) > len(records):
         whole = cached_fingerprints(full, name, directory=directory)

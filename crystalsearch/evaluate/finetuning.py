@@ -24,9 +24,9 @@ from typing import Any
 
 from crystalsearch.evaluate.embeddings import PROPERTIES
 from crystalsearch.evaluate.features import DEFAULT_ENCODERS, encoder_source, label, load_encoder
-from crystalsearch.evaluate.progress import Progress
 from crystalsearch.evaluate.record import update
 from crystalsearch.evaluate.results import append_jsonl, command_line, mean_std, now, read_jsonl
+from crystalsearch.progress import Progress
 
 RUNS = "finetune_runs.jsonl"
 INITS = ("random", "crystalclr", "crystalclr_cs")

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from crystalsearch.atomic import atomic_write_text
+from crystalsearch.data.properties import by_head
 from crystalsearch.evaluate.results import EVALUATIONS, REPORT, TABLE1, TABLE_PROPERTIES, empty_table1, read_json
-from crystalsearch.properties import by_head
 
 COLUMNS = {name: by_head(name).heading for name in TABLE_PROPERTIES}  # "Melting temperature (K)", ...
 RF_ROWS = ("crystalclr", "crystalclr_cs", "sitestats", "sine_coulomb", "magpie", "mean")

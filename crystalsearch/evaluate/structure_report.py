@@ -78,8 +78,10 @@ def render(report: StructureEvalReport, *, command: str) -> str:
         "",
         "| structure | hits of its own structure type | top 3 |",
         "|---|---|---|",
-        *[f"| {t['structure']} | {t['same_type_in_top_k']} / {t['k']} | {', '.join(t['top3'])} |"
-          for t in report.textbook],
+        *[
+            f"| {t['structure']} | {t['same_type_in_top_k']} / {t['k']} | {', '.join(t['top3'])} |"
+            for t in report.textbook
+        ],
         "",
     ]
     return "\n".join(lines)

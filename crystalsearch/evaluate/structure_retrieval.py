@@ -12,7 +12,7 @@ ranking, four numbers over the top ``k`` hits (the query itself left out):
 - analogue P@k: both at once (isostructural analogues with related chemistry)
 - same element set P@k: share with exactly the query's elements
 
-Two catalogs, in one run: the whole index (``--by`` modes of :mod:`crystalsearch.search.scoring`), and
+Two catalogs, in one run: the whole index (``--by`` modes of :mod:`crystalsearch.catalog.scoring`), and
 a seeded subset of ``subset`` materials where every ranking is computed, including the Materials
 Project's similarity fingerprint (matminer ``SiteStatsFingerprint`` of ``CrystalNNFingerprint``,
 Euclidean), Magpie composition features (standardised, Euclidean) and the best possible (every match
@@ -37,7 +37,7 @@ import numpy as np
 if TYPE_CHECKING:
     from pymatgen.core import Structure
 
-    from crystalsearch.search.catalog import Catalog
+    from crystalsearch.identity.catalog import Catalog
 
 __all__ = ["StructureEvalConfig", "VerdictCache", "evaluate_structure_retrieval"]
 
@@ -269,8 +269,8 @@ def _baseline_features(
     catalog: Catalog, meta: _Meta, rows: np.ndarray, config: StructureEvalConfig, progress: Callable[[str], None]
 ) -> dict[str, np.ndarray]:
     """MP fingerprint and Magpie features of the subset (matminer, cached by evaluate.fingerprints)."""
-    from crystalsearch import datasets
-    from crystalsearch.evaluate.fingerprints import fingerprints
+    from crystalsearch.data import datasets
+    from crystalsearch.structure.descriptors import fingerprints
 
     by_id = {r.material_id: r for name in ("mp2025", "mp_elasticity") for r in datasets.load(name).records}
     records = [by_id[meta.ids[r]] for r in rows]
@@ -377,8 +377,8 @@ def _polytype_score(
 
 
 def _textbook(catalog: Catalog, verdicts: VerdictCache, config: StructureEvalConfig) -> list[dict[str, Any]]:
+    from crystalsearch.catalog.results import QueryResult
     from crystalsearch.evaluate.textbook import textbook_structures
-    from crystalsearch.search.results import QueryResult
 
     out = []
     get = _structure_getter(catalog)

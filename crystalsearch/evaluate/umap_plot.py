@@ -19,9 +19,9 @@ import numpy as np
 
 from crystalsearch.evaluate.classes import CLASSES, compound_class
 from crystalsearch.evaluate.features import embeddings, encoder_source, label, load_encoder
-from crystalsearch.evaluate.progress import Progress
 from crystalsearch.evaluate.record import update
 from crystalsearch.evaluate.results import command_line, now
+from crystalsearch.progress import Progress
 
 FIGURE = "figure3_umap.png"
 NEIGHBOURS = 10
@@ -77,7 +77,7 @@ def umap_2d(x: np.ndarray, *, config: UmapConfig) -> np.ndarray:
 
 
 def _magpie(records: list[Any], full: tuple[Any, ...], idx: np.ndarray, bar: Any) -> np.ndarray:
-    from crystalsearch.evaluate.fingerprints import cached_fingerprints, fingerprints
+    from crystalsearch.structure.descriptors import cached_fingerprints, fingerprints
 
     whole = cached_fingerprints(full, "magpie")
     if whole is not None:
@@ -87,7 +87,7 @@ def _magpie(records: list[Any], full: tuple[Any, ...], idx: np.ndarray, bar: Any
 
 def plot_umap(config: UmapConfig, *, out: Path, progress: Progress | None = None) -> dict[str, Any]:
     """Compute both maps, write ``out/figure3_umap.png`` and record the run; returns the summary."""
-    from crystalsearch import datasets
+    from crystalsearch.data import datasets
 
     progress = progress or Progress(False)
     t0 = time.perf_counter()

@@ -46,8 +46,7 @@ MIN_DISTANCE = 0.5
 DEFAULT_MAX_SITES = 500
 
 _DISORDER_HINT = (
-    "crystalsearch needs an ordered structure — order it first, e.g. pymatgen "
-    "OrderDisorderedStructureTransformation"
+    "crystalsearch needs an ordered structure — order it first, e.g. pymatgen OrderDisorderedStructureTransformation"
 )
 
 
@@ -142,9 +141,7 @@ def check_structure(structure: Structure, *, source: str, max_sites: int = DEFAU
 
     disordered = sum(1 for site in structure if not site.is_ordered)
     if disordered:
-        raise InputError(
-            source, f"disordered structure (partial occupancy on {disordered} sites); {_DISORDER_HINT}"
-        )
+        raise InputError(source, f"disordered structure (partial occupancy on {disordered} sites); {_DISORDER_HINT}")
     from pymatgen.core import DummySpecies
 
     for index, site in enumerate(structure):
@@ -166,8 +163,7 @@ def _check_overlaps(structure: Structure, *, source: str) -> None:
     if shortest < MIN_DISTANCE:
         raise InputError(
             source,
-            f"overlapping atoms: each atom is {shortest:.3g} Å from its own periodic image "
-            f"(minimum {MIN_DISTANCE} Å)",
+            f"overlapping atoms: each atom is {shortest:.3g} Å from its own periodic image (minimum {MIN_DISTANCE} Å)",
         )
     if len(structure) < 2:
         return

@@ -187,9 +187,7 @@ def _parse_block(block_text: str, *, source: str) -> Structure:
     messages: list[str] = list(getattr(parser, "warnings", []))
     dropped = [msg.split(" parsed as")[0] for msg in messages if msg.rstrip().endswith("parsed as")]
     if dropped:
-        raise InputError(
-            source, f"unsupported atom type(s) {', '.join(sorted(set(dropped)))} (not an element symbol)"
-        )
+        raise InputError(source, f"unsupported atom type(s) {', '.join(sorted(set(dropped)))} (not an element symbol)")
     if not structures:
         raise InputError(source, "unparseable CIF: no structure in the data block")
     return structures[0]
@@ -228,9 +226,7 @@ def iter_cif_blocks(text: str, *, source: str) -> Iterator[tuple[str, Structure 
                 item = err  # reported for this block; the file's other blocks are still read
             parsed.append((name, chunk, item))
     if not parsed:
-        raise InputError(
-            source, "no crystal structure found: no data block has cell parameters or atom sites"
-        )
+        raise InputError(source, "no crystal structure found: no data block has cell parameters or atom sites")
 
     seen: dict[str, int] = {}
     for name, chunk, parsed_block in parsed:

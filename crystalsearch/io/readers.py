@@ -220,14 +220,12 @@ def _parse_file(source: Source) -> list[tuple[str, Structure | InputError]]:
                 return list(_parse_json(text, sid))
             return list(_parse_poscar(text, sid))
     except _ParseTimeout:
-        raise InputError(
-            sid, f"parsing took longer than {PARSE_TIME_LIMIT_S:g} s (pathological file?)"
-        ) from None
+        raise InputError(sid, f"parsing took longer than {PARSE_TIME_LIMIT_S:g} s (pathological file?)") from None
 
 
 @functools.cache
 def _mp_index(name: str) -> dict[str, Any]:
-    from crystalsearch import datasets
+    from crystalsearch.data import datasets
 
     return {record.material_id: record for record in datasets.load(name).records}
 
@@ -241,9 +239,7 @@ def _resolve_mp_id(mp_id: str) -> Structure:
                 return structure
     except ImportError as exc:
         raise InputError(mp_id, f"Materials Project lookup unavailable: {one_line(exc)}") from None
-    raise InputError(
-        mp_id, "unknown Materials Project id (not in the shipped mp_structures or mp_elasticity data)"
-    )
+    raise InputError(mp_id, "unknown Materials Project id (not in the shipped mp_structures or mp_elasticity data)")
 
 
 def _items(source: Source) -> list[tuple[str, Structure | InputError]]:

@@ -1,6 +1,6 @@
 """CGCNN encoder (Xie & Grossman, PRL 120, 145301, 2018) on flat edge lists, plus CrystalCLR heads.
 
-Shapes: N atoms, E edges, B crystals in a :class:`~crystalsearch.graph.batch.GraphBatch`.
+Shapes: N atoms, E edges, B crystals in a :class:`~crystalsearch.structure.graph.batch.GraphBatch`.
 """
 
 from __future__ import annotations
@@ -9,14 +9,14 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from crystalsearch.graph.batch import GraphBatch
-from crystalsearch.graph.features import (
+from crystalsearch.model.config import EncoderConfig
+from crystalsearch.structure.graph.batch import GraphBatch
+from crystalsearch.structure.graph.features import (
     ATOM_FEATURE_DIM,
     GAUSSIAN_WIDTH,
     atom_feature_table,
     gaussian_centers,
 )
-from crystalsearch.model.config import EncoderConfig
 
 __all__ = ["CGCNNEncoder", "ContrastiveModel", "EncoderConfig", "PropertyModel", "ProjectionHead", "RegressionHead"]
 
@@ -43,7 +43,7 @@ class GatedConv(nn.Module):
         """atoms [N, F], edge_fea [E, G], edge_index [2, E] -> atoms [N, F].
 
         ``neighbors_per_atom`` k > 0 promises E = N k edges listed centre by centre (see
-        :class:`~crystalsearch.graph.batch.GraphBatch`): the centre term is then broadcast over [N, k]
+        :class:`~crystalsearch.structure.graph.batch.GraphBatch`): the centre term is then broadcast over [N, k]
         and messages are summed by a reshape, with no gather or scatter on the centre side (4% faster
         compiled on CPU, 7% eager); otherwise both go through ``edge_index[0]``.
         """

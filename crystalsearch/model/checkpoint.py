@@ -20,7 +20,7 @@ from typing import Any
 from crystalsearch._version import __version__
 from crystalsearch.atomic import atomic_write, atomic_write_json, atomic_write_text, file_sha256, staged_dir
 from crystalsearch.errors import CheckpointError
-from crystalsearch.graph.settings import GraphSettings
+from crystalsearch.structure.graph.settings import GraphSettings
 
 FORMAT_VERSION = 1
 WEIGHTS = "weights.pt"
@@ -79,7 +79,7 @@ def save_checkpoint(
     """Write a checkpoint folder atomically and return its path (``graph``: how its graphs are built)."""
     import torch
 
-    from crystalsearch.graph.features import atom_feature_table_hash
+    from crystalsearch.structure.graph.features import atom_feature_table_hash
 
     dest = Path(folder)
     with staged_dir(dest) as tmp:
@@ -138,9 +138,7 @@ def read_info(folder: str | os.PathLike[str]) -> CheckpointInfo:
     if fmt != FORMAT_VERSION:
         raise CheckpointError(f"{path}: checkpoint format {fmt} is not supported (expected {FORMAT_VERSION})")
     if info.version.split(".")[0] != __version__.split(".")[0]:
-        raise CheckpointError(
-            f"{path}: written by crystalsearch {info.version}, incompatible with {__version__}"
-        )
+        raise CheckpointError(f"{path}: written by crystalsearch {info.version}, incompatible with {__version__}")
     return info
 
 
@@ -156,7 +154,7 @@ def load_state_dict(
     """Check compatibility and load the weights (``weights_only=True``)."""
     import torch
 
-    from crystalsearch.graph.features import atom_feature_table_hash
+    from crystalsearch.structure.graph.features import atom_feature_table_hash
 
     if (why := info.graph.mismatch()) is not None:
         raise CheckpointError(f"{info.path}: trained with {why}")

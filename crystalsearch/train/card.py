@@ -17,7 +17,7 @@ from crystalsearch.model.config import EncoderConfig
 from crystalsearch.train.config import PretrainConfig, config_dict, pretrain_config_from_dict
 
 if TYPE_CHECKING:
-    from crystalsearch.graph.settings import GraphSettings
+    from crystalsearch.structure.graph.settings import GraphSettings
     from crystalsearch.train.config import FinetuneConfig
 
 PAPER_EPOCHS = 5000
@@ -183,7 +183,7 @@ def hardware_of(device: Any, world: int = 1, *, precision: str = "") -> str:
 def finetune_card(result: Any, config: FinetuneConfig, *, command: str, extra: str = "") -> str:
     """The README.md of a fine-tuned property checkpoint (``result``: a
     :class:`~crystalsearch.train.finetune.FinetuneResult`, not imported here: it imports this module)."""
-    from crystalsearch.properties import PROPERTIES
+    from crystalsearch.data.properties import PROPERTIES
 
     spec = PROPERTIES[result.property]
     enc, graph = result.model.encoder.config, result.graph

@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import tomllib
 
-from crystalsearch.augment.config import AugmentConfig
 from crystalsearch.errors import InputError
 from crystalsearch.model.config import EncoderConfig
+from crystalsearch.structure.augment.config import AugmentConfig
 
 if TYPE_CHECKING:
-    from crystalsearch.graph.settings import GraphSettings
+    from crystalsearch.structure.graph.settings import GraphSettings
 
 T = TypeVar("T")
 
@@ -69,7 +69,7 @@ class PretrainConfig:
     @property
     def graph(self) -> GraphSettings:
         """How this run builds its graphs (recorded in the encoder checkpoint)."""
-        from crystalsearch.graph.settings import GraphSettings
+        from crystalsearch.structure.graph.settings import GraphSettings
 
         return GraphSettings(self.radius, self.max_neighbors)
 

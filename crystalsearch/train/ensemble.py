@@ -71,8 +71,8 @@ def train_ensemble(
     """Train (or resume) the members of ``config`` into ``out/seed<k>``; returns a summary per member."""
     import torch
 
-    from crystalsearch import datasets
-    from crystalsearch.embed import flush_denormal, select_device
+    from crystalsearch.data import datasets
+    from crystalsearch.model.embed import flush_denormal, select_device
     from crystalsearch.train.card import hardware_of
     from crystalsearch.train.finetune import (
         FinetuneResult,
@@ -200,8 +200,7 @@ def history_note(history: list[dict[str, Any]], *, transform: dict[str, Any] | N
     if not history:
         return ""
     scales = [*(h.get("transform") for h in history), transform]  # each stage's, then this one's
-    changed = [i for i in range(1, len(scales))
-               if scales[i - 1] and scales[i] and not _same_scale(scales[i - 1], scales[i])]  # fmt: skip
+    changed = [i for i, (a, b) in enumerate(zip(scales, scales[1:]), 1) if a and b and not _same_scale(a, b)]
     relabel = "" if not changed else (
         f"\nThe labels changed after stage {', '.join(map(str, changed))} (another target standardisation): the "
         "head's output layer was rescaled to predict the same values under the new one, and each stage's MAEs "

@@ -20,11 +20,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from crystalsearch.embed import flush_denormal, select_device
-from crystalsearch.graph.settings import GraphSettings
-from crystalsearch.graph.store import GraphStore
+from crystalsearch.data.properties import PROPERTIES, PropertySpec
 from crystalsearch.model.cgcnn import EncoderConfig, PropertyModel
-from crystalsearch.properties import PROPERTIES, PropertySpec
+from crystalsearch.model.embed import flush_denormal, select_device
+from crystalsearch.structure.graph.settings import GraphSettings
+from crystalsearch.structure.graph.store import GraphStore
 from crystalsearch.train.card import hardware_of
 from crystalsearch.train.config import FinetuneConfig, config_dict
 
@@ -112,7 +112,7 @@ def init_graph(init: str) -> GraphSettings:
 def init_model(init: str, *, seed: int) -> PropertyModel:
     """A PropertyModel with a random encoder (``random``) or one loaded from a checkpoint; the random
     weights come from ``seed`` (the global torch RNG is left as it was)."""
-    from crystalsearch.embed import Encoder
+    from crystalsearch.model.embed import Encoder
 
     enc = None if init == "random" else Encoder.load(init, device="cpu")
     with torch.random.fork_rng(devices=[]):
@@ -291,7 +291,7 @@ def finetune(
 
 
 def _finetune(config: FinetuneConfig, *, store: GraphStore | None, show_progress: bool) -> FinetuneResult:
-    from crystalsearch import datasets
+    from crystalsearch.data import datasets
 
     spec = property_spec(config.property)
     if config.warm_start:

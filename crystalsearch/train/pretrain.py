@@ -20,19 +20,19 @@ from typing import Any
 import numpy as np
 import torch
 
+from crystalsearch import distributed as D
 from crystalsearch.atomic import append_jsonl, atomic_write, atomic_write_json, read_jsonl, write_jsonl
-from crystalsearch.augment.config import AugmentConfig
-from crystalsearch.augment.fast import augment
-from crystalsearch.embed import flush_denormal, select_device, use_bf16
 from crystalsearch.errors import CheckpointError
-from crystalsearch.graph.batch import concat_batches
-from crystalsearch.graph.store import GraphStore
-from crystalsearch.losses import alignment_uniformity, composition_similarity_loss, nt_xent
 from crystalsearch.model.cgcnn import ContrastiveModel
 from crystalsearch.model.compile import MaybeCompiled
-from crystalsearch.train import distributed as D
+from crystalsearch.model.embed import flush_denormal, select_device, use_bf16
+from crystalsearch.structure.augment.config import AugmentConfig
+from crystalsearch.structure.augment.fast import augment
+from crystalsearch.structure.graph.batch import concat_batches
+from crystalsearch.structure.graph.store import GraphStore
 from crystalsearch.train.card import add_segment, hardware_of, pretrain_card, pretrain_metadata, segment
 from crystalsearch.train.config import PretrainConfig, config_dict
+from crystalsearch.train.losses import alignment_uniformity, composition_similarity_loss, nt_xent
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
@@ -47,9 +47,7 @@ class PretrainResult:
     final_metrics: dict[str, Any]
 
 
-def make_views(
-    store: GraphStore, idx: np.ndarray, *, aug: AugmentConfig, rng: np.random.Generator
-) -> tuple[Any, Any]:
+def make_views(store: GraphStore, idx: np.ndarray, *, aug: AugmentConfig, rng: np.random.Generator) -> tuple[Any, Any]:
     """Two augmented views of the crystals ``idx`` (the first view is exact when one-sided)."""
     g = store.gather(idx, candidates=True)
     kw = {"config": aug, "rng": rng, "radius": store.radius, "max_neighbors": store.max_neighbors}
@@ -106,7 +104,7 @@ def pretrain(
 
 def _pretrain(config: PretrainConfig, *, device: torch.device, out: Path, resume: bool, show_progress: bool,
               command: str) -> PretrainResult:  # fmt: skip
-    from crystalsearch import datasets
+    from crystalsearch.data import datasets
 
     dist = D.init_distributed(device)
     device = dist.device
@@ -287,7 +285,7 @@ def _save_epoch(out: Path, model: ContrastiveModel, optimizer: torch.optim.Optim
 
 def _warm_start(model: ContrastiveModel, config: PretrainConfig) -> None:
     """Start the encoder from ``config.init``'s weights (same architecture and graph settings required)."""
-    from crystalsearch.embed import Encoder
+    from crystalsearch.model.embed import Encoder
 
     enc = Encoder.load(config.init, device="cpu")
     if enc.model.config != model.encoder.config:

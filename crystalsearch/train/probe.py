@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from crystalsearch.graph.settings import GraphSettings
+    from crystalsearch.structure.graph.settings import GraphSettings
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,7 @@ class ProbeData:
 def load_probe(*, max_structures: int = 0, graph: GraphSettings) -> ProbeData:
     """The shipped ``mp_elasticity`` set (bulk modulus, GPa), split 80/10/10 with seed 0, as graphs built
     with the encoder's settings ``graph``."""
-    from crystalsearch import datasets
+    from crystalsearch.data import datasets
 
     ds = datasets.load("mp_elasticity")
     records = ds.records[:max_structures] if max_structures else ds.records

@@ -1,6 +1,6 @@
 """The evaluation protocol of shipped property heads: one fixed split per property, shared by every member.
 
-For each head property of the registry (:data:`crystalsearch.properties.PROPERTIES`) the labelled records of
+For each head property of the registry (:data:`crystalsearch.data.properties.PROPERTIES`) the labelled records of
 its dataset are split once, with :data:`SPLIT_SEED`, into
 
 - ``train`` (70%): what every ensemble member learns from (optionally capped with a seeded subset,
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from crystalsearch.records import Dataset
+    from crystalsearch.data.records import Dataset
 
 __all__ = ["FRACTIONS", "PARTS", "SPLIT_SEED", "ProtocolSplit", "protocol_split"]
 
@@ -76,8 +76,8 @@ class ProtocolSplit:
 
 def protocol_split(prop: str, *, dataset: Dataset | None = None) -> ProtocolSplit:
     """The fixed split of head property ``prop`` (its dataset from the registry unless given)."""
-    from crystalsearch import datasets
-    from crystalsearch.records import make_split
+    from crystalsearch.data import datasets
+    from crystalsearch.data.records import make_split
     from crystalsearch.train.finetune import property_spec
 
     spec = property_spec(prop)

@@ -6,8 +6,8 @@
 #
 # Python equivalent:
 #   from pathlib import Path
-#   from crystalsearch.embed import Encoder
-#   from crystalsearch.search.build import build_index
+#   from crystalsearch.model.embed import Encoder
+#   from crystalsearch.catalog.build import build_index
 #   build_index("all", encoder=Encoder.load("default"), out=Path("crystalsearch/models/index"))
 set -euo pipefail
 cd "$(dirname "$0")/../.."

@@ -1,0 +1,95 @@
+"""Search results: :class:`Hit` (one similar material) and :class:`QueryResult` (the hits of one query), in
+the JSON shape of the CLI's ``--json`` and the app (envelope and units: :mod:`crystalsearch.cli.schema`);
+numbers are rounded to their meaningful digits (:func:`crystalsearch.data.properties.round_value`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from crystalsearch.data.properties import property_columns, round_value
+
+if TYPE_CHECKING:
+    from crystalsearch.catalog.reader import MaterialRow
+    from crystalsearch.structure.matching import Verdict
+
+__all__ = ["Hit", "QueryResult"]
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result. ``same_structure`` is set only by ``known=True`` searches."""
+
+    rank: int
+    material_id: str
+    formula: str
+    similarity: float
+    spacegroup: str
+    spacegroup_number: int
+    crystal_system: str
+    nsites: int
+    density: float
+    volume_per_atom: float
+    properties: dict[str, float]
+    source: str
+    same_structure: bool | None = None
+    structure_similarity: float | None = None  # the two parts of ``similarity`` (search.scoring)
+    chemistry_similarity: float | None = None
+    prototype: str | None = None  # search.prototype label
+
+    @classmethod
+    def of(
+        cls,
+        rank: int,
+        row: MaterialRow,
+        similarity: float,
+        *,
+        same: bool | None = None,
+        parts: tuple[float | None, float] | None = None,
+    ) -> Hit:
+        """The hit for an index row; ``parts``: the (structure, chemistry) parts of ``similarity``."""
+        struct, chem = parts if parts is not None else (None, None)
+        return cls(rank, row.material_id, row.formula, float(similarity), row.spacegroup_symbol, row.spacegroup_number,
+                   row.crystal_system, row.nsites, row.density, row.volume_per_atom, row.properties(), row.source,
+                   same, struct, chem, row.prototype)  # fmt: skip
+
+    def to_dict(self, columns: Iterable[str] | None = None) -> dict[str, Any]:
+        """The JSON shape of a hit; ``properties`` has every key of ``columns`` (null when unknown)."""
+        keys = property_columns(self.properties) if columns is None else [*dict.fromkeys([*columns, *self.properties])]
+        return {
+            "rank": self.rank, "material_id": self.material_id, "formula": self.formula,
+            "similarity": round_value("similarity", self.similarity), "spacegroup": self.spacegroup,
+            "spacegroup_number": self.spacegroup_number, "crystal_system": self.crystal_system,
+            "nsites": self.nsites, "density": round_value("density", self.density),
+            "volume_per_atom": round_value("volume_per_atom", self.volume_per_atom),
+            "properties": {k: round_value(k, self.properties.get(k)) for k in keys}, "source": self.source,
+            "same_structure": self.same_structure,
+            "structure_similarity": round_value("structure_similarity", self.structure_similarity),
+            "chemistry_similarity": round_value("chemistry_similarity", self.chemistry_similarity),
+            "prototype": self.prototype,
+        }  # fmt: skip
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    """Hits for one query; ``error`` if the query could not be read; ``verdict`` with ``known=True``."""
+
+    query: str
+    hits: tuple[Hit, ...] = ()
+    formula: str | None = None
+    error: str | None = None
+    verdict: str | None = None
+    known_as: tuple[str, ...] = ()
+    known: Verdict | None = None  # the full "is it known?" verdict (search.known) with ``known=True``
+
+    def to_dict(self, columns: Iterable[str] | None = None) -> dict[str, Any]:
+        """The JSON shape of one query: ``error``, ``verdict``, ``known_as`` and ``known`` always present."""
+        cols = None if columns is None else list(columns)
+        return {
+            "query": self.query, "formula": self.formula, "error": self.error, "verdict": self.verdict,
+            "known_as": list(self.known_as) if self.verdict is not None else None,
+            "known": self.known.to_dict() if self.known is not None else None,
+            "hits": [h.to_dict(cols) for h in self.hits],
+        }  # fmt: skip

@@ -1,0 +1,182 @@
+""" "Is it known?": the Materials Project's notion of *the same material*, as a verdict on a catalog.
+
+The Materials Project groups calculations into one material (emmet's materials builder) when they have
+the same reduced formula, the **same space group** (spglib, ``symprec`` 0.1 Å) and pymatgen's
+**StructureMatcher** matches them with ``ltol`` 0.2 (fractional lattice length tolerance), ``stol`` 0.3
+(site tolerance, a fraction of the average free length per atom, (V/n)^1/3), ``angle_tol`` 5°, both
+reduced to primitive cells, volumes scaled to each other, no supercells or subsets, species compared by
+element (oxidation states ignored). :class:`MatchCriterion` holds exactly these settings as defaults, and a
+query is *known as X* when it is the same material as the catalog entry X under them. Polymorphs are
+never merged: different space groups are different materials even where StructureMatcher alone would
+match them (cubic BaTiO3 mp-2998 and its slightly distorted P4mm, R3m and Amm2 polymorphs).
+
+Fast by construction, each step only on what the previous one left:
+
+1. exact keys: catalog rows with the query's reduced formula (an SQL index lookup), then those with its
+   space group (the index's ``spacegroup_number`` column, computed with the same spglib tolerance; other
+   tolerances recompute the catalog side);
+2. the survivors ranked by embedding similarity (cosine of the index's vectors), same prototype label first;
+3. StructureMatcher on at most ``max_pairs`` of them, in that order; if none matches, the same with the
+   query's space group at looser tolerances (``noise_symprec``, below).
+
+Inputs are reduced once each (Niggli, then primitive; spglib's primitive cell when pymatgen's primitive
+search is defeated by noise) and compared with ``skip_structure_reduction``.
+
+The best match is the matching entry with the smallest RMS displacement; other matching entries are
+listed too (the catalog itself holds duplicates then). The RMS displacement is pymatgen's (normalised
+by (V/n)^1/3, volumes scaled) and, for reading, in Å at the catalog entry's volume per atom.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from crystalsearch.structure.matching import (
+    Match,
+    MatchCriterion,
+    QueryKey,
+    Verdict,
+    fit_rms,
+    query_key,
+    reduce_structure,
+    same_material,
+)
+
+if TYPE_CHECKING:
+    from pymatgen.core import Structure
+
+    from crystalsearch.catalog.reader import MaterialRow
+
+__all__ = ["KnownChecker", "Match", "MatchCriterion", "QueryKey", "Verdict", "fit_rms", "matching_rows",
+           "query_key", "reduce_structure", "same_material"]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    row: int
+    similarity: float
+    material: MaterialRow
+
+
+class KnownChecker:
+    """Verdicts against one catalog (an opened :class:`~crystalsearch.identity.catalog.Catalog`)."""
+
+    def __init__(self, catalog: Any, criterion: MatchCriterion = MatchCriterion(), *, cache: int = 512) -> None:
+        from crystalsearch.structure.prototype import SYMPREC
+
+        self.catalog = catalog
+        self.criterion = criterion
+        self._stored_sg = abs(criterion.symprec - SYMPREC) < 1e-12  # the index's column is at this tolerance
+        self._structures: OrderedDict[int, Structure] = OrderedDict()
+        self._spacegroups: dict[int, int] = {}
+        self._cache = cache
+
+    def structure(self, row: int, *, reduced: bool = False) -> Structure:
+        """A catalog structure; ``reduced``: its :func:`reduce_structure` (kept in a small LRU cache, bulk
+        checks meet the same entries again)."""
+        from crystalsearch.data.entries import structure_from_json
+
+        if not reduced:
+            return structure_from_json(self.catalog.db.structures([row])[row])
+        s = self._structures.get(row)
+        if s is None:
+            s = reduce_structure(structure_from_json(self.catalog.db.structures([row])[row]))
+            self._structures[row] = s
+            if len(self._structures) > self._cache:
+                self._structures.popitem(last=False)
+        else:
+            self._structures.move_to_end(row)
+        return s
+
+    def _spacegroup(self, m: MaterialRow) -> int:
+        if self._stored_sg:
+            return int(m.spacegroup_number)
+        sg = self._spacegroups.get(m.id)
+        if sg is None:
+            sg = self._spacegroups[m.id] = query_key(self.structure(m.id), symprec=self.criterion.symprec).spacegroup
+        return sg
+
+    def same_formula(self, formula: str) -> list[MaterialRow]:
+        rows = self.catalog.db.ids_with_formula(formula)
+        rows = rows[rows < len(self.catalog)]
+        found = self.catalog.db.materials(rows.tolist())
+        return [found[int(r)] for r in rows if int(r) in found]
+
+    def candidates(
+        self, same: Sequence[MaterialRow], spacegroup: int, vector: np.ndarray | None, prototype: str = ""
+    ) -> list[_Candidate]:
+        """The rows of ``same`` (one formula) in ``spacegroup``, most similar first (same prototype label first)."""
+        keep = [m for m in same if self._spacegroup(m) == spacegroup]
+        if not keep:
+            return []
+        rows = np.array([m.id for m in keep], dtype=np.int64)
+        vectors = self.catalog.vectors
+        if vector is not None and np.shape(vector) == (vectors.dim,):  # laid out like the index's rows
+            stored = vectors.rows(rows) if hasattr(vectors, "rows") else vectors.vectors()[rows]  # only these decoded
+            sims = stored @ np.asarray(vector, dtype=np.float32)
+        else:
+            sims = np.zeros(len(rows), dtype=np.float32)
+        proto = np.array([0 if prototype and m.prototype == prototype else 1 for m in keep])
+        order = np.lexsort((rows, -sims, proto))
+        return [_Candidate(int(rows[i]), float(sims[i]), keep[i]) for i in order]
+
+    def check(self, structure: Structure, vector: np.ndarray | None = None, *, key: QueryKey | None = None) -> Verdict:
+        """The verdict on one structure (``vector``: its representation laid out like the index's rows, for
+        the ranking; without it, catalog order)."""
+        c = self.criterion
+        key = key or query_key(structure, symprec=c.symprec)
+        same = self.same_formula(key.formula)
+        if not same:
+            return Verdict(key.formula, key.spacegroup, (), f"no catalog material with formula {key.formula}", 0,
+                           key.prototype)  # fmt: skip
+        reduced: list[Structure] = []
+        pairs = 0
+        notes = []
+        steps: list[tuple[int, str]] = [(key.spacegroup, "")]
+        while steps:
+            spacegroup, how = steps.pop(0)
+            ranked = self.candidates(same, spacegroup, vector, key.prototype if not how else "")
+            tried = ranked[: c.max_pairs]
+            if tried and not reduced:
+                reduced.append(reduce_structure(structure, symprec=c.symprec))
+            matches = [m for m in (self._compare(reduced[0], cand) for cand in tried) if m is not None]
+            pairs += len(tried)
+            if matches:
+                matches.sort(key=lambda m: (m.rms, -m.similarity, m.row))
+                why = f"same formula and space group {spacegroup}{how} as {matches[0].material_id}"
+                why += ", StructureMatcher match"
+                if len(matches) > 1:
+                    why += f"; the catalog holds {len(matches)} entries of this material"
+                return Verdict(key.formula, spacegroup, tuple(matches), why, pairs, key.prototype)
+            skipped = f" ({len(ranked) - len(tried)} less similar not compared)" if len(ranked) > len(tried) else ""
+            notes.append(
+                f"{len(ranked)} in space group {spacegroup}{how}" + (f", none matching{skipped}" if ranked else "")
+            )
+            if not how:
+                seen = {spacegroup}
+                for tol in c.noise_tolerances():
+                    loose = query_key(structure, symprec=tol).spacegroup
+                    if loose not in seen:
+                        seen.add(loose)
+                        steps.append((loose, f" (at symprec {tol:g}; {spacegroup} at {c.symprec:g})"))
+        why = f"{len(same)} catalog material(s) with formula {key.formula}: " + "; ".join(notes)
+        return Verdict(key.formula, key.spacegroup, (), why, pairs, key.prototype)
+
+    def _compare(self, reduced: Structure, cand: _Candidate) -> Match | None:
+        rms = fit_rms(reduced, self.structure(cand.row, reduced=True), self.criterion, reduced=True)
+        if rms is None:
+            return None
+        scale = float(cand.material.volume_per_atom) ** (1 / 3)
+        return Match(cand.material.material_id, rms, rms * scale, cand.similarity, cand.row)
+
+
+def matching_rows(
+    query: Structure, candidates: Sequence[tuple[int, Structure]], *, config: MatchCriterion = MatchCriterion()
+) -> list[int]:
+    """Rows of the candidates that are the same material as ``query`` (:func:`same_material`)."""
+    return [row for row, s in candidates[: config.max_pairs] if same_material(query, s, config)]

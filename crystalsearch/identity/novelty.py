@@ -1,0 +1,384 @@
+"""Novelty of a batch of candidate crystals (e.g. a generative model's output) against a catalog.
+
+For every candidate: is it a duplicate of an earlier candidate (the *unique set*), is it a known material
+of the catalog (with the matching id), or is it novel? "The same material" is the Materials Project's
+criterion of :mod:`crystalsearch.identity.known` (same reduced formula, same space group at ``symprec``,
+StructureMatcher match) for both questions.
+
+Fast by construction: exact keys first (reduced formula, then space group, in SQL and dictionaries), the
+embeddings to rank what remains, StructureMatcher only on the few pairs that survive. Candidates are read,
+labelled and checked against the catalog in ``workers`` processes (chunks of files, a progress bar on
+stderr); then candidates sharing formula and space group are grouped with StructureMatcher (each compared
+with the representatives of its key, the most similar first).
+
+Resumable: with a ``journal`` (JSON lines), every finished file is recorded under its name and the SHA-256
+of its content; a re-run with the same journal, index and criterion skips those files (a changed file is
+checked again).
+
+>>> report = check_novelty(["generated/"], index="default", workers=2, journal=Path("novelty.jsonl"))
+>>> report.summary()
+'1000 candidates: 950 unique (120 known, 830 novel), 50 duplicates of other candidates'
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from crystalsearch.identity.known import KnownChecker, MatchCriterion, fit_rms, query_key, reduce_structure
+
+if TYPE_CHECKING:
+    from pymatgen.core import Structure
+
+    from crystalsearch.identity.catalog import Catalog
+    from crystalsearch.io.sources import Source
+
+__all__ = ["Candidate", "NoveltyReport", "check_novelty"]
+
+JOURNAL_FORMAT = "crystalsearch-novelty/1"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """The outcome for one candidate. ``status``: ``known``, ``novel`` or ``error`` (unreadable input).
+
+    ``duplicate_of`` names the earlier candidate this one is the same material as (then ``status`` is that
+    candidate's); ``material_id``/``rms_angstrom``: the best catalog match; ``matches``: every matching
+    catalog id (more than one only where the catalog holds duplicates).
+    """
+
+    label: str
+    status: str
+    formula: str | None = None
+    spacegroup: int | None = None
+    material_id: str | None = None
+    rms_angstrom: float | None = None
+    matches: tuple[str, ...] = ()
+    duplicate_of: str | None = None
+    reason: str = ""
+    pairs: int = 0  # StructureMatcher comparisons against the catalog
+    vector: np.ndarray | None = field(default=None, repr=False, compare=False)
+    structure: str | None = field(default=None, repr=False, compare=False)  # compact JSON, for the grouping
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {k: v for k, v in asdict(self).items() if k not in ("vector", "structure")}
+        out["matches"] = list(self.matches)
+        out["unique"] = self.duplicate_of is None and self.status != "error"
+        if self.rms_angstrom is not None:
+            out["rms_angstrom"] = round(self.rms_angstrom, 5)
+        return out
+
+    def to_journal(self) -> dict[str, Any]:
+        out = {k: v for k, v in asdict(self).items() if k not in ("vector", "duplicate_of")}
+        out["matches"] = list(self.matches)
+        if self.vector is not None:
+            out["vector"] = base64.b64encode(np.asarray(self.vector, dtype=np.float32).tobytes()).decode("ascii")
+        return out
+
+    @classmethod
+    def from_journal(cls, data: dict[str, Any]) -> Candidate:
+        vector = data.pop("vector", None)
+        data["matches"] = tuple(data.get("matches", ()))
+        vec = None if vector is None else np.frombuffer(base64.b64decode(vector), dtype=np.float32)
+        return cls(**data, vector=vec)
+
+
+@dataclass(frozen=True)
+class NoveltyReport:
+    """Every candidate in input order, and the counts of the summary line."""
+
+    candidates: tuple[Candidate, ...]
+    index: str
+    criterion: MatchCriterion
+    resumed: int = 0  # files whose results were taken from the journal
+
+    def count(self, status: str, *, unique: bool = True) -> int:
+        return sum(1 for c in self.candidates if c.status == status and (c.duplicate_of is None or not unique))
+
+    @property
+    def n_unique(self) -> int:
+        return sum(1 for c in self.candidates if c.status != "error" and c.duplicate_of is None)
+
+    @property
+    def n_duplicates(self) -> int:
+        return sum(1 for c in self.candidates if c.duplicate_of is not None)
+
+    def summary(self) -> str:
+        n, errors = len(self.candidates), self.count("error")
+        text = (f"{n} candidates: {self.n_unique} unique ({self.count('known')} known, {self.count('novel')} novel), "
+                f"{self.n_duplicates} duplicates of other candidates")  # fmt: skip
+        return text + (f", {errors} unreadable" if errors else "")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"summary": self.summary(), "candidates": len(self.candidates), "unique": self.n_unique,
+                "known": self.count("known"), "novel": self.count("novel"), "duplicates": self.n_duplicates,
+                "errors": self.count("error"), "criterion": self.criterion.describe()}  # fmt: skip
+
+
+# -- per-file work (in worker processes) ------------------------------------------------------------------
+_STATE: dict[str, Any] = {}
+
+
+def _init_worker(index: str, criterion: MatchCriterion) -> None:
+    from crystalsearch.identity.catalog import Catalog
+
+    # a forked worker reuses the encoder its parent loaded; the index and database are opened afresh
+    catalog = Catalog.open(index, encoder=_STATE.get("encoder"), verify="none", progress=False)
+    _STATE.update(catalog=catalog, checker=KnownChecker(catalog, criterion))
+
+
+def _read(source: Source) -> list[tuple[str, Structure | Exception]]:
+    from crystalsearch.io import read_items
+
+    if source.path is None:
+        return list(read_items(source.mp_id or source.source_id))
+    path = str(source.path)
+    items: list[tuple[str, Structure | Exception]] = []
+    for sid, item in read_items(path):
+        items.append((source.source_id + sid[len(path) :] if sid.startswith(path) else sid, item))
+    return items
+
+
+def _check_sources(sources: Sequence[Source]) -> list[tuple[str, str, list[Candidate]]]:
+    """(source id, content hash, candidates) of each file: read, keys, embeddings, verdicts."""
+    from crystalsearch.data.entries import structure_to_json
+
+    catalog: Catalog = _STATE["catalog"]
+    checker: KnownChecker = _STATE["checker"]
+    read = [(src, _digest(src), _read(src)) for src in sources]
+    good = [s for _, _, items in read for _, s in items if not isinstance(s, Exception)]
+    represent = getattr(catalog, "represent", catalog.embed)  # vectors laid out like the index's rows
+    try:
+        vectors = iter(list(represent(good)) if good else [])
+    except (ValueError, RuntimeError, ArithmeticError):  # one crystal spoils the batch: embed them one by one
+        vectors = iter([_one(represent, s) for s in good])
+    out = []
+    for src, digest, items in read:
+        found = []
+        for label, s in items:
+            if isinstance(s, Exception):
+                found.append(Candidate(label, "error", reason=str(s)))
+                continue
+            vec = next(vectors)
+            if vec is None:
+                found.append(Candidate(label, "error", reason=f"{label}: could not be embedded"))
+                continue
+            try:
+                key = query_key(s, symprec=checker.criterion.symprec)
+                v = checker.check(s, vec, key=key)
+            except (ValueError, ArithmeticError, RuntimeError) as exc:  # one odd structure must not stop a batch
+                found.append(Candidate(label, "error", reason=f"{label}: could not be checked ({exc})"))
+                continue
+            best = v.best
+            text = structure_to_json(s.lattice.matrix, [site.specie.symbol for site in s], s.frac_coords)
+            ids = tuple(m.material_id for m in v.matches)
+            found.append(
+                Candidate(label, "known" if best else "novel", key.formula, key.spacegroup,
+                          best.material_id if best else None, best.rms_angstrom if best else None, ids, None,
+                          v.reason, v.pairs, vec, text)
+            )  # fmt: skip
+        out.append((src.source_id, digest, found))
+    return out
+
+
+def _one(represent: Callable[[list[Structure]], np.ndarray], structure: Structure) -> np.ndarray | None:
+    try:
+        return np.asarray(represent([structure]))[0]
+    except (ValueError, RuntimeError, ArithmeticError):
+        return None
+
+
+def _digest(source: Source) -> str:
+    if source.path is None:
+        return source.mp_id or source.source_id
+    h = hashlib.sha256()
+    try:
+        with open(source.path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    except OSError:
+        return "unreadable"
+    return h.hexdigest()
+
+
+# -- the journal ----------------------------------------------------------------------------------------
+def _journal_header(catalog: Catalog, criterion: MatchCriterion) -> dict[str, Any]:
+    m = catalog.manifest
+    files = {k: v.sha256 for k, v in sorted(m.files.items())}
+    ident = hashlib.sha256(json.dumps([m.count, m.encoder.hash, files], sort_keys=True).encode()).hexdigest()[:16]
+    return {"journal": JOURNAL_FORMAT, "index": ident, "criterion": criterion.describe()}
+
+
+def _read_journal(path: Path, header: dict[str, Any]) -> list[dict[str, Any]]:
+    """Lines of finished files of an earlier run (none if the journal is absent or for another index/criterion)."""
+    from crystalsearch.atomic import read_jsonl
+
+    if not path.is_file():
+        return []
+    lines = read_jsonl(path)
+    if not lines or lines[0] != header:
+        return []
+    return [line for line in lines[1:] if isinstance(line, dict) and {"source", "sha256", "candidates"} <= set(line)]
+
+
+class _Journal:
+    """Header and the kept lines rewritten atomically (a torn last line dropped), then one line per file."""
+
+    def __init__(self, path: Path | None, header: dict[str, Any], kept: list[dict[str, Any]]) -> None:
+        from crystalsearch.atomic import write_jsonl
+
+        self.fh = None
+        if path is not None:
+            write_jsonl(path, [header, *kept])
+            self.fh = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed by close()
+
+    def write(self, obj: dict[str, Any]) -> None:
+        if self.fh is not None:
+            self.fh.write(json.dumps(obj, separators=(",", ":")) + "\n")
+            self.fh.flush()
+
+    def close(self) -> None:
+        if self.fh is not None:
+            os.fsync(self.fh.fileno())
+            self.fh.close()
+
+
+# -- the batch ------------------------------------------------------------------------------------------
+def check_novelty(
+    candidates: Sequence[str | os.PathLike[str]],
+    *,
+    index: str | os.PathLike[str] = "default",
+    criterion: MatchCriterion = MatchCriterion(),
+    workers: int = 1,
+    chunk_files: int = 32,
+    journal: Path | None = None,
+    progress: bool | Callable[[int], None] = False,
+) -> NoveltyReport:
+    """Unique, known and novel candidates among files, folders, globs and multi-structure files."""
+    from crystalsearch.catalog.build import _bar
+    from crystalsearch.errors import InputError
+    from crystalsearch.identity.catalog import Catalog
+    from crystalsearch.io.sources import expand_sources
+
+    with Catalog.open(index, progress=bool(progress)) as catalog:
+        folder = str(catalog.path)
+        header = _journal_header(catalog, criterion)
+    entries = list(expand_sources([os.fspath(c) for c in candidates]))
+    sources = [e for e in entries if not isinstance(e, InputError)]
+    kept = _read_journal(journal, header) if journal is not None else []
+    done = {(line["source"], line["sha256"]): line for line in kept}
+    log = _Journal(journal, header, list(done.values()))
+    results: dict[str, list[Candidate]] = {}
+    pending = []
+    for src in sources:
+        key = (src.source_id, _digest(src))
+        if key in done:
+            results[src.source_id] = [Candidate.from_journal(dict(c)) for c in done[key]["candidates"]]
+        else:
+            pending.append(src)
+    chunks = [pending[i : i + chunk_files] for i in range(0, len(pending), chunk_files)]
+    try:
+        with _bar(progress, len(pending), "checking candidates") as advance:
+            for source_id, digest, found in _run(chunks, folder, criterion, workers):
+                results[source_id] = found
+                log.write({"source": source_id, "sha256": digest, "candidates": [c.to_journal() for c in found]})
+                advance(1)
+    finally:
+        log.close()
+    ordered: list[Candidate] = []
+    for e in entries:
+        if isinstance(e, InputError):
+            ordered.append(Candidate(e.source, "error", reason=str(e)))
+        else:
+            ordered.extend(results[e.source_id])
+    grouped = group_duplicates(ordered, criterion, workers=workers)
+    return NoveltyReport(tuple(grouped), folder, criterion, len(sources) - len(pending))
+
+
+def _run(
+    chunks: list[list[Source]], folder: str, criterion: MatchCriterion, workers: int
+) -> Iterator[tuple[str, str, list[Candidate]]]:
+    if workers <= 1 or len(chunks) <= 1:
+        _init_worker(folder, criterion)
+        try:
+            for chunk in chunks:
+                yield from _check_sources(chunk)
+        finally:
+            _STATE.pop("catalog").close()
+        return
+    import multiprocessing
+
+    # fork where there is one: the workers start in a fraction of a second (this process has not started
+    # torch's or FAISS's threads: it only read the index's manifest); spawn elsewhere
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    context = multiprocessing.get_context(method)
+    if method == "fork":
+        from crystalsearch.identity.catalog import Catalog
+
+        with Catalog.open(folder, verify="none", progress=False) as catalog:
+            _STATE["encoder"] = catalog.encoder
+    with context.Pool(workers, initializer=_init_worker, initargs=(folder, criterion)) as pool:
+        for found in pool.imap_unordered(_check_sources, chunks):
+            yield from found
+    _STATE.pop("encoder", None)
+
+
+def group_duplicates(
+    candidates: Sequence[Candidate], criterion: MatchCriterion, *, workers: int = 1
+) -> list[Candidate]:
+    """Mark each candidate that is the same material as an earlier one (``duplicate_of``, the verdict of the
+    earlier one). Only candidates with the same formula and space group are compared (groups in ``workers``
+    processes), each with at most ``criterion.max_pairs`` representatives of its key, the most similar first."""
+    import dataclasses
+
+    out = list(candidates)
+    groups: dict[tuple[str | None, int | None], list[int]] = {}
+    for i, c in enumerate(out):
+        if c.status != "error" and c.structure is not None:
+            groups.setdefault((c.formula, c.spacegroup), []).append(i)
+    tasks = [[(i, str(out[i].structure), out[i].vector) for i in idx] for idx in groups.values() if len(idx) > 1]
+    if workers > 1 and len(tasks) > 1:
+        import multiprocessing
+
+        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+        with multiprocessing.get_context(method).Pool(workers) as pool:
+            found = pool.starmap(_group, [(task, criterion) for task in tasks], chunksize=8)
+    else:
+        found = [_group(task, criterion) for task in tasks]
+    for pairs in found:
+        for i, j in pairs:
+            rep = out[j]
+            out[i] = dataclasses.replace(
+                out[i], status=rep.status, material_id=rep.material_id, rms_angstrom=rep.rms_angstrom,
+                matches=rep.matches, duplicate_of=rep.label, reason=f"duplicate of candidate {rep.label}; {rep.reason}",
+            )  # fmt: skip
+    return out
+
+
+def _group(items: list[tuple[int, str, np.ndarray | None]], criterion: MatchCriterion) -> list[tuple[int, int]]:
+    """(duplicate, representative) pairs among one key's candidates, greedily in input order."""
+    from crystalsearch.data.entries import structure_from_json
+
+    reps: list[tuple[int, Structure, np.ndarray | None]] = []
+    pairs = []
+    for i, text, vector in items:
+        s = reduce_structure(structure_from_json(text), symprec=criterion.symprec)
+        order = list(range(len(reps)))
+        if vector is not None:
+            sims = [0.0 if v is None else float(np.dot(vector, v)) for _, _, v in reps]
+            order = sorted(order, key=lambda k: -sims[k])
+        for k in order[: criterion.max_pairs]:
+            if fit_rms(s, reps[k][1], criterion, reduced=True) is not None:
+                pairs.append((i, reps[k][0]))
+                break
+        else:
+            reps.append((i, s, vector))
+    return pairs
