@@ -110,9 +110,10 @@ def encoder_source(name: str, spec: str, encoder: Encoder) -> EncoderSource:
     path, pre = spec, dict[str, Any]()
     if not spec.startswith("random"):
         from crystalsearch.model.checkpoint import read_info
+        from crystalsearch.paths import display_path
 
         info = read_info(spec)
-        path = str(info.path)
+        path = display_path(info.path)
         meta = info.metadata
         pre = {str(k): meta[k] for k in ("epochs", "structures", "wall_time_s", "hardware") if k in meta}
         cfg = meta.get("pretrain") or {}

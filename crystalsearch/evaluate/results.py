@@ -16,14 +16,13 @@ import contextlib
 import datetime as _dt
 import json
 import math
-import shlex
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from crystalsearch import atomic
 from crystalsearch.atomic import atomic_write_json, read_jsonl  # noqa: F401 - re-exported
+from crystalsearch.paths import command_line  # noqa: F401 - re-exported
 
 TABLE1 = "table1.json"
 EVALUATIONS = "evaluations.json"
@@ -44,10 +43,6 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
 
 def now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
-
-
-def command_line() -> str:
-    return " ".join(shlex.quote(a) for a in ["crystalsearch", *sys.argv[1:]])
 
 
 def write_json(path: Path, obj: Any) -> None:

@@ -32,6 +32,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from crystalsearch.paths import display_path
+
 if TYPE_CHECKING:
     from crystalsearch.data.records import Record
     from crystalsearch.predict.conformal import Calibration
@@ -178,7 +180,7 @@ def evaluate_property(prop: str, folder: Path, config: CalibrationConfig, *,
                                 coverage=config.coverage)  # fmt: skip
     result = {
         "property": prop, "unit": spec.unit, "dataset": spec.dataset, "split": split.to_dict(),
-        "heads": str(folder), "ensemble_size": len(predictor.members), "nominal_coverage": config.coverage,
+        "heads": display_path(folder), "ensemble_size": len(predictor.members), "nominal_coverage": config.coverage,
         "mae": {"ensemble": mae(head["test"]), "members": [mae(m) for m in members["test"]],
                 "rf_magpie": mae(rf_test), "gbm_magpie": mae(comp["test"]), "stacked": mae(point["test"]),
                 "mean_baseline": mae(np.full_like(y["test"], y["train"].mean())),

@@ -9,8 +9,6 @@ goes into the checkpoint's model card.
 from __future__ import annotations
 
 import copy
-import shlex
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -23,6 +21,7 @@ import torch
 from crystalsearch.data.properties import PROPERTIES, PropertySpec
 from crystalsearch.model.cgcnn import EncoderConfig, PropertyModel
 from crystalsearch.model.embed import flush_denormal, select_device
+from crystalsearch.paths import command_line
 from crystalsearch.structure.graph.settings import GraphSettings
 from crystalsearch.structure.graph.store import GraphStore
 from crystalsearch.train.card import hardware_of
@@ -342,7 +341,7 @@ def save_finetuned(result: FinetuneResult, folder: Path, config: FinetuneConfig,
     from crystalsearch.train.card import finetune_card
 
     spec = PROPERTIES[result.property]
-    command = command or " ".join(shlex.quote(a) for a in ["crystalsearch", *sys.argv[1:]])
+    command = command or command_line()
     meta = {
         "property": result.property, "column": spec.column, "dataset": spec.dataset, "unit": result.unit,
         "transform": result.transform.to_dict(),

@@ -9,8 +9,6 @@ epoch). Only rank 0 writes.
 
 from __future__ import annotations
 
-import shlex
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -26,6 +24,7 @@ from crystalsearch.errors import CheckpointError
 from crystalsearch.model.cgcnn import ContrastiveModel
 from crystalsearch.model.compile import MaybeCompiled
 from crystalsearch.model.embed import flush_denormal, select_device, use_bf16
+from crystalsearch.paths import command_line
 from crystalsearch.structure.augment.config import AugmentConfig
 from crystalsearch.structure.augment.fast import augment
 from crystalsearch.structure.graph.batch import concat_batches
@@ -94,7 +93,7 @@ def pretrain(
     try:
         if config.num_threads:
             torch.set_num_threads(config.num_threads)
-        command = command or " ".join(shlex.quote(a) for a in ["crystalsearch", *sys.argv[1:]])
+        command = command or command_line()
         with flush_denormal(device):
             return _pretrain(config, device=device, out=Path(out), resume=resume, show_progress=show_progress,
                              command=command)  # fmt: skip
