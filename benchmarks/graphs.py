@@ -1,4 +1,4 @@
-"""Crystal-graph speed: ``build_graph`` against the original CGCNN recipe, and featurizing the whole MP set.
+"""Crystal-graph speed: ``build_graph`` against the original CGCNN recipe, and featurising the whole MP set.
 
 Usage::
 
@@ -16,7 +16,7 @@ pymatgen ``Structure`` objects first (not timed), then times in the same run
 and checks that every atom's neighbour distances agree (same count, equal to 1e-8 Å). The number of
 mismatching atoms is printed and must be 0 (exit status 1 otherwise).
 
-Part 2 times featurizing all shipped structures into a ``GraphStore`` (32 candidate neighbours per atom)
+Part 2 times featurising all shipped structures into a ``GraphStore`` (32 candidate neighbours per atom)
 straight from arrays (``build_store`` over ``record_arrays``, no cache), then the cached reload
 (``cached_store``: content hash + ``.npz`` load) from a temporary cache folder.
 """
@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=2000, help="about this many structures (every len//n-th record)")
     parser.add_argument("--repeats", type=int, default=3, help="build_graph passes (median is reported)")
-    parser.add_argument("--skip-store", action="store_true", help="skip featurizing the whole dataset")
+    parser.add_argument("--skip-store", action="store_true", help="skip featurising the whole dataset")
     parser.add_argument("--skip-recipe", action="store_true", help="skip the comparison with the recipe")
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON instead of tables")
     args = parser.parse_args(argv)

@@ -106,7 +106,8 @@ def answer_all(
 
 
 def to_dict(answer: Answer, predictor: Predictor) -> dict[str, Any]:
-    """The JSON entry of one query (keys query, property, value, unit, uncertainty, neighbors kept)."""
+    """The JSON entry of one query (keys ``query``, ``property``, ``value``, ``unit``,
+    ``uncertainty``, ``neighbors`` kept)."""
     from crystalsearch.cli.schema import round_value
 
     col = predictor.column

@@ -2,7 +2,7 @@
 
 ``model.json`` records the model class, the package version that wrote it, the constructor
 arguments, the graph settings and the hash of the atom-feature table, so that a checkpoint is only
-ever used with the featurization it was trained on. Weights are loaded with ``weights_only=True``.
+ever used with the featurisation it was trained on. Weights are loaded with ``weights_only=True``.
 Folders are written atomically: into a temporary sibling, then swapped in (:func:`crystalsearch.atomic.staged_dir`).
 """
 

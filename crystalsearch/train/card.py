@@ -131,7 +131,7 @@ checkpoint) trained with the CrystalCLR recipe on crystal structures only (no la
 | epochs | {epochs}{stopped} | {PAPER_EPOCHS} |
 | start | {_start(config)} | random |
 | batch size | {config.batch_size} | 512 |
-| optimizer | Adam, lr {config.lr:g} | Adam, lr 1e-4 |
+| optimiser | Adam, lr {config.lr:g} | Adam, lr 1e-4 |
 | temperature | {config.temperature:g} | not stated |
 | augmentations | {_augmentations(config)} | perturb, strain, column replace |
 | hardware | {hardware} | GPU |

@@ -1,7 +1,7 @@
 """CrystalCLR / CrystalCLR+CS contrastive pretraining (single process, or DDP under ``torchrun``).
 
 Run folder: ``config.json``, ``metrics.jsonl`` (one line per epoch, appended before the checkpoint; a
-resumed run first trims it to the checkpoint's epochs), ``checkpoint.pt`` (model, optimizer, epoch, RNG,
+resumed run first trims it to the checkpoint's epochs), ``checkpoint.pt`` (model, optimiser state, epoch, RNG,
 wall time and the history of started/resumed segments; written atomically each epoch) and ``encoder/``
 (an encoder checkpoint folder whose metadata and card describe the epochs that ran, refreshed each
 epoch). Only rank 0 writes.

@@ -1,4 +1,4 @@
-"""Crystal graph featurization: exact CGCNN neighbour graphs, batches and the on-disk graph cache."""
+"""Crystal graph featurisation: exact CGCNN neighbour graphs, batches and the on-disk graph cache."""
 
 from __future__ import annotations
 
