@@ -1,4 +1,4 @@
-"""Multi-process (``torchrun``) helpers: DDP set-up and tear-down, rank queries."""
+"""Multi-process (``torchrun``) support: DDP set-up and tear-down, rank queries."""
 
 from __future__ import annotations
 

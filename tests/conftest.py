@@ -20,7 +20,7 @@ NACL_A = 5.64  # Å, conventional rocksalt NaCl (experimental lattice constant)
 
 @pytest.fixture(scope="session")
 def mp_records() -> Sequence[Record]:
-    """All 36,738 shipped ``mp_structures`` records (loaded once per session)."""
+    """All 36,738 shipped ``mp_structures`` records (loaded once per pytest session)."""
     from crystalsearch.data import datasets
 
     return datasets.load("mp_structures").records

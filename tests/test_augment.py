@@ -31,7 +31,7 @@ from crystalsearch.structure.graph.store import GraphStore, build_store  # noqa:
 
 RADIUS, MAX_NBR = 8.0, 12
 
-# -- helpers -------------------------------------------------------------------------------------------
+# -- building blocks -------------------------------------------------------------------------------------------
 
 
 def numbers(s: Structure) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Issue 14: the fixed protocol split, seed ensembles trained on it, conformal intervals and the OOD flag."""
+"""The fixed protocol split, seed ensembles trained on it, conformal intervals and the OOD flag."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`crystalsearch embed` (issue 12 item 3): .npy + ids sidecar, .csv, .parquet; encoder recorded; input order;
+"""`crystalsearch embed`: .npy + ids sidecar, .csv, .parquet; encoder recorded; input order;
 failures reported and skipped with exit 2."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Help that reads well (issue 12 item 8) and one CLI style (issue 13 item 6): every command is a module-level
+"""Help that reads well and one CLI style: every command is a module-level
 function, every option is described, help shows no markup accidents or Python type labels, and every command
 has examples."""
 

@@ -152,7 +152,7 @@ def test_evaluate_retrieval_command(index_dir: Path) -> None:
     assert {r["kind"] for r in data["results"]} == {"rotation", "translation", "supercell", "perturb", "strain"}
 
 
-# -- issue 12: tables never hide numbers, one JSON schema --------------------------------------------------------
+# -- tables never hide numbers, one JSON schema --------------------------------------------------------
 
 
 def test_similar_table_drops_whole_columns_and_names_them(index_dir: Path) -> None:

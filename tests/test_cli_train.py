@@ -1,4 +1,4 @@
-"""Commands that work from any folder (issue 12 item 7): shipped configs by name, a plan before `train`
+"""Commands that work from any folder: shipped configs by name, a plan before `train`
 starts, named models for --encoder, evaluate/plot results outside training/results."""
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ from crystalsearch.structure.graph.dataset import record_arrays, store_for_datas
 from crystalsearch.structure.graph.features import gaussian_centers  # noqa: E402
 from crystalsearch.structure.graph.store import GraphStore, build_store, cached_store, content_key  # noqa: E402
 
-# -- helpers -------------------------------------------------------------------------------------------
+# -- building blocks -------------------------------------------------------------------------------------------
 
 
 def edge_vectors(lattice: np.ndarray, frac: np.ndarray, src: np.ndarray, dst: np.ndarray, image: np.ndarray):

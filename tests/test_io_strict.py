@@ -1,4 +1,4 @@
-"""Inputs are never misread (issue 12 item 5): POSCAR counts vs coordinate lines, CIF numbers with stray bytes."""
+"""Inputs are never misread: POSCAR counts vs coordinate lines, CIF numbers with stray bytes."""
 
 from __future__ import annotations
 

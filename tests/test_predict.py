@@ -135,7 +135,7 @@ def test_cli_predict_json_shape_and_bad_input(tmp_path: Path) -> None:
     assert result.exit_code == 2
     payload = json.loads(result.stdout)
     assert payload["schema_version"] == 1 and payload["units"]["value"] == "eV"
-    item, failed = payload["results"]  # the failed query is present too (issue 12), with its error
+    item, failed = payload["results"]  # the failed query is present too, with its error
     assert item["query"].endswith("GaAs.cif") and item["property"] == "band_gap" and item["unit"] == "eV"
     assert item["value"] >= -0.5 and item["uncertainty"] >= 0 and item["neighbors"] == [] and item["error"] is None
     assert failed["query"] == str(bad) and failed["value"] is None and failed["error"].startswith(str(bad))

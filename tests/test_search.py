@@ -236,7 +236,7 @@ WHERE_CASES = [
         lambda m: m.bulk_modulus_vrh is not None and m.formation_energy_per_atom < -1.5,
     ),
     ("spacegroup == 225 and density > -1e9", lambda m: m.spacegroup_number == 225),
-    # SQL style (issue 12): =, AND/OR/NOT, IN, BETWEEN, LIKE, IS NULL
+    # SQL style: =, AND/OR/NOT, IN, BETWEEN, LIKE, IS NULL
     ("band_gap > 1 AND crystal_system = 'cubic'", lambda m: m.band_gap > 1 and m.crystal_system == "cubic"),
     ("spacegroup_number IN (225, 227) OR nsites <> 2", lambda m: m.spacegroup_number in (225, 227) or m.nsites != 2),
     ("crystal_system NOT IN ('cubic', 'hexagonal')", lambda m: m.crystal_system not in ("cubic", "hexagonal")),

@@ -130,7 +130,7 @@ def test_torchrun_two_processes_build_the_one_process_index(
 
 
 def descendants(pid: int) -> list[int]:
-    """Process ids below ``pid`` (torchrun starts its workers in sessions of their own)."""
+    """Process ids below ``pid`` (torchrun starts its workers in POSIX sessions of their own)."""
     found: list[int] = []
     for task in Path(f"/proc/{pid}/task").glob("*"):
         try:

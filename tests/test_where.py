@@ -1,4 +1,4 @@
-"""The ``--where`` language (issue 12): SQL-style conditions, bound parameters, errors that point at the token."""
+"""The ``--where`` language: SQL-style conditions, bound parameters, errors that point at the token."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ def _sql(text: str) -> str:
 
 
 def test_sql_style_condition_from_the_readme_is_accepted() -> None:
-    # Before issue 12 this was refused with "use == for equality".
+    # SQL's `=` is equality here (Python-style `==` is accepted too).
     sql = _sql("band_gap > 1 AND crystal_system = 'cubic'")
     assert sql == "materials.band_gap > :param_1 AND materials.crystal_system = :param_2"
 

@@ -140,7 +140,7 @@ class MetadataDB:
 
     # -- writing ---------------------------------------------------------------------------------------
     def insert(self, rows: Sequence[dict[str, Any]], *, session: Session | None = None) -> None:
-        """Insert ``materials`` rows (and their elements); one transaction unless a session is given."""
+        """Insert ``materials`` rows (and their elements); one transaction unless a SQLAlchemy session is given."""
         own = session is None
         s = session or self.session()
         try:

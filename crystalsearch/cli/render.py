@@ -1,4 +1,4 @@
-"""Table helpers shared by the commands: numbers never cut, whole columns dropped (and named) to fit,
+"""Table rendering shared by the commands: numbers never cut, whole columns dropped (and named) to fit,
 tab-separated full rows when stdout is not a terminal."""
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = ["FRACTIONS", "PARTS", "SPLIT_SEED", "ProtocolSplit", "protocol_split"]
 
-SPLIT_SEED = 14  # the issue that fixed it; never change it for a shipped head (test sets would move)
+SPLIT_SEED = 14  # fixed for every shipped head; never change it (test sets would move)
 FRACTIONS = (0.7, 0.1, 0.1, 0.1)  # train, val, calib, test
 PARTS = ("train", "val", "calib", "test")
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Property-head ensembles under the fixed protocol split, then their calibration (issue 14):
+# Property-head ensembles under the fixed protocol split, then their calibration:
 #   bash training/recipes/heads.sh [OUT] [property ...]       (OUT default runs/heads; resumable: rerun it)
 # 1. `crystalsearch train heads` trains 3 seeds per property on the protocol's train part (settings:
 #    crystalsearch/configs/heads.toml, CPU-sized); a finished seed<k>/ is kept on rerun.

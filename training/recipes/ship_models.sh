@@ -3,7 +3,7 @@
 #   bash training/recipes/ship_models.sh runs/crystalclr_cs runs/crystalclr
 # 1. the two pretrained encoders (the CrystalCLR+CS one is `default`);
 # 2. the fine-tuned property heads used by `crystalsearch predict`: seed ensembles on the fixed protocol
-#    split, calibrated (issue 14): training/recipes/heads.sh, then copied into crystalsearch/models/heads.
+#    split, calibrated: training/recipes/heads.sh, then copied into crystalsearch/models/heads.
 set -euo pipefail
 cs_run=${1:-runs/crystalclr_cs}
 clr_run=${2:-runs/crystalclr}
