@@ -22,7 +22,7 @@ from crystalsearch.errors import InputError
 SIZES = {"mp_structures": 36_738, "mp_elasticity": 6_111, "thermal_conductivity": 3_676, "melting_temperature": 435,
          "mp2025": 170_451}  # fmt: skip
 HEAD_DATASETS = {name: spec.dataset for name, spec in PROPERTIES.items()}  # from the property registry
-# Rough throughputs on the 2-core development CPU (README, Performance)
+# Rough throughputs on the 2-core development CPU (docs/performance.md)
 PRETRAIN_PAIRS_PER_S = 500.0
 FINETUNE_STRUCTURES_PER_S = 400.0
 INDEX_STRUCTURES_PER_S = 1_000.0
@@ -100,7 +100,7 @@ def plan(config: Path, *, epochs: int | None, name: str | None, replace_default:
     ]  # fmt: skip
     return {
         "config": str(config), "steps": steps, "estimate_s": round(t_pre + t_heads + t_index),
-        "estimate_note": "rough, for a 2-core CPU (README, Performance); a GPU is many times faster",
+        "estimate_note": "rough, for a 2-core CPU (docs/performance.md); a GPU is many times faster",
         "work_folder": str(work), "model": model_name,
         "installed_as": str(user_models_dir() / name) if name and not replace_default else str(work / "models"),
         "select_with": f"--encoder {name}" if name and not replace_default else "the default",
