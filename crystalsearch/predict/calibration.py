@@ -16,8 +16,9 @@ Per property (the ensemble must have been trained under :mod:`crystalsearch.trai
   the ensemble-spread flag and for the nearest-neighbour similarity flag ``predict`` used before (best
   cosine similarity of the default encoder's h to the train and validation materials).
 
-With ``fit`` the chosen calibration (and composition model, when stacking helps on validation) is written
-into the heads folder, where ``predict`` reads it.
+With ``fit`` the chosen calibration (and composition model, when stacking helps on validation, as plain arrays:
+:mod:`crystalsearch.predict.boosting`) is written into the heads folder with a ``manifest.json`` of their
+SHA-256 (:mod:`crystalsearch.predict.manifest`), where ``predict`` reads and checks them.
 """
 
 from __future__ import annotations
@@ -236,20 +237,24 @@ def similarity_flags(ds: Any, parts: dict[str, np.ndarray], err: np.ndarray) -> 
 
 
 def _install(folder: Path, calibration: Calibration, model: Any, result: dict[str, Any]) -> None:
-    """Write calibration.json (with the measured numbers), composition.pkl when stacking, and the card."""
+    """Write calibration.json (with the measured numbers), composition.npz when stacking (arrays only), the
+    manifest with both files' SHA-256, and the card."""
     import dataclasses
-    import pickle
 
-    from crystalsearch.atomic import atomic_write, atomic_write_text
-    from crystalsearch.predict.conformal import COMPOSITION_MODEL, save_calibration
+    from crystalsearch.atomic import atomic_write_text
+    from crystalsearch.predict.conformal import COMPOSITION_MODEL, FILE, save_calibration
+    from crystalsearch.predict.manifest import write_manifest
+    from crystalsearch.predict.stacking import save_composition
 
     measured = {k: result[k] for k in ("mae", "intervals", "ood", "nominal_coverage", "split")}
     save_calibration(folder, dataclasses.replace(calibration, measured=measured))
     path = folder / COMPOSITION_MODEL
     if model is not None:
-        atomic_write(path, lambda fh: pickle.dump(model, fh, protocol=pickle.HIGHEST_PROTOCOL))
+        save_composition(path, model)
     elif path.exists():
         path.unlink()
+    (folder / "composition.pkl").unlink(missing_ok=True)  # the pickle earlier versions wrote
+    write_manifest(folder, [FILE, COMPOSITION_MODEL] if model is not None else [FILE])
     atomic_write_text(folder / "README.md", ensemble_card(result))
 
 

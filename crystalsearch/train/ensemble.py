@@ -174,11 +174,11 @@ def _epoch_logger(log: Callable[[str], None], prop: str, seed: int, unit: str,
 
 def _elapsed(partial: Path) -> float:
     """Training seconds a member's loop state records over all the processes that ran it (0 if none)."""
-    import torch
+    from crystalsearch.train.finetune import read_loop
 
     if not partial.is_file():
         return 0.0
-    return float(torch.load(partial, map_location="cpu", weights_only=False).get("elapsed_s", 0.0))
+    return float(read_loop(partial)["elapsed_s"])
 
 
 def warm_history(source: str, seed: int) -> list[dict[str, Any]]:

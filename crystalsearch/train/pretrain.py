@@ -24,6 +24,7 @@ from crystalsearch import distributed as D
 from crystalsearch.atomic import append_jsonl, atomic_write, atomic_write_json, read_jsonl, write_jsonl
 from crystalsearch.errors import CheckpointError
 from crystalsearch.model.cgcnn import ContrastiveModel
+from crystalsearch.model.checkpoint import load_tensors
 from crystalsearch.model.compile import MaybeCompiled
 from crystalsearch.model.embed import flush_denormal, select_device, use_bf16
 from crystalsearch.structure.augment.config import AugmentConfig
@@ -114,7 +115,9 @@ def _pretrain(config: PretrainConfig, *, device: torch.device, out: Path, resume
         ckpt = out / CHECKPOINT
         if not ckpt.is_file():
             raise CheckpointError(f"{out}: nothing to resume (no {CHECKPOINT})")
-        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+        state = load_tensors(ckpt, what="training state")
+        if missing := [k for k in ("model", "optimizer", "epoch", "torch_rng", "wall_time_s") if k not in state]:
+            raise CheckpointError(f"{ckpt}: cannot resume from it (missing {', '.join(missing)})")
         start_epoch = int(state["epoch"])
     if dist.is_main:
         out.mkdir(parents=True, exist_ok=True)
