@@ -194,7 +194,8 @@ def test_pickle_disguised_as_a_pretraining_checkpoint_is_refused(trap: tuple[Pay
     run.mkdir()
     ckpt = run / "checkpoint.pt"
     ckpt.write_bytes(pickle.dumps({"epoch": payload}))
-    refused(["train", "pretrain", "--resume", str(run), "--device", "cpu"], ckpt, marker, why="loading it could run code")
+    args = ["train", "pretrain", "--resume", str(run), "--device", "cpu"]
+    refused(args, ckpt, marker, why="loading it could run code")
 
 
 def test_resume_state_with_missing_keys_is_refused_in_one_line(tmp_path: Path) -> None:

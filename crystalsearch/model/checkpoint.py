@@ -152,7 +152,6 @@ def load_state_dict(
     info: CheckpointInfo, *, radius: float | None = None, max_neighbors: int | None = None
 ) -> dict[str, Any]:
     """Check compatibility and load the weights (``weights_only=True``)."""
-    import torch
 
     from crystalsearch.structure.graph.features import atom_feature_table_hash
 

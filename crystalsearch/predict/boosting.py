@@ -116,6 +116,7 @@ class TreeEnsemble:
     @classmethod
     def from_arrays(cls, arrays: Mapping[str, np.ndarray], prefix: str) -> TreeEnsemble:
         """Read what :meth:`arrays` wrote; ``ValueError`` (naming the problem) when anything is off."""
+
         def get(name: str) -> np.ndarray:
             key = f"{prefix}.{name}"
             if key not in arrays:

@@ -11,9 +11,9 @@ train part's are not: the members fit it). Out-of-fold predictions on validation
 and ``evaluate calibration`` keeps it only when it beats the blend on validation; the calibration and test
 splits stay untouched, so the conformal intervals remain valid.
 
-The composition model of a heads folder (``composition.npz``, :data:`crystalsearch.predict.conformal.COMPOSITION_MODEL`) holds the fitted trees as
-plain arrays (:mod:`crystalsearch.predict.boosting`): the Magpie model of a blend, or a residual stack's two
-models; :func:`save_composition` writes it and :func:`load_composition` reads it without running code.
+The composition model of a heads folder (``composition.npz``, ``conformal.COMPOSITION_MODEL``) holds the fitted
+trees as plain arrays (:mod:`crystalsearch.predict.boosting`): the Magpie model of a blend, or a residual stack's
+two models; :func:`save_composition` writes it and :func:`load_composition` reads it without running code.
 
 Importing this module is cheap (numpy only; scikit-learn is imported when fitting).
 """
@@ -101,7 +101,7 @@ def save_composition(path: Path, model: Any) -> None:
     def trees(m: Any) -> TreeEnsemble:
         return m if isinstance(m, TreeEnsemble) else TreeEnsemble.from_sklearn(m)
 
-    arrays = {"format_version": np.array(FILE_FORMAT, dtype=np.int64)}
+    arrays: dict[str, Any] = {"format_version": np.array(FILE_FORMAT, dtype=np.int64)}
     if isinstance(model, ResidualStack):
         arrays.update(trees(model.composition).arrays("composition"))
         arrays.update(trees(model.model).arrays("residual"))

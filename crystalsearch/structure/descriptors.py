@@ -107,7 +107,7 @@ def fingerprints(
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     featurize = _featurizer(name, structures)
-            assert structures is not None
+            assert structures is not None  # noqa: S101 - an invariant that narrows the type, not an input check
             rows = [_safe(featurize, s) for s in structures[start : start + CHUNK]]
             if failed := sum(r is None for r in rows):
                 warnings.warn(f"{name}: {failed} of {len(rows)} structures could not be featurised (NaN rows)",
