@@ -170,3 +170,38 @@ def test_composition_file_round_trips_and_refuses_what_it_cannot_export(
     categorical = HistGradientBoostingRegressor(categorical_features=[3], max_iter=5).fit(cats, data["y"][fit])
     with pytest.raises(ValueError, match="categorical"):
         TreeEnsemble.from_sklearn(categorical)
+
+
+def test_calibration_fit_writes_arrays_and_a_manifest_that_loading_checks(
+    data: dict[str, Any], tmp_path: Path, nacl: Any, si: Any
+) -> None:
+    """What `evaluate calibration --fit` installs for a blend (the melting-temperature heads' measured result):
+    composition.npz predicting as the fitted regressor, a manifest of both files, no pickle left behind."""
+    import json
+    import shutil
+
+    from crystalsearch.model.checkpoint import shipped_models_dir
+    from crystalsearch.predict.boosting import TreeEnsemble
+    from crystalsearch.predict.calibration import _install
+    from crystalsearch.predict.conformal import load_calibration
+    from crystalsearch.predict.predictor import Predictor
+
+    folder = tmp_path / "melting_temperature"
+    shutil.copytree(shipped_models_dir() / "heads" / "melting_temperature", folder)
+    (folder / "composition.pkl").write_bytes(b"left by an earlier version")
+    (folder / "composition.npz").unlink()
+    runs = json.loads((Path(__file__).parents[1] / "training/results/calibration/calibration.json").read_text())
+    (result,) = [r for r in runs["results"] if r["property"] == "melting_temperature"]
+    calibration = load_calibration(folder)
+    assert calibration is not None and calibration.stack == "blend" and calibration.weight < 1
+    _install(folder, calibration, data["composition"], result)
+    assert not (folder / "composition.pkl").exists()
+    recorded = json.loads((folder / "manifest.json").read_text())["sha256"]
+    assert sorted(recorded) == ["calibration.json", "composition.npz"]
+    pred = Predictor.load("melting_temperature", folder=folder)
+    assert isinstance(pred.composition, TreeEnsemble)
+    magpie = magpie_of_structures([nacl, si])
+    assert np.array_equal(pred.composition.predict(magpie), data["composition"].predict(magpie))
+    _install(folder, calibration, None, result)  # heads alone: the composition model and its record go
+    assert not (folder / "composition.npz").exists()
+    assert sorted(json.loads((folder / "manifest.json").read_text())["sha256"]) == ["calibration.json"]
