@@ -106,7 +106,7 @@ def disguise(structure: Any, rng: np.random.Generator, *, max_sites: int = 120) 
         try:
             conv = SpacegroupAnalyzer(s, symprec=0.1).get_conventional_standard_structure()
             s = conv if len(conv) <= max_sites else s
-        except Exception:  # noqa: BLE001 - keep the cell when spglib cannot standardise it
+        except Exception:  # noqa: BLE001, S110 - keep the cell when spglib cannot standardise it
             pass
     elif kind == 1 and 2 * len(s) <= max_sites:
         axis = int(rng.integers(3))

@@ -151,6 +151,7 @@ def test_train_heads_resume_calibrate_and_predict_an_interval(tmp_path: Path, mo
     assert envelope["schema_version"] == 1 and envelope["command"] == "evaluate calibration"
     (res,) = envelope["results"]
     assert (tmp_path / "results" / "report.md").is_file() and (out / "calibration.json").is_file()
+    assert (out / "manifest.json").is_file() and not list(out.glob("*.pkl"))  # checksums recorded, no pickle
     assert res["split"]["n_train"] == 60 and res["mae"]["rf_magpie"] > 0
     assert 0 <= res["intervals"]["normalised"]["coverage"] <= 1 and 0 <= res["stack_weight"] <= 1
     assert {"spread", "similarity_p1", "similarity_p10"} <= set(res["ood"])

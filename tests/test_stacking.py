@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -116,3 +117,91 @@ def test_predict_uses_the_residual_stack_when_calibration_says_so(
     with pytest.raises(ValueError, match="stack"):
         dataclasses.replace(pred.calibration, stack="average")
     assert MIN_FIT >= 1000 and isinstance(stack, ResidualStack) and isinstance(pred.calibration, Calibration)
+
+
+# -- the composition model file: trees as arrays, predicting exactly as scikit-learn ----------------------------
+def test_exported_trees_predict_exactly_as_sklearn_including_missing_values(data: dict[str, Any]) -> None:
+    """Real Magpie features; a regressor trained with NaN holes (so splits learn where missing values go) and
+    one without (NaN at prediction follows the larger child), both losses the composition models use."""
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    from crystalsearch.predict.boosting import TreeEnsemble
+
+    x, y = data["x"].copy(), data["y"]
+    rng = np.random.default_rng(3)
+    holes = x.copy()
+    holes[rng.random(x.shape) < 0.05] = np.nan  # 5% missing, as matminer leaves for odd compositions
+    fit = data["parts"]["fit"]
+    with_nan = HistGradientBoostingRegressor(loss="absolute_error", max_iter=60, random_state=0).fit(holes[fit], y[fit])
+    for model in (data["composition"], with_nan):
+        trees = TreeEnsemble.from_sklearn(model)
+        assert trees.n_trees == len(model._predictors) and bool(trees.missing_left.any())
+        for features in (x, holes):
+            ours, theirs = trees.predict(features), model.predict(features)
+            np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-12)
+            assert np.array_equal(ours, theirs)  # same summation order: identical to the bit
+    with pytest.raises(ValueError, match="features of shape"):
+        TreeEnsemble.from_sklearn(with_nan).predict(x[:, :-1])
+
+
+def test_composition_file_round_trips_and_refuses_what_it_cannot_export(
+    data: dict[str, Any], biased: tuple[ResidualStack, np.ndarray], tmp_path: Path
+) -> None:
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    from crystalsearch.predict.boosting import TreeEnsemble
+    from crystalsearch.predict.stacking import load_composition, save_composition
+
+    stack, _ = biased
+    test = members_with_bias(data, 0.4, "test")
+    xt = data["x"][data["parts"]["test"]]
+    save_composition(tmp_path / "stack.npz", stack)
+    loaded = load_composition(tmp_path / "stack.npz", stack="residual")
+    assert isinstance(loaded, ResidualStack) and isinstance(loaded.model, TreeEnsemble) and loaded.log is False
+    assert np.array_equal(loaded.point(test.mean(0), test, xt), stack.point(test.mean(0), test, xt))
+    save_composition(tmp_path / "blend.npz", data["composition"])
+    blend = load_composition(tmp_path / "blend.npz", stack="blend")
+    assert np.array_equal(blend.predict(xt), data["composition"].predict(xt))
+    fit = data["parts"]["fit"]
+    poisson = HistGradientBoostingRegressor(loss="poisson", max_iter=5).fit(data["x"][fit], np.abs(data["y"][fit]))
+    with pytest.raises(ValueError, match="loss"):
+        TreeEnsemble.from_sklearn(poisson)  # log link: its raw sums are not its predictions
+    cats = np.column_stack([data["x"][fit, :3], np.arange(len(data["y"][fit])) % 4])
+    categorical = HistGradientBoostingRegressor(categorical_features=[3], max_iter=5).fit(cats, data["y"][fit])
+    with pytest.raises(ValueError, match="categorical"):
+        TreeEnsemble.from_sklearn(categorical)
+
+
+def test_calibration_fit_writes_arrays_and_a_manifest_that_loading_checks(
+    data: dict[str, Any], tmp_path: Path, nacl: Any, si: Any
+) -> None:
+    """What `evaluate calibration --fit` installs for a blend (the melting-temperature heads' measured result):
+    composition.npz predicting as the fitted regressor, a manifest of both files, no pickle left behind."""
+    import json
+    import shutil
+
+    from crystalsearch.model.checkpoint import shipped_models_dir
+    from crystalsearch.predict.boosting import TreeEnsemble
+    from crystalsearch.predict.calibration import _install
+    from crystalsearch.predict.conformal import load_calibration
+    from crystalsearch.predict.predictor import Predictor
+
+    folder = tmp_path / "melting_temperature"
+    shutil.copytree(shipped_models_dir() / "heads" / "melting_temperature", folder)
+    (folder / "composition.pkl").write_bytes(b"left by an earlier version")
+    (folder / "composition.npz").unlink()
+    runs = json.loads((Path(__file__).parents[1] / "training/results/calibration/calibration.json").read_text())
+    (result,) = [r for r in runs["results"] if r["property"] == "melting_temperature"]
+    calibration = load_calibration(folder)
+    assert calibration is not None and calibration.stack == "blend" and calibration.weight < 1
+    _install(folder, calibration, data["composition"], result)
+    assert not (folder / "composition.pkl").exists()
+    recorded = json.loads((folder / "manifest.json").read_text())["sha256"]
+    assert sorted(recorded) == ["calibration.json", "composition.npz"]
+    pred = Predictor.load("melting_temperature", folder=folder)
+    assert isinstance(pred.composition, TreeEnsemble)
+    magpie = magpie_of_structures([nacl, si])
+    assert np.array_equal(pred.composition.predict(magpie), data["composition"].predict(magpie))
+    _install(folder, calibration, None, result)  # heads alone: the composition model and its record go
+    assert not (folder / "composition.npz").exists()
+    assert sorted(json.loads((folder / "manifest.json").read_text())["sha256"]) == ["calibration.json"]

@@ -38,5 +38,5 @@ def load_consistent(folder: Path, verify: Verify, *, mmap: bool = False) -> tupl
             if not old.exists() and not (folder / ".lock").exists():
                 break
             time.sleep(0.1)
-    assert last is not None
+    assert last is not None  # noqa: S101 - an invariant that narrows the type, not an input check
     raise last

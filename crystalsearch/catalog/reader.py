@@ -134,7 +134,7 @@ class MetadataReader:
         if sql is None:
             have = self._columns()
             cols = [c if c in have else f"NULL AS {c}" for c in MATERIAL_COLUMNS]
-            sql = self._select_sql = f"SELECT {', '.join(cols)} FROM materials WHERE id IN "
+            sql = self._select_sql = f"SELECT {', '.join(cols)} FROM materials WHERE id IN "  # noqa: S608 - column names from MATERIAL_COLUMNS, values bound
         return sql
 
     def materials(self, row_ids: Sequence[int]) -> dict[int, MaterialRow]:

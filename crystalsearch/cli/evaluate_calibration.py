@@ -45,7 +45,8 @@ def calibration(
     from crystalsearch.atomic import atomic_write_json, atomic_write_text
     from crystalsearch.cli.schema import response
     from crystalsearch.errors import InputError
-    from crystalsearch.predict.calibration import CalibrationConfig, evaluate_property, report
+    from crystalsearch.predict.calibration import CalibrationConfig, evaluate_property
+    from crystalsearch.predict.calibration_report import report
     from crystalsearch.predict.predictor import available_properties, heads_dir
     from crystalsearch.train.finetune import property_spec
 

@@ -384,7 +384,7 @@ def _textbook(catalog: Catalog, verdicts: VerdictCache, config: StructureEvalCon
     get = _structure_getter(catalog)
     for name, structure in textbook_structures().items():
         (result,) = catalog.search([structure], k=config.k, by="both")
-        assert isinstance(result, QueryResult)
+        assert isinstance(result, QueryResult)  # noqa: S101 - an invariant that narrows the type, not an input check
         hits = [h.material_id for h in result.hits]
         n_same = sum(verdicts._match(structure, get(m)) for m in hits)
         out.append({"structure": name, "same_type_in_top_k": n_same, "k": config.k, "top3": hits[:3]})

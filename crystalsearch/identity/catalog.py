@@ -46,6 +46,6 @@ class Catalog(SearchCatalog):
     def _verdict(self, item: _Query) -> Verdict:
         structure = item.structure
         if structure is None:
-            assert item.row is not None
+            assert item.row is not None  # noqa: S101 - an invariant that narrows the type, not an input check
             structure = structure_from_json(self.db.structures([item.row])[item.row])
         return self.checker().check(structure, item.vector)

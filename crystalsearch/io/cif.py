@@ -179,7 +179,7 @@ def _parse_block(block_text: str, *, source: str) -> Structure:
             structures = parser.parse_structures(primitive=False, on_error="raise")
         except InputError:
             raise
-        except Exception as exc:  # pymatgen raises KeyError/ValueError/IndexError/ZeroDivisionError...
+        except Exception as exc:  # pymatgen raises KeyError/ValueError/IndexError/ZeroDivisionError...  # noqa: BLE001 - pymatgen raises any type on malformed input: one InputError line
             cause = exc.__cause__ if exc.__cause__ is not None else exc
             if isinstance(cause, KeyError):
                 raise InputError(source, f"unparseable CIF: missing CIF field {cause}") from None
@@ -212,7 +212,7 @@ def iter_cif_blocks(text: str, *, source: str) -> Iterator[tuple[str, Structure 
             warnings.simplefilter("ignore")
             try:
                 block = CifBlock.from_str(chunk)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - pymatgen raises any type on malformed input: one InputError line
                 label = source if len(chunks) == 1 else f"{source}#{name}"
                 if isinstance(exc, ZeroDivisionError) or "zip()" in str(exc) or "multiple" in str(exc):
                     raise InputError(label, _TRUNCATED_LOOP) from None

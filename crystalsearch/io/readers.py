@@ -86,7 +86,7 @@ def _time_limit(seconds: float) -> Iterator[None]:
 
 
 def _read_text(source: Source) -> str:
-    assert source.path is not None
+    assert source.path is not None  # noqa: S101 - an invariant that narrows the type, not an input check
     sid = source.source_id
     try:
         size = source.path.stat().st_size
@@ -166,7 +166,7 @@ def _parse_poscar(text: str, sid: str) -> Iterator[tuple[str, Structure | InputE
         structure = Poscar.from_str(text, read_velocities=False).structure
     except IndexError:
         raise InputError(sid, "truncated POSCAR: fewer lines than its atom counts declare") from None
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - pymatgen raises any type on malformed input: one InputError line
         raise InputError(sid, f"unparseable POSCAR: {one_line(exc)}") from None
     yield sid, structure
 
@@ -182,7 +182,7 @@ def _structure_from_dict(obj: Any, sid: str) -> Structure:
         raise InputError(sid, "no lattice: JSON structure has no 'lattice' (a Molecule?)")
     try:
         return Structure.from_dict(obj)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - pymatgen raises any type on malformed input: one InputError line
         raise InputError(sid, f"invalid Structure JSON: {one_line(exc)}") from None
 
 

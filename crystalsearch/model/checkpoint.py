@@ -152,7 +152,6 @@ def load_state_dict(
     info: CheckpointInfo, *, radius: float | None = None, max_neighbors: int | None = None
 ) -> dict[str, Any]:
     """Check compatibility and load the weights (``weights_only=True``)."""
-    import torch
 
     from crystalsearch.structure.graph.features import atom_feature_table_hash
 
@@ -172,7 +171,32 @@ def load_state_dict(
         raise CheckpointError(f"{weights}: missing weights file")
     if file_sha256(weights) != info.weights_sha256:
         raise CheckpointError(f"{weights}: checksum does not match model.json (corrupted or modified)")
+    return load_tensors(weights, what="weights")
+
+
+def load_tensors(path: Path, *, what: str) -> dict[str, Any]:
+    """A dict saved by ``torch.save`` holding only tensors and plain Python values, read with
+    ``torch.load(weights_only=True)``, which refuses anything else without running it. A file that is not
+    such a dict raises :class:`CheckpointError` with one line naming it (``what``: "weights", "resume state")."""
+    import warnings
+
+    import torch
+
     try:
-        return dict(torch.load(weights, map_location="cpu", weights_only=True))
+        with warnings.catch_warnings():  # torch warns about pickle protocols of files it then refuses
+            warnings.simplefilter("ignore", UserWarning)
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:  # what bad files raise
-        raise CheckpointError(f"{weights}: cannot load weights ({type(exc).__name__}: {exc})") from None
+        raise CheckpointError(f"{path}: cannot load {what} ({type(exc).__name__}: {_one_line(exc)})") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: cannot load {what} (expected a dict, got {type(state).__name__})")
+    return dict(state)
+
+
+def _one_line(exc: BaseException) -> str:
+    """The line of a (often multi-line) torch.load error that says what is wrong."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if isinstance(exc, pickle.UnpicklingError):  # torch's message wraps the reason in advice to unpickle anyway
+        reason = [line for line in lines if "GLOBAL" in line or "Unsupported" in line or "Unpickler error" in line]
+        return (reason[-1] if reason else "not a plain tensor file") + " (refused: loading it could run code)"
+    return lines[0] if lines else "empty error"

@@ -225,7 +225,7 @@ class Encoder:
 
         from crystalsearch.structure.graph.batch import GraphBatch
 
-        assert isinstance(batch, GraphBatch)
+        assert isinstance(batch, GraphBatch)  # noqa: S101 - an invariant that narrows the type, not an input check
         with torch.inference_mode(), flush_denormal(self.device):
             h = self.model(batch.to(self.device))
         return h.float().cpu().numpy()

@@ -16,8 +16,9 @@ Per property (the ensemble must have been trained under :mod:`crystalsearch.trai
   the ensemble-spread flag and for the nearest-neighbour similarity flag ``predict`` used before (best
   cosine similarity of the default encoder's h to the train and validation materials).
 
-With ``fit`` the chosen calibration (and composition model, when stacking helps on validation) is written
-into the heads folder, where ``predict`` reads it.
+With ``fit`` the chosen calibration (and composition model, when stacking helps on validation, as plain arrays:
+:mod:`crystalsearch.predict.boosting`) is written into the heads folder with a ``manifest.json`` of their
+SHA-256 (:mod:`crystalsearch.predict.manifest`), where ``predict`` reads and checks them.
 """
 
 from __future__ import annotations
@@ -35,9 +36,12 @@ import numpy as np
 from crystalsearch.paths import display_path
 
 if TYPE_CHECKING:
+    from crystalsearch.data.properties import PropertySpec
     from crystalsearch.data.records import Record
     from crystalsearch.predict.conformal import Calibration
     from crystalsearch.predict.predictor import Predictor
+    from crystalsearch.predict.stacking import ResidualStack
+    from crystalsearch.train.protocol import ProtocolSplit
 
 
 @dataclass(frozen=True)
@@ -101,21 +105,92 @@ def flag_stats(flag: np.ndarray, err: np.ndarray) -> dict[str, Any]:
             "error_ratio": ratio}  # fmt: skip
 
 
+@dataclass(frozen=True)
+class _Data:
+    """One property's protocol split: labels, members' predictions [m, n] and their mean (``head``, raised to
+    the label ``floor``) on val / calib / test, and Magpie features ``x`` of every part."""
+
+    spec: PropertySpec
+    ds: Any
+    split: ProtocolSplit
+    parts: dict[str, np.ndarray]
+    y: dict[str, np.ndarray]
+    members: dict[str, np.ndarray]
+    head: dict[str, np.ndarray]
+    x: dict[str, np.ndarray]
+    floor: float | None
+
+
+@dataclass(frozen=True)
+class _Points:
+    """The Magpie models and the point predictions they give with the heads (``point``: the blend or the
+    residual stack, whichever ``val_mae`` chose; ``stacked``: the residual stack's, when fitted)."""
+
+    rf_test: np.ndarray
+    gb: Any
+    comp: dict[str, np.ndarray]
+    weight: float
+    blend: dict[str, np.ndarray]
+    stack: str
+    residual: ResidualStack | None
+    stacked: dict[str, np.ndarray] | None
+    point: dict[str, np.ndarray]
+    val_mae: dict[str, float]
+
+
 def evaluate_property(prop: str, folder: Path, config: CalibrationConfig, *,
                       log: Callable[[str], None] = print) -> dict[str, Any]:  # fmt: skip
     """All measurements for one property (see the module docstring); fits into ``folder`` if asked."""
-    from sklearn.ensemble import HistGradientBoostingRegressor, RandomForestRegressor
-
-    from crystalsearch.data import datasets
-    from crystalsearch.predict.conformal import SCORES, Calibration, bounded, from_target, label_floor, to_target
     from crystalsearch.predict.predictor import Predictor
-    from crystalsearch.predict.stacking import MIN_FIT, fit_residual
+
+    t0 = time.perf_counter()
+    predictor = Predictor.load(prop, folder=folder)
+    data = _protocol_data(prop, folder, predictor)
+    log(f"{prop}: ensemble predictions ready ({time.perf_counter() - t0:.0f} s)")
+    pts = _fit_points(data, config)
+    log(f"{prop}: Magpie models fitted ({time.perf_counter() - t0:.0f} s)")
+    y, members, point = data.y, data.members, pts.point
+
+    def mae(pred: np.ndarray) -> float:
+        return float(np.mean(np.abs(pred - y["test"])))
+
+    intervals, calibrations = _fit_intervals(prop, data, pts, config)
+    score = choose_score(intervals, config.coverage) if config.score == "auto" else config.score
+    chosen = calibrations[score]
+    err = np.abs(point["test"] - y["test"])
+    flags = {"spread": flag_stats(chosen.out_of_distribution(members["test"]), err)}
+    flags.update(similarity_flags(data.ds, data.parts, err))
+    resplits = resplit_coverage(chosen, point=np.concatenate([point["calib"], point["test"]]),
+                                members=np.concatenate([members["calib"], members["test"]], axis=1),
+                                y=np.concatenate([y["calib"], y["test"]]), n_calib=len(y["calib"]),
+                                coverage=config.coverage)  # fmt: skip
+    result = {
+        "property": prop, "unit": data.spec.unit, "dataset": data.spec.dataset, "split": data.split.to_dict(),
+        "heads": display_path(folder), "ensemble_size": len(predictor.members), "nominal_coverage": config.coverage,
+        "mae": {"ensemble": mae(data.head["test"]), "members": [mae(m) for m in members["test"]],
+                "rf_magpie": mae(pts.rf_test), "gbm_magpie": mae(pts.comp["test"]), "stacked": mae(point["test"]),
+                "mean_baseline": mae(np.full_like(y["test"], y["train"].mean())),
+                "blend": mae(pts.blend["test"]),
+                "residual_stack": None if pts.stacked is None else mae(pts.stacked["test"])},
+        "stack_weight": pts.weight, "stack": pts.stack, "val_mae": pts.val_mae,
+        "intervals": intervals,
+        "interval_score": score, "interval_score_chosen_by": config.score, "coverage_resplits": resplits,
+        "ood": flags, "wall_time_s": round(time.perf_counter() - t0, 1), "command": config.command,
+    }  # fmt: skip
+    if config.fit:
+        model = pts.residual if pts.stack == "residual" else pts.gb if pts.weight < 1 else None
+        _install(folder, chosen, model, result)
+    return result
+
+
+def _protocol_data(prop: str, folder: Path, predictor: Predictor) -> _Data:
+    """The heads' protocol split (capped as they were trained), labels, members' predictions and Magpie."""
+    from crystalsearch.data import datasets
+    from crystalsearch.predict.conformal import bounded, label_floor
     from crystalsearch.train.finetune import property_spec
     from crystalsearch.train.protocol import protocol_split
 
-    t0 = time.perf_counter()
     spec = property_spec(prop)
-    predictor = Predictor.load(prop, folder=folder)
     meta = json.loads(next(iter(sorted(folder.glob("seed*/model.json")))).read_text())["metadata"]
     if "protocol" not in meta:
         raise ValueError(f"{folder}: heads not trained under the protocol split (crystalsearch train heads)")
@@ -129,36 +204,53 @@ def evaluate_property(prop: str, folder: Path, config: CalibrationConfig, *,
     members = {p: member_predictions(predictor, recs[p]) for p in ("val", "calib", "test")}
     floor = label_floor(y["train"], log=spec.log)
     head = {p: bounded(m.mean(axis=0), floor) for p, m in members.items()}
-    log(f"{prop}: ensemble predictions ready ({time.perf_counter() - t0:.0f} s)")
     x = {p: magpie_matrix(recs[p]) for p in parts}
-    t = functools.partial(to_target, log=spec.log)
-    t_inv = functools.partial(from_target, log=spec.log)
+    return _Data(spec=spec, ds=ds, split=split, parts=parts, y=y, members=members, head=head, x=x, floor=floor)
+
+
+def _fit_points(data: _Data, config: CalibrationConfig) -> _Points:
+    """Random forest and gradient boosting on Magpie (train part), the blend weight (val) and, with enough
+    validation materials, the residual stack; the point prediction is whichever has the lower val MAE."""
+    from sklearn.ensemble import HistGradientBoostingRegressor, RandomForestRegressor
+
+    from crystalsearch.predict.conformal import bounded, from_target, to_target
+    from crystalsearch.predict.stacking import MIN_FIT, fit_residual
+
+    x, y, head, members, floor, log = data.x, data.y, data.head, data.members, data.floor, data.spec.log
+    t = functools.partial(to_target, log=log)
+    t_inv = functools.partial(from_target, log=log)
     rf = RandomForestRegressor(random_state=0, n_jobs=config.jobs).fit(x["train"], y["train"])
-    rf_test = rf.predict(x["test"])
     gb = HistGradientBoostingRegressor(random_state=0).fit(x["train"], t(y["train"]))
     comp = {p: bounded(t_inv(gb.predict(x[p])), floor) for p in ("val", "calib", "test")}
     weight = fit_weight(head["val"], comp["val"], y["val"])
     point = blend = {p: weight * head[p] + (1 - weight) * comp[p] for p in ("val", "calib", "test")}
-    stack, residual, val_mae = "blend", None, {"blend": float(np.mean(np.abs(blend["val"] - y["val"])))}
+    stack, residual, stacked = "blend", None, None
+    val_mae = {"blend": float(np.mean(np.abs(blend["val"] - y["val"])))}
     if len(y["val"]) >= MIN_FIT:
         residual, oof = fit_residual(heads=head["val"], members=members["val"], magpie=x["val"], y=y["val"],
-                                     log=spec.log, composition=gb)  # fmt: skip
+                                     log=log, composition=gb)  # fmt: skip
         stacked = {"val": bounded(oof, floor), **{p: bounded(residual.point(head[p], members[p], x[p]), floor)
                                                    for p in ("calib", "test")}}  # fmt: skip
         val_mae["residual"] = float(np.mean(np.abs(stacked["val"] - y["val"])))
         if val_mae["residual"] < val_mae["blend"]:
             stack, point = "residual", stacked
-    log(f"{prop}: Magpie models fitted ({time.perf_counter() - t0:.0f} s)")
+    return _Points(rf_test=rf.predict(x["test"]), gb=gb, comp=comp, weight=weight, blend=blend, stack=stack,
+                   residual=residual, stacked=stacked, point=point, val_mae=val_mae)  # fmt: skip
 
-    def mae(pred: np.ndarray) -> float:
-        return float(np.mean(np.abs(pred - y["test"])))
 
+def _fit_intervals(prop: str, data: _Data, pts: _Points,
+                   config: CalibrationConfig) -> tuple[dict[str, dict[str, Any]], dict[str, Calibration]]:  # fmt: skip
+    """Per nonconformity score: the calibration (fitted on the calibration split) and its coverage and widths
+    on val and test, with test coverage among flagged and unflagged materials."""
+    from crystalsearch.predict.conformal import SCORES, Calibration
+
+    y, members, point = data.y, data.members, pts.point
     intervals: dict[str, dict[str, Any]] = {}
     calibrations: dict[str, Calibration] = {}
-    err = np.abs(point["test"] - y["test"])
     for score in SCORES:
-        cal = Calibration.fit(prop=prop, log=spec.log, score=score, point=point["calib"], members=members["calib"],
-                              y=y["calib"], weight=weight, stack=stack, split=split.to_dict())  # fmt: skip
+        cal = Calibration.fit(prop=prop, log=data.spec.log, score=score, point=point["calib"],
+                              members=members["calib"], y=y["calib"], weight=pts.weight, stack=pts.stack,
+                              split=data.split.to_dict())  # fmt: skip
         calibrations[score] = cal
         intervals[score] = {}
         for part in ("val", "test"):
@@ -170,30 +262,7 @@ def evaluate_property(prop: str, folder: Path, config: CalibrationConfig, *,
                 flagged = cal.out_of_distribution(members["test"])
                 intervals[score]["coverage_flagged"] = float(inside[flagged].mean()) if flagged.any() else None
                 intervals[score]["coverage_unflagged"] = float(inside[~flagged].mean()) if (~flagged).any() else None
-    score = choose_score(intervals, config.coverage) if config.score == "auto" else config.score
-    chosen = calibrations[score]
-    flags = {"spread": flag_stats(chosen.out_of_distribution(members["test"]), err)}
-    flags.update(similarity_flags(ds, parts, err))
-    resplits = resplit_coverage(chosen, point=np.concatenate([point["calib"], point["test"]]),
-                                members=np.concatenate([members["calib"], members["test"]], axis=1),
-                                y=np.concatenate([y["calib"], y["test"]]), n_calib=len(y["calib"]),
-                                coverage=config.coverage)  # fmt: skip
-    result = {
-        "property": prop, "unit": spec.unit, "dataset": spec.dataset, "split": split.to_dict(),
-        "heads": display_path(folder), "ensemble_size": len(predictor.members), "nominal_coverage": config.coverage,
-        "mae": {"ensemble": mae(head["test"]), "members": [mae(m) for m in members["test"]],
-                "rf_magpie": mae(rf_test), "gbm_magpie": mae(comp["test"]), "stacked": mae(point["test"]),
-                "mean_baseline": mae(np.full_like(y["test"], y["train"].mean())),
-                "blend": mae(blend["test"]),
-                "residual_stack": None if residual is None else mae(stacked["test"])},
-        "stack_weight": weight, "stack": stack, "val_mae": val_mae,
-        "intervals": intervals,
-        "interval_score": score, "interval_score_chosen_by": config.score, "coverage_resplits": resplits,
-        "ood": flags, "wall_time_s": round(time.perf_counter() - t0, 1), "command": config.command,
-    }  # fmt: skip
-    if config.fit:
-        _install(folder, chosen, residual if stack == "residual" else gb if weight < 1 else None, result)
-    return result
+    return intervals, calibrations
 
 
 def resplit_coverage(chosen: Calibration, *, point: np.ndarray, members: np.ndarray, y: np.ndarray, n_calib: int,
@@ -238,125 +307,23 @@ def similarity_flags(ds: Any, parts: dict[str, np.ndarray], err: np.ndarray) -> 
 
 
 def _install(folder: Path, calibration: Calibration, model: Any, result: dict[str, Any]) -> None:
-    """Write calibration.json (with the measured numbers), composition.pkl when stacking, and the card."""
+    """Write calibration.json (with the measured numbers), composition.npz when stacking (arrays only), the
+    manifest with both files' SHA-256, and the card."""
     import dataclasses
-    import pickle
 
-    from crystalsearch.atomic import atomic_write, atomic_write_text
-    from crystalsearch.predict.conformal import COMPOSITION_MODEL, save_calibration
+    from crystalsearch.atomic import atomic_write_text
+    from crystalsearch.predict.calibration_report import ensemble_card
+    from crystalsearch.predict.conformal import COMPOSITION_MODEL, FILE, save_calibration
+    from crystalsearch.predict.manifest import write_manifest
+    from crystalsearch.predict.stacking import save_composition
 
     measured = {k: result[k] for k in ("mae", "intervals", "ood", "nominal_coverage", "split")}
     save_calibration(folder, dataclasses.replace(calibration, measured=measured))
     path = folder / COMPOSITION_MODEL
     if model is not None:
-        atomic_write(path, lambda fh: pickle.dump(model, fh, protocol=pickle.HIGHEST_PROTOCOL))
+        save_composition(path, model)
     elif path.exists():
         path.unlink()
+    (folder / "composition.pkl").unlink(missing_ok=True)  # the pickle earlier versions wrote
+    write_manifest(folder, [FILE, COMPOSITION_MODEL] if model is not None else [FILE])
     atomic_write_text(folder / "README.md", ensemble_card(result))
-
-
-def ensemble_card(r: dict[str, Any]) -> str:
-    """The ensemble folder's model card: protocol, test MAEs, interval coverage, OOD flag."""
-    s, m, u = r["split"], r["mae"], r["unit"]
-    iv = r["intervals"][r["interval_score"]]
-    fl = r["ood"]["spread"]
-    cap = f" (seeded subset of {s['n_train_full']:,})" if s["n_train"] < s["n_train_full"] else ""
-    stack = (
-        "ensemble mean alone"
-        if r["stack_weight"] == 1
-        else f"{r['stack_weight']:.2f} x ensemble mean + {1 - r['stack_weight']:.2f} x gradient boosting on Magpie"
-    )
-    if r.get("stack") == "residual":
-        stack = (
-            "ensemble mean + a gradient-boosted residual on [Magpie, heads, spread, Magpie model] fitted on val "
-            "(`crystalsearch/predict/stacking.py`)"
-        )
-    ratio = "n/a" if fl["error_ratio"] is None else f"{fl['error_ratio']:.2f}"
-    grouped = ", grouped by formula" if s["by_formula"] else ""
-    return f"""# {r["property"]} heads: {r["ensemble_size"]}-member seed ensemble
-
-Protocol split (`crystalsearch/train/protocol.py`, seed {s["seed"]}{grouped}) of `{s["dataset"]}`:
-{s["n_train"]:,} train{cap} / {s["n_val"]:,} val / {s["n_calib"]:,} calibration / {s["n_test"]:,} test.
-Members differ by initialisation and batch order only. Point prediction: {stack} (fitted and chosen on val).
-
-| test split | MAE ({u}) |
-|---|---|
-| **ensemble (point prediction)** | **{m["stacked"]:.4g}** |
-| ensemble mean of the heads alone | {m["ensemble"]:.4g} |
-| members | {", ".join(f"{v:.4g}" for v in m["members"])} |
-| random forest on Magpie (same train records) | {m["rf_magpie"]:.4g} |
-| gradient boosting on Magpie | {m["gbm_magpie"]:.4g} |
-| blend ({r["stack_weight"]:.2f} x ensemble + rest boosting) | {m.get("blend", m["stacked"]):.4g} |
-| residual stack (`crystalsearch/predict/stacking.py`) | {_opt(m.get("residual_stack"))} |
-
-{r["nominal_coverage"]:.0%} interval (split conformal, {r["interval_score"]} score, calibrated on the
-calibration split): empirical coverage on test **{iv["coverage"]:.3f}**, mean width {iv["mean_width"]:.4g} {u}.
-Out-of-distribution flag (ensemble spread in {u} above its 90th percentile on calibration): fires on
-{fl["firing_rate"]:.1%} of test materials; their MAE is {ratio} x that of the others.
-
-Measured by `{r.get("command") or "crystalsearch evaluate calibration --fit"}`.
-"""
-
-
-def report(results: list[dict[str, Any]], *, command: str) -> str:
-    """Markdown summary: one row per property."""
-    lines = [
-        "# Calibration of the property heads (protocol test splits)", "", f"`{command}`", "",
-        "| property | n train / calib / test | ensemble MAE | stacked MAE (w) | RF-Magpie MAE | coverage "
-        "(nominal) | mean width | OOD spread flag: error ratio, fires | old similarity flag: ratio, fires |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]  # fmt: skip
-    for r in results:
-        s, m, u = r["split"], r["mae"], r["unit"]
-        iv = r["intervals"][r["interval_score"]]
-        sp, old = r["ood"]["spread"], r["ood"]["similarity_p1"]
-
-        def ratio(f: dict[str, Any]) -> str:
-            return "n/a" if f["error_ratio"] is None else f"{f['error_ratio']:.2f}"
-
-        lines.append(
-            f"| {r['property']} ({u}) | {s['n_train']:,} / {s['n_calib']:,} / {s['n_test']:,} | {m['ensemble']:.4g} | "
-            f"{m['stacked']:.4g} ({_how(r)}) | {m['rf_magpie']:.4g} | {iv['coverage']:.3f} "
-            f"({r['nominal_coverage']:.2f}) | {iv['mean_width']:.4g} | {ratio(sp)}, {sp['firing_rate']:.1%} | "
-            f"{ratio(old)}, {old['firing_rate']:.1%} |"
-        )  # fmt: skip
-    lines += [
-        "",
-        "Interval scores compared: validation coverage / mean width (what chooses the score), then test "
-        "coverage / mean width / median width, test coverage of flagged | unflagged materials:",
-        "",
-    ]
-    for r in results:
-        cells = ", ".join(
-            f"{k}: val {v['val_coverage']:.3f} / {v['val_mean_width']:.4g}, test {v['coverage']:.3f} / "
-            f"{v['mean_width']:.4g} / {v['median_width']:.4g}, {_pct(v['coverage_flagged'])} | "
-            f"{_pct(v['coverage_unflagged'])}"
-            for k, v in r["intervals"].items()
-        )
-        cells = f"**{r['interval_score']}** chosen; " + cells
-        p10 = r["ood"]["similarity_p10"]
-        lines.append(f"- {r['property']}: {cells}; similarity flag at the 10th percentile: error ratio "
-                     f"{'n/a' if p10['error_ratio'] is None else format(p10['error_ratio'], '.2f')}, "
-                     f"fires on {p10['firing_rate']:.1%}{_resplits(r)}")  # fmt: skip
-    return "\n".join(lines) + "\n"
-
-
-def _resplits(r: dict[str, Any]) -> str:
-    rs = r.get("coverage_resplits")
-    if not rs:
-        return ""
-    return (f"; coverage over {rs['repeats']} random re-splits of calibration + test: mean {rs['mean']:.3f} "
-            f"(5-95%: {rs['p05']:.3f}-{rs['p95']:.3f})")  # fmt: skip
-
-
-def _how(r: dict[str, Any]) -> str:
-    """How the point prediction was stacked: ``residual`` or the blend weight of the heads."""
-    return "residual" if r.get("stack") == "residual" else f"{r['stack_weight']:.2f}"
-
-
-def _opt(v: float | None) -> str:
-    return "not fitted (validation split too small)" if v is None else f"{v:.4g}"
-
-
-def _pct(v: float | None) -> str:
-    return "n/a" if v is None else f"{v:.3f}"

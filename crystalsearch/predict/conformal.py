@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 FILE = "calibration.json"
-COMPOSITION_MODEL = "composition.pkl"
+COMPOSITION_MODEL = "composition.npz"  # arrays only: crystalsearch.predict.stacking.load_composition
 SCORES = ("normalised", "absolute")
 OOD_STATISTICS = ("spread_units", "spread")  # members' std in units | in target space (calibrations before it)
 
@@ -47,7 +47,7 @@ class Calibration:
     beta: float
     scores: tuple[float, ...]  # sorted calibration nonconformity scores
     weight: float = 1.0  # of the ensemble mean in the point prediction
-    stack: str = "blend"  # "blend" (weight) | "residual" (composition.pkl holds a stacking.ResidualStack)
+    stack: str = "blend"  # "blend" (weight) | "residual" (composition.npz holds a stacking.ResidualStack)
     ood: str = "spread"  # what the flag thresholds (OOD_STATISTICS); fit writes "spread_units"
     ood_quantile: float = 0.9
     ood_threshold: float = math.inf
@@ -100,7 +100,7 @@ class Calibration:
         return member_spread(members, log=False) if self.ood == "spread_units" else self.spread(members)
 
     def stacked(self) -> bool:
-        """Whether the point prediction needs the composition model (``composition.pkl``)."""
+        """Whether the point prediction needs the composition model (``composition.npz``)."""
         return self.stack == "residual" or self.weight < 1
 
     def covered(self, point: np.ndarray, members: np.ndarray, y: np.ndarray,

@@ -249,22 +249,23 @@ class Predictor:
 
 
 def _calibration_of(folder: Path) -> tuple[Calibration | None, Any]:
-    """The heads folder's conformal calibration and stacked composition model (``None`` when absent)."""
-    from crystalsearch.predict.conformal import COMPOSITION_MODEL, load_calibration
+    """The heads folder's conformal calibration and stacked composition model (``None`` when absent), each
+    file checked against the folder's ``manifest.json`` first (:mod:`crystalsearch.predict.manifest`)."""
+    from crystalsearch.predict.conformal import COMPOSITION_MODEL, FILE, load_calibration
+    from crystalsearch.predict.manifest import verify
+    from crystalsearch.predict.stacking import load_composition
 
+    if (legacy := folder / "composition.pkl").exists():
+        raise CheckpointError(f"{legacy}: a pickled composition model, which crystalsearch never loads (a pickle "
+                              "can run code); rewrite it with `crystalsearch evaluate calibration --fit`")  # fmt: skip
+    verify(folder, [FILE, COMPOSITION_MODEL])
     try:
         calibration = load_calibration(folder)
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise CheckpointError(f"{folder}: unreadable calibration.json ({exc})") from None
-    path = folder / COMPOSITION_MODEL
-    if calibration is None or not calibration.stacked() or not path.is_file():
+        raise CheckpointError(f"{folder / FILE}: unreadable calibration.json ({exc})") from None
+    if calibration is None or not calibration.stacked():
         return calibration, None
-    import pickle
-
-    class _Moved(pickle.Unpickler):  # files written before the stacking module moved into crystalsearch.predict
-        def find_class(self, module: str, name: str) -> Any:
-            moved = "crystalsearch.predict.stacking" if module == "crystalsearch.stacking" else module
-            return super().find_class(moved, name)
-
-    with path.open("rb") as fh:
-        return calibration, _Moved(fh).load()  # noqa: S301 - the package's own model file
+    path = folder / COMPOSITION_MODEL
+    if not path.is_file():
+        raise CheckpointError(f"{path}: missing (the calibration stacks the heads with a composition model)")
+    return calibration, load_composition(path, stack=calibration.stack)

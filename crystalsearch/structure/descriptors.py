@@ -67,7 +67,7 @@ def cached_fingerprints(records: Sequence[Record], name: str, *, directory: Path
     final = (directory or cache_dir()) / "fingerprints" / f"{name}-{_key(records, name)}.npz"
     if not final.exists():
         return None
-    with np.load(final) as data:
+    with np.load(final, allow_pickle=False) as data:
         return np.asarray(data["x"])
 
 
@@ -84,7 +84,7 @@ def fingerprints(
     folder = (directory or cache_dir()) / "fingerprints"
     final = folder / f"{name}-{_key(records, name)}.npz"
     if final.exists():
-        with np.load(final) as data:
+        with np.load(final, allow_pickle=False) as data:
             return np.asarray(data["x"])
     work = final.with_suffix(".chunks")
     work.mkdir(parents=True, exist_ok=True)
@@ -94,7 +94,7 @@ def fingerprints(
     for start in range(0, len(records), CHUNK):
         path = work / f"{start:07d}.npy"
         if final.exists():  # another process (a background featurisation) finished meanwhile
-            with np.load(final) as data:
+            with np.load(final, allow_pickle=False) as data:
                 x = np.asarray(data["x"])
             if progress is not None:
                 progress(len(records) - start)
@@ -107,7 +107,7 @@ def fingerprints(
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     featurize = _featurizer(name, structures)
-            assert structures is not None
+            assert structures is not None  # noqa: S101 - an invariant that narrows the type, not an input check
             rows = [_safe(featurize, s) for s in structures[start : start + CHUNK]]
             if failed := sum(r is None for r in rows):
                 warnings.warn(f"{name}: {failed} of {len(rows)} structures could not be featurised (NaN rows)",

@@ -73,7 +73,7 @@ def _spacegroup_types() -> tuple[dict[int, str], dict[str, int]]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             t = spglib.get_spacegroup_type(hall)
-        assert t is not None
+        assert t is not None  # noqa: S101 - an invariant that narrows the type, not an input check
         number = int(t.number)
         symbols.setdefault(number, str(t.international_short))
         for name in (t.international_short, t.international_full, t.international):

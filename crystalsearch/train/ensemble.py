@@ -14,11 +14,20 @@ import dataclasses
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from crystalsearch.train.config import FinetuneConfig
+
+if TYPE_CHECKING:
+    import torch
+
+    from crystalsearch.data.properties import PropertySpec
+    from crystalsearch.structure.graph.settings import GraphSettings
+    from crystalsearch.structure.graph.store import GraphStore
+    from crystalsearch.train.finetune import TargetTransform
+    from crystalsearch.train.protocol import ProtocolSplit
 
 CONFIG = "heads"  # crystalsearch/configs/heads.toml
 
@@ -65,45 +74,32 @@ def load_ensemble_config(prop: str, path: str | Path | None = None, *, sets: Ite
     return EnsembleConfig(property=prop, seeds=seeds, max_train=max_train, finetune=ft)
 
 
+@dataclasses.dataclass(frozen=True)
+class _Prepared:
+    """What every member of an ensemble shares: the protocol split (``used``: its records, in order;
+    ``train``/``val``/``test`` index into them), labels ``y`` of ``used``, their graphs and the target scaling."""
+
+    spec: PropertySpec
+    split: ProtocolSplit
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+    y: np.ndarray
+    graph: GraphSettings
+    store: GraphStore
+    transform: TargetTransform
+
+
 def train_ensemble(
     config: EnsembleConfig, out: Path, *, command: str = "", log: Callable[[str], None] = print
 ) -> dict[str, Any]:
     """Train (or resume) the members of ``config`` into ``out/seed<k>``; returns a summary per member."""
     import torch
 
-    from crystalsearch.data import datasets
-    from crystalsearch.model.embed import flush_denormal, select_device
-    from crystalsearch.train.card import hardware_of
-    from crystalsearch.train.finetune import (
-        FinetuneResult,
-        TargetTransform,
-        _train_one,
-        init_graph,
-        init_model,
-        predict_store,
-        property_spec,
-        save_finetuned,
-        warm_model,
-        with_seed,
-    )
-    from crystalsearch.train.protocol import protocol_split
+    from crystalsearch.model.embed import select_device
 
-    spec = property_spec(config.property)
     ft = config.finetune
-    ds = datasets.load(spec.dataset)
-    split = protocol_split(config.property, dataset=ds).capped(config.max_train)
-    used = split.used
-    local = {int(g): i for i, g in enumerate(used)}
-    train, val, test = (
-        np.array([local[int(g)] for g in split.part(p)], dtype=np.int64) for p in ("train", "val", "test")
-    )
-    y = ds.targets(spec.column)[used]
-    graph = init_graph(ft.init)
-    t0 = time.perf_counter()
-    store = graph.store_for_records([ds.records[int(i)] for i in used])
-    log(f"{config.property}: {len(used):,} graphs ready in {time.perf_counter() - t0:.0f} s "
-        f"({len(train):,} train, {len(val):,} val, {len(split.calib):,} calib, {len(test):,} test)")  # fmt: skip
-    transform = TargetTransform.fit(y[train], log=spec.log)
+    data = _prepare(config, log)
     device = select_device(None if ft.device == "auto" else ft.device)
     threads = torch.get_num_threads()
     members = []
@@ -116,48 +112,92 @@ def train_ensemble(
                 log(f"{config.property} seed {seed}: done before ({folder}), kept")
                 members.append({"seed": seed, "checkpoint": str(folder), "resumed": True})
                 continue
-            cfg = with_seed(ft, seed)
-            start = time.perf_counter()
-            results = {}
-            partials = {lr: out / f"seed{seed}.lr{lr:g}.partial.pt" for lr in ft.lrs}
-            for lr in ft.lrs:
-                model = (warm_model(ft.warm_start, seed=seed, transform=transform, graph=graph,
-                                    split=split.to_dict()) if ft.warm_start
-                         else init_model(ft.init, seed=seed))  # fmt: skip
-                rng = np.random.default_rng([seed, 7])
-                if partials[lr].is_file():
-                    log(f"{config.property} seed {seed}: resuming from {partials[lr]}")
-                with flush_denormal(device):
-                    results[lr] = _train_one(model, store, y, train, val, transform=transform, config=cfg, lr=lr,
-                                             device=device, rng=rng, checkpoint=partials[lr],
-                                             on_epoch=_epoch_logger(log, config.property, seed, spec.unit,
-                                                                    cfg.epochs))  # fmt: skip
-            best_lr = min(results, key=lambda lr: results[lr][1])
-            model, val_mae, epochs = results[best_lr]
-            pred = transform.inverse(predict_store(model, store, test, device=device))
-            spent = sum(_elapsed(path) for path in partials.values()) or time.perf_counter() - start
-            result = FinetuneResult(
-                property=spec.name, init=ft.init, lr=best_lr, epochs_run=epochs, val_mae=val_mae,
-                test_mae=float(np.mean(np.abs(pred - y[test]))), unit=spec.unit, n_train=len(train),
-                n_val=len(val), n_test=len(test), wall_time_s=spent,
-                lr_grid={lr: r[1] for lr, r in results.items()}, model=model.cpu(), transform=transform,
-                test_predictions=pred, test_indices=split.test, graph=graph, hardware=hardware_of(device),
-            )  # fmt: skip
-            history = warm_history(ft.warm_start, seed) if ft.warm_start else []
-            extra = protocol_note(split.to_dict()) + history_note(history, transform=transform.to_dict())
-            save_finetuned(result, folder, cfg, command=command or None, extra_card=extra,
-                           metadata={"protocol": split.to_dict(), "history": history})  # fmt: skip
-            for partial in partials.values():
-                partial.unlink(missing_ok=True)
-            members.append({"seed": seed, "checkpoint": str(folder), "epochs_run": epochs, "lr": best_lr,
-                            "val_mae": val_mae, "test_mae": result.test_mae,
-                            "wall_time_s": round(result.wall_time_s, 1)})  # fmt: skip
-            log(f"{config.property} seed {seed}: {epochs} epochs, val MAE {val_mae:.4g}, member test MAE "
-                f"{result.test_mae:.4g} {spec.unit}, {result.wall_time_s / 60:.1f} min -> {folder}")  # fmt: skip
+            members.append(_train_member(config, data, seed=seed, out=out, device=device, command=command, log=log))
     finally:
         torch.set_num_threads(threads)
-    return {"property": config.property, "split": split.to_dict(), "members": members,
+    return {"property": config.property, "split": data.split.to_dict(), "members": members,
             "config": dataclasses.asdict(config)}  # fmt: skip
+
+
+def _prepare(config: EnsembleConfig, log: Callable[[str], None]) -> _Prepared:
+    """The protocol split (capped at ``max_train``), its labels and graphs, and the target scaling."""
+    from crystalsearch.data import datasets
+    from crystalsearch.train.finetune import TargetTransform, init_graph, property_spec
+    from crystalsearch.train.protocol import protocol_split
+
+    spec = property_spec(config.property)
+    ds = datasets.load(spec.dataset)
+    split = protocol_split(config.property, dataset=ds).capped(config.max_train)
+    used = split.used
+    local = {int(g): i for i, g in enumerate(used)}
+    train, val, test = (
+        np.array([local[int(g)] for g in split.part(p)], dtype=np.int64) for p in ("train", "val", "test")
+    )
+    y = ds.targets(spec.column)[used]
+    graph = init_graph(config.finetune.init)
+    t0 = time.perf_counter()
+    store = graph.store_for_records([ds.records[int(i)] for i in used])
+    log(f"{config.property}: {len(used):,} graphs ready in {time.perf_counter() - t0:.0f} s "
+        f"({len(train):,} train, {len(val):,} val, {len(split.calib):,} calib, {len(test):,} test)")  # fmt: skip
+    return _Prepared(spec=spec, split=split, train=train, val=val, test=test, y=y, graph=graph, store=store,
+                     transform=TargetTransform.fit(y[train], log=spec.log))  # fmt: skip
+
+
+def _train_member(config: EnsembleConfig, data: _Prepared, *, seed: int, out: Path, device: torch.device,
+                  command: str, log: Callable[[str], None]) -> dict[str, Any]:  # fmt: skip
+    """Train member ``seed`` at each learning rate of the grid (each resuming from its per-epoch loop state),
+    keep the one with the lowest val MAE as ``out/seed<seed>`` and remove the loop states."""
+    from crystalsearch.model.embed import flush_denormal
+    from crystalsearch.train.card import hardware_of
+    from crystalsearch.train.finetune import (
+        FinetuneResult,
+        _train_one,
+        init_model,
+        predict_store,
+        save_finetuned,
+        warm_model,
+        with_seed,
+    )
+
+    ft, spec, split, y = config.finetune, data.spec, data.split, data.y
+    folder = out / f"seed{seed}"
+    cfg = with_seed(ft, seed)
+    start = time.perf_counter()
+    results = {}
+    partials = {lr: out / f"seed{seed}.lr{lr:g}.partial.pt" for lr in ft.lrs}
+    for lr in ft.lrs:
+        model = (warm_model(ft.warm_start, seed=seed, transform=data.transform, graph=data.graph,
+                            split=split.to_dict()) if ft.warm_start
+                 else init_model(ft.init, seed=seed))  # fmt: skip
+        rng = np.random.default_rng([seed, 7])
+        if partials[lr].is_file():
+            log(f"{config.property} seed {seed}: resuming from {partials[lr]}")
+        with flush_denormal(device):
+            results[lr] = _train_one(model, data.store, y, data.train, data.val, transform=data.transform,
+                                     config=cfg, lr=lr, device=device, rng=rng, checkpoint=partials[lr],
+                                     on_epoch=_epoch_logger(log, config.property, seed, spec.unit,
+                                                            cfg.epochs))  # fmt: skip
+    best_lr = min(results, key=lambda lr: results[lr][1])
+    model, val_mae, epochs = results[best_lr]
+    pred = data.transform.inverse(predict_store(model, data.store, data.test, device=device))
+    spent = sum(_elapsed(path) for path in partials.values()) or time.perf_counter() - start
+    result = FinetuneResult(
+        property=spec.name, init=ft.init, lr=best_lr, epochs_run=epochs, val_mae=val_mae,
+        test_mae=float(np.mean(np.abs(pred - y[data.test]))), unit=spec.unit, n_train=len(data.train),
+        n_val=len(data.val), n_test=len(data.test), wall_time_s=spent,
+        lr_grid={lr: r[1] for lr, r in results.items()}, model=model.cpu(), transform=data.transform,
+        test_predictions=pred, test_indices=split.test, graph=data.graph, hardware=hardware_of(device),
+    )  # fmt: skip
+    history = warm_history(ft.warm_start, seed) if ft.warm_start else []
+    extra = protocol_note(split.to_dict()) + history_note(history, transform=data.transform.to_dict())
+    save_finetuned(result, folder, cfg, command=command or None, extra_card=extra,
+                   metadata={"protocol": split.to_dict(), "history": history})  # fmt: skip
+    for partial in partials.values():
+        partial.unlink(missing_ok=True)
+    log(f"{config.property} seed {seed}: {epochs} epochs, val MAE {val_mae:.4g}, member test MAE "
+        f"{result.test_mae:.4g} {spec.unit}, {result.wall_time_s / 60:.1f} min -> {folder}")  # fmt: skip
+    return {"seed": seed, "checkpoint": str(folder), "epochs_run": epochs, "lr": best_lr, "val_mae": val_mae,
+            "test_mae": result.test_mae, "wall_time_s": round(result.wall_time_s, 1)}  # fmt: skip
 
 
 def _epoch_logger(log: Callable[[str], None], prop: str, seed: int, unit: str,
@@ -174,11 +214,11 @@ def _epoch_logger(log: Callable[[str], None], prop: str, seed: int, unit: str,
 
 def _elapsed(partial: Path) -> float:
     """Training seconds a member's loop state records over all the processes that ran it (0 if none)."""
-    import torch
+    from crystalsearch.train.finetune import read_loop
 
     if not partial.is_file():
         return 0.0
-    return float(torch.load(partial, map_location="cpu", weights_only=False).get("elapsed_s", 0.0))
+    return float(read_loop(partial)["elapsed_s"])
 
 
 def warm_history(source: str, seed: int) -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ goes into the checkpoint's model card.
 from __future__ import annotations
 
 import copy
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -19,6 +20,7 @@ import numpy as np
 import torch
 
 from crystalsearch.data.properties import PROPERTIES, PropertySpec
+from crystalsearch.errors import CheckpointError
 from crystalsearch.model.cgcnn import EncoderConfig, PropertyModel
 from crystalsearch.model.embed import flush_denormal, select_device
 from crystalsearch.paths import command_line
@@ -156,7 +158,7 @@ def _train_one(model: PropertyModel, store: GraphStore, y: np.ndarray, train: np
     best, best_state, since, epochs = float("inf"), copy.deepcopy(model.state_dict()), 0, 0
     t0, before = time.perf_counter(), 0.0  # seconds spent by earlier processes on this member (resumed runs)
     if checkpoint is not None and checkpoint.is_file():
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        state = read_loop(checkpoint)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         if sched is not None:
@@ -165,7 +167,7 @@ def _train_one(model: PropertyModel, store: GraphStore, y: np.ndarray, train: np
                 sched.T_max = max(1, config.epochs)  # resumed with another `epochs`: anneal to the new end
         best, best_state, since, epochs = state["best"], state["best_state"], state["since"], state["epoch"]
         rng.bit_generator.state = state["rng"]
-        before = float(state.get("elapsed_s", 0.0))
+        before = state["elapsed_s"]
     while epochs < config.epochs and since < config.patience:
         epochs += 1
         model.train()
@@ -252,7 +254,7 @@ def retarget(model: PropertyModel, *, old: TargetTransform, new: TargetTransform
     (``z' = z * old.std / new.std + (old.mean - new.mean) / new.std``; same values in units, before clipping)."""
     scale, shift = old.std / new.std, (old.mean - new.mean) / new.std
     last = model.head.net[-1]
-    assert isinstance(last, torch.nn.Linear)
+    assert isinstance(last, torch.nn.Linear)  # noqa: S101 - an invariant that narrows the type, not an input check
     with torch.no_grad():
         last.weight.mul_(scale)
         last.bias.mul_(scale).add_(shift)
@@ -265,9 +267,32 @@ def _save_loop(path: Path, *, model: PropertyModel, opt: torch.optim.Optimizer,
 
     state = {"model": model.state_dict(), "optimizer": opt.state_dict(),
              "schedule": None if sched is None else sched.state_dict(), "best": best, "best_state": best_state,
-             "since": since, "epoch": epoch, "rng": rng.bit_generator.state, "elapsed_s": elapsed_s}  # fmt: skip
+             "since": since, "epoch": epoch, "rng": json.dumps(rng.bit_generator.state),
+             "elapsed_s": elapsed_s}  # fmt: skip
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda fh: torch.save(state, fh))
+
+
+LOOP_KEYS = ("model", "optimizer", "schedule", "best", "best_state", "since", "epoch", "rng")
+
+
+def read_loop(path: Path) -> dict[str, Any]:
+    """A member's resume state as :func:`_save_loop` wrote it: tensors and plain values only, read with
+    ``weights_only=True`` (the batch-order RNG state is a JSON string); :class:`CheckpointError` naming the
+    file when it is anything else."""
+    from crystalsearch.model.checkpoint import load_tensors
+
+    state = load_tensors(path, what="resume state")
+    missing = [k for k in LOOP_KEYS if k not in state]
+    try:
+        if missing:
+            raise ValueError(f"missing {', '.join(missing)}")
+        rng = json.loads(state["rng"]) if isinstance(state["rng"], str) else state["rng"]
+        if not isinstance(rng, dict):
+            raise ValueError("malformed rng state")
+        return {**state, "rng": rng, "elapsed_s": float(state.get("elapsed_s", 0.0))}
+    except (ValueError, TypeError) as exc:
+        raise CheckpointError(f"{path}: cannot resume from it ({exc})") from None
 
 
 def finetune(

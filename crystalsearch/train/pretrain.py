@@ -22,6 +22,7 @@ from crystalsearch import distributed as D
 from crystalsearch.atomic import append_jsonl, atomic_write, atomic_write_json, read_jsonl, write_jsonl
 from crystalsearch.errors import CheckpointError
 from crystalsearch.model.cgcnn import ContrastiveModel
+from crystalsearch.model.checkpoint import load_tensors
 from crystalsearch.model.compile import MaybeCompiled
 from crystalsearch.model.embed import flush_denormal, select_device, use_bf16
 from crystalsearch.paths import command_line
@@ -101,20 +102,25 @@ def pretrain(
         torch.set_num_threads(threads)
 
 
+def _resume_state(out: Path) -> dict[str, Any]:
+    """The run's per-epoch state (tensors and plain values, ``weights_only=True``); one line when unusable."""
+    ckpt = out / CHECKPOINT
+    if not ckpt.is_file():
+        raise CheckpointError(f"{out}: nothing to resume (no {CHECKPOINT})")
+    state = load_tensors(ckpt, what="training state")
+    if missing := [k for k in ("model", "optimizer", "epoch", "torch_rng", "wall_time_s") if k not in state]:
+        raise CheckpointError(f"{ckpt}: cannot resume from it (missing {', '.join(missing)})")
+    return state
+
+
 def _pretrain(config: PretrainConfig, *, device: torch.device, out: Path, resume: bool, show_progress: bool,
               command: str) -> PretrainResult:  # fmt: skip
     from crystalsearch.data import datasets
 
     dist = D.init_distributed(device)
     device = dist.device
-    start_epoch = 0
-    state: dict[str, Any] | None = None
-    if resume:
-        ckpt = out / CHECKPOINT
-        if not ckpt.is_file():
-            raise CheckpointError(f"{out}: nothing to resume (no {CHECKPOINT})")
-        state = torch.load(ckpt, map_location="cpu", weights_only=True)
-        start_epoch = int(state["epoch"])
+    state = _resume_state(out) if resume else None
+    start_epoch = int(state["epoch"]) if state else 0
     if dist.is_main:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out / "config.json", config_dict(config))

@@ -138,7 +138,7 @@ class GraphStore:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> GraphStore:
-        with np.load(path) as data:
+        with np.load(path, allow_pickle=False) as data:
             meta = data["meta"]
             if int(meta[0]) != STORE_VERSION:
                 raise ValueError(f"{path}: graph cache version {int(meta[0])}, expected {STORE_VERSION}")
