@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from crystalsearch.errors import InputError
 from crystalsearch.identity.known import KnownChecker, MatchCriterion, fit_rms, query_key, reduce_structure
 
 if TYPE_CHECKING:
@@ -85,10 +86,29 @@ class Candidate:
 
     @classmethod
     def from_journal(cls, data: dict[str, Any]) -> Candidate:
+        """A candidate from its journal form; ValueError or TypeError when a field is missing or of another type."""
         vector = data.pop("vector", None)
+        matches = data.get("matches", [])
+        if not isinstance(matches, list) or not all(isinstance(m, str) for m in matches):
+            raise TypeError("matches must be a list of strings")
         data["matches"] = tuple(data.get("matches", ()))
-        vec = None if vector is None else np.frombuffer(base64.b64decode(vector), dtype=np.float32)
+        for name, kinds in _JOURNAL_TYPES.items():
+            if name in data and not isinstance(data[name], kinds):
+                raise TypeError(f"{name} is {type(data[name]).__name__}")
+        if data.get("status") not in ("known", "novel", "error"):
+            raise ValueError(f"status {data.get('status')!r}")
+        if vector is not None and not isinstance(vector, str):
+            raise TypeError("vector must be base64 text")
+        vec = None if vector is None else np.frombuffer(base64.b64decode(vector, validate=True), dtype=np.float32)
         return cls(**data, vector=vec)
+
+
+_OPTIONAL_TEXT = (str, type(None))
+_JOURNAL_TYPES: dict[str, tuple[type, ...]] = {
+    "label": (str,), "status": (str,), "formula": _OPTIONAL_TEXT, "spacegroup": (int, type(None)),
+    "material_id": _OPTIONAL_TEXT, "rms_angstrom": (int, float, type(None)), "reason": (str,), "pairs": (int,),
+    "structure": _OPTIONAL_TEXT,
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -210,6 +230,12 @@ def _digest(source: Source) -> str:
 
 
 # -- the journal ----------------------------------------------------------------------------------------
+def _warn(message: str) -> None:
+    import sys
+
+    print(message, file=sys.stderr)
+
+
 def _journal_header(catalog: Catalog, criterion: MatchCriterion) -> dict[str, Any]:
     m = catalog.manifest
     files = {k: v.sha256 for k, v in sorted(m.files.items())}
@@ -217,16 +243,48 @@ def _journal_header(catalog: Catalog, criterion: MatchCriterion) -> dict[str, An
     return {"journal": JOURNAL_FORMAT, "index": ident, "criterion": criterion.describe()}
 
 
-def _read_journal(path: Path, header: dict[str, Any]) -> list[dict[str, Any]]:
-    """Lines of finished files of an earlier run (none if the journal is absent or for another index/criterion)."""
-    from crystalsearch.atomic import read_jsonl
+def _read_journal(path: Path, header: dict[str, Any], notify: Callable[[str], None]) -> list[dict[str, Any]]:
+    """Lines of finished files of an earlier run (none if the journal is absent or for another index/criterion).
 
-    if not path.is_file():
+    A torn or garbled last line (an interrupted write) is dropped with a warning, and its file is checked again;
+    a damaged line before it is refused as :class:`InputError` naming the journal and the line.
+    """
+    from crystalsearch.atomic import read_jsonl_numbered
+
+    def torn(n: int) -> None:
+        notify(f"warning: {path}: line {n} is torn or garbled (an interrupted write); dropped, its file is "
+               "checked again")  # fmt: skip
+
+    lines = read_jsonl_numbered(path, on_torn=torn)
+    if not lines or lines[0][1] != header:
         return []
-    lines = read_jsonl(path)
-    if not lines or lines[0] != header:
-        return []
-    return [line for line in lines[1:] if isinstance(line, dict) and {"source", "sha256", "candidates"} <= set(line)]
+    kept = []
+    for k, (n, line) in enumerate(lines[1:], 2):
+        problem = _journal_line_problem(line)
+        if problem is None:
+            kept.append(line)
+        elif k == len(lines):
+            torn(n)
+        else:
+            raise InputError(str(path), f"line {n} is not a novelty journal entry ({problem}); delete the journal "
+                             "to check every file again")  # fmt: skip
+    return kept
+
+
+def _journal_line_problem(line: Any) -> str | None:
+    """Why ``line`` is not a journal entry (None when it is one: every candidate loads)."""
+    if not isinstance(line, dict) or not {"source", "sha256", "candidates"} <= set(line):
+        return "expected an object with source, sha256 and candidates"
+    if not isinstance(line["source"], str) or not isinstance(line["sha256"], str):
+        return "source and sha256 must be strings"
+    if not isinstance(line["candidates"], list) or not all(isinstance(c, dict) for c in line["candidates"]):
+        return "candidates must be a list of objects"
+    for c in line["candidates"]:
+        try:
+            Candidate.from_journal(dict(c))
+        except (TypeError, ValueError) as exc:
+            return f"a candidate does not load: {exc}"
+    return None
 
 
 class _Journal:
@@ -261,10 +319,13 @@ def check_novelty(
     chunk_files: int = 32,
     journal: Path | None = None,
     progress: bool | Callable[[int], None] = False,
+    notify: Callable[[str], None] | None = None,
 ) -> NoveltyReport:
-    """Unique, known and novel candidates among files, folders, globs and multi-structure files."""
+    """Unique, known and novel candidates among files, folders, globs and multi-structure files.
+
+    ``notify`` gets warning lines (a torn last line of the journal dropped); default: standard error.
+    """
     from crystalsearch.catalog.build import _bar
-    from crystalsearch.errors import InputError
     from crystalsearch.identity.catalog import Catalog
     from crystalsearch.io.sources import expand_sources
 
@@ -273,7 +334,7 @@ def check_novelty(
         header = _journal_header(catalog, criterion)
     entries = list(expand_sources([os.fspath(c) for c in candidates]))
     sources = [e for e in entries if not isinstance(e, InputError)]
-    kept = _read_journal(journal, header) if journal is not None else []
+    kept = _read_journal(journal, header, notify or _warn) if journal is not None else []
     done = {(line["source"], line["sha256"]): line for line in kept}
     log = _Journal(journal, header, list(done.values()))
     results: dict[str, list[Candidate]] = {}
