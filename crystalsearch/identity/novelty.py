@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -34,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from crystalsearch.errors import InputError
+from crystalsearch.identity.journal import Journal, journal_header, read_journal, warn
 from crystalsearch.identity.known import KnownChecker, MatchCriterion, fit_rms, query_key, reduce_structure
 
 if TYPE_CHECKING:
@@ -43,8 +43,6 @@ if TYPE_CHECKING:
     from crystalsearch.io.sources import Source
 
 __all__ = ["Candidate", "NoveltyReport", "check_novelty"]
-
-JOURNAL_FORMAT = "crystalsearch-novelty/1"
 
 
 @dataclass(frozen=True)
@@ -109,6 +107,10 @@ _JOURNAL_TYPES: dict[str, tuple[type, ...]] = {
     "material_id": _OPTIONAL_TEXT, "rms_angstrom": (int, float, type(None)), "reason": (str,), "pairs": (int,),
     "structure": _OPTIONAL_TEXT,
 }  # fmt: skip
+
+
+def _load_candidate(data: dict[str, Any]) -> None:
+    Candidate.from_journal(dict(data))
 
 
 @dataclass(frozen=True)
@@ -229,86 +231,6 @@ def _digest(source: Source) -> str:
     return h.hexdigest()
 
 
-# -- the journal ----------------------------------------------------------------------------------------
-def _warn(message: str) -> None:
-    import sys
-
-    print(message, file=sys.stderr)
-
-
-def _journal_header(catalog: Catalog, criterion: MatchCriterion) -> dict[str, Any]:
-    m = catalog.manifest
-    files = {k: v.sha256 for k, v in sorted(m.files.items())}
-    ident = hashlib.sha256(json.dumps([m.count, m.encoder.hash, files], sort_keys=True).encode()).hexdigest()[:16]
-    return {"journal": JOURNAL_FORMAT, "index": ident, "criterion": criterion.describe()}
-
-
-def _read_journal(path: Path, header: dict[str, Any], notify: Callable[[str], None]) -> list[dict[str, Any]]:
-    """Lines of finished files of an earlier run (none if the journal is absent or for another index/criterion).
-
-    A torn or garbled last line (an interrupted write) is dropped with a warning, and its file is checked again;
-    a damaged line before it is refused as :class:`InputError` naming the journal and the line.
-    """
-    from crystalsearch.atomic import read_jsonl_numbered
-
-    def torn(n: int) -> None:
-        notify(f"warning: {path}: line {n} is torn or garbled (an interrupted write); dropped, its file is "
-               "checked again")  # fmt: skip
-
-    lines = read_jsonl_numbered(path, on_torn=torn)
-    if not lines or lines[0][1] != header:
-        return []
-    kept = []
-    for k, (n, line) in enumerate(lines[1:], 2):
-        problem = _journal_line_problem(line)
-        if problem is None:
-            kept.append(line)
-        elif k == len(lines):
-            torn(n)
-        else:
-            raise InputError(str(path), f"line {n} is not a novelty journal entry ({problem}); delete the journal "
-                             "to check every file again")  # fmt: skip
-    return kept
-
-
-def _journal_line_problem(line: Any) -> str | None:
-    """Why ``line`` is not a journal entry (None when it is one: every candidate loads)."""
-    if not isinstance(line, dict) or not {"source", "sha256", "candidates"} <= set(line):
-        return "expected an object with source, sha256 and candidates"
-    if not isinstance(line["source"], str) or not isinstance(line["sha256"], str):
-        return "source and sha256 must be strings"
-    if not isinstance(line["candidates"], list) or not all(isinstance(c, dict) for c in line["candidates"]):
-        return "candidates must be a list of objects"
-    for c in line["candidates"]:
-        try:
-            Candidate.from_journal(dict(c))
-        except (TypeError, ValueError) as exc:
-            return f"a candidate does not load: {exc}"
-    return None
-
-
-class _Journal:
-    """Header and the kept lines rewritten atomically (a torn last line dropped), then one line per file."""
-
-    def __init__(self, path: Path | None, header: dict[str, Any], kept: list[dict[str, Any]]) -> None:
-        from crystalsearch.atomic import write_jsonl
-
-        self.fh = None
-        if path is not None:
-            write_jsonl(path, [header, *kept])
-            self.fh = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed by close()
-
-    def write(self, obj: dict[str, Any]) -> None:
-        if self.fh is not None:
-            self.fh.write(json.dumps(obj, separators=(",", ":")) + "\n")
-            self.fh.flush()
-
-    def close(self) -> None:
-        if self.fh is not None:
-            os.fsync(self.fh.fileno())
-            self.fh.close()
-
-
 # -- the batch ------------------------------------------------------------------------------------------
 def check_novelty(
     candidates: Sequence[str | os.PathLike[str]],
@@ -331,12 +253,12 @@ def check_novelty(
 
     with Catalog.open(index, progress=bool(progress)) as catalog:
         folder = str(catalog.path)
-        header = _journal_header(catalog, criterion)
+        header = journal_header(catalog, criterion)
     entries = list(expand_sources([os.fspath(c) for c in candidates]))
     sources = [e for e in entries if not isinstance(e, InputError)]
-    kept = _read_journal(journal, header, notify or _warn) if journal is not None else []
+    kept = read_journal(journal, header, notify=notify or warn, load=_load_candidate) if journal is not None else []
     done = {(line["source"], line["sha256"]): line for line in kept}
-    log = _Journal(journal, header, list(done.values()))
+    log = Journal(journal, header, list(done.values()))
     results: dict[str, list[Candidate]] = {}
     pending = []
     for src in sources:
