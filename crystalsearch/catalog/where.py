@@ -24,13 +24,13 @@ position: ``--where: unknown column 'colour' at character 18: band_gap > 1 AND >
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
+from crystalsearch.catalog.where_tokens import Token, tokenize, where_error
 from crystalsearch.data.properties import ALIASES as PROPERTY_ALIASES
 from crystalsearch.errors import InputError
 
@@ -50,25 +50,7 @@ MAX_WHERE_TOKENS = 400
 MAX_WHERE_DEPTH = 32
 _CMP = ("=", "==", "!=", "<>", "<", "<=", ">", ">=")
 _POSTFIX = ("in", "between", "like")  # NOT IN, NOT BETWEEN, NOT LIKE
-KEYWORDS = frozenset({"and", "or", "not", "in", "between", "like", "is", "null", "none"})
 _HIDDEN = frozenset({"id", "label_sources"})  # row number and provenance JSON: not filterable
-
-_TOKEN = re.compile(
-    r"""\s*(?:
-        (?P<number>(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?(?![A-Za-z_.]))
-      | (?P<string>'(?:[^']|'')*'|"(?:[^"]|"")*")
-      | (?P<name>[A-Za-z_][A-Za-z_0-9]*)
-      | (?P<op><=|>=|==|!=|<>|[<>=+\-*/(),])
-    )""",
-    re.VERBOSE,
-)
-
-
-@dataclass(frozen=True)
-class Token:
-    kind: str  # number, string, name, keyword, op, end
-    text: str
-    pos: int  # 0-based character offset in the expression
 
 
 @cache
@@ -88,7 +70,7 @@ def columns() -> dict[str, bool]:
 class _Parser:
     def __init__(self, text: str) -> None:
         self.text = text
-        self.tokens = self._tokenize(text)
+        self.tokens = tokenize(text)
         self.i = 0
         self.depth = 0
         self.tried: dict[int, InputError | None] = {}
@@ -106,34 +88,7 @@ class _Parser:
 
     # -- errors and tokens -----------------------------------------------------------------------
     def error(self, reason: str, token: Token | None = None, *, hint: str = "") -> InputError:
-        tok = token or self.peek()
-        if tok.kind == "end":
-            err = InputError("--where", f"{reason} at the end of: {self.text}{hint}")
-        else:
-            marked = f"{self.text[: tok.pos]}>>{tok.text}<<{self.text[tok.pos + len(tok.text) :]}"
-            err = InputError("--where", f"{reason} at character {tok.pos + 1}: {marked}{hint}")
-        err.pos = tok.pos  # type: ignore[attr-defined]
-        return err
-
-    def _tokenize(self, text: str) -> list[Token]:
-        tokens: list[Token] = []
-        pos = 0
-        while pos < len(text):
-            if not text[pos:].strip():
-                break
-            match = _TOKEN.match(text, pos)
-            start = len(text[pos:]) - len(text[pos:].lstrip()) + pos
-            if match is None or match.end() == pos:
-                char = text[start]
-                raise self.error(f"unexpected character {char!r}", Token("op", char, start))
-            kind = match.lastgroup or "op"
-            value, at = match.group(kind), match.start(kind)
-            if kind == "name" and value.lower() in KEYWORDS:
-                kind = "keyword"
-            tokens.append(Token(kind, value, at))
-            pos = match.end()
-        tokens.append(Token("end", "", len(text)))
-        return tokens
+        return where_error(self.text, reason, token or self.peek(), hint=hint)
 
     def peek(self, ahead: int = 0) -> Token:
         return self.tokens[min(self.i + ahead, len(self.tokens) - 1)]
