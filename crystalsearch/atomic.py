@@ -96,23 +96,41 @@ def append_jsonl(path: Path, row: Any, *, default: Any = None) -> None:
         os.fsync(fh.fileno())
 
 
-def read_jsonl(path: Path) -> list[Any]:
-    """Rows of a JSON-lines file. Only the last line may be torn (an append cut short), and only it is
-    dropped; an unparseable line anywhere else is damage, reported as :class:`InputError`."""
+def read_jsonl(path: Path, *, on_torn: Callable[[int], None] | None = None) -> list[Any]:
+    """Rows of a JSON-lines file. Only the last line may be torn (an append cut short or garbled: not JSON, or
+    not UTF-8 text), and only it is dropped (``on_torn`` is told its line number); an unreadable line anywhere
+    else is damage, reported as :class:`InputError`."""
+    return [row for _, row in read_jsonl_numbered(path, on_torn=on_torn)]
+
+
+def read_jsonl_numbered(path: Path, *, on_torn: Callable[[int], None] | None = None) -> list[tuple[int, Any]]:
+    """:func:`read_jsonl` with each row's line number (1-based)."""
     if not path.is_file():
         return []
-    lines = path.read_text().split("\n")
+    lines = path.read_bytes().split(b"\n")
+    last = max((n for n, line in enumerate(lines, 1) if line.strip()), default=0)
     rows = []
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
+    for n, raw in enumerate(lines, 1):
+        if not raw.strip():
             continue
         try:
-            rows.append(json.loads(line))
+            rows.append((n, json.loads(raw.decode("utf-8"))))
+        except UnicodeDecodeError:
+            if n == last:
+                _torn(on_torn, n)
+                break
+            raise InputError(str(path), f"line {n} is not UTF-8 text") from None
         except ValueError:
-            if n == len(lines):  # no newline after it: the append was cut short
+            if n == last:
+                _torn(on_torn, n)
                 break
             raise InputError(str(path), f"line {n} is not JSON") from None
     return rows
+
+
+def _torn(on_torn: Callable[[int], None] | None, n: int) -> None:
+    if on_torn is not None:
+        on_torn(n)
 
 
 def file_sha256(path: Path) -> str:

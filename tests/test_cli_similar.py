@@ -104,7 +104,7 @@ def test_index_build_add_info(tmp_path: Path, index_dir: Path) -> None:
     assert sorted(data["added"]) == ["BaTiO3", "GaAs", "LiFePO4", "TiO2_rutile"] and data["materials"] == 6
     assert sorted(data["refused"]) == [str(EXAMPLES / "NaCl.cif"), str(EXAMPLES / "Si.cif")]
     assert all("is already in the index" in f for f in data["failed"])
-    result = run("index", "info", "--index", out, "--json", "--verify")
+    result = run("index", "info", "--index", out, "--json")
     info = json.loads(result.stdout)  # type: ignore[attr-defined]
     assert info["schema_version"] == 1 and info["command"] == "index info"
     assert info["count"] == 6 and info["database"]["materials"] == 6 and info["checksums"] == "ok"

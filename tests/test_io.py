@@ -181,7 +181,11 @@ def _bad_files(nacl: Structure, tmp_path: Path) -> dict[str, tuple[Path, str]]:
         "tiny": (_cif_text(tiny), r"absurd cell: lattice length a = 0\.1 Å is below 0\.5 Å"),
         "huge": (_cif_text(huge), r"absurd cell: 1e\+07 Å\^3 per atom exceeds 10,000 Å\^3"),
         "flat": (p1.replace("_cell_angle_gamma   90.00000000", "_cell_angle_gamma   0.0001"), r"absurd cell"),
-        "too_many": (_cif_text(big), r"640 sites exceeds the limit of 500 \(--max-sites\)"),
+        "too_many": (
+            _cif_text(big),
+            r"640 sites is over the limit of 500 per structure; raise it with "
+            r"`crystalsearch --max-query-sites N <command>`",
+        ),
         "disordered": (
             _cif_text(disordered),
             r"disordered structure \(partial occupancy on 4 sites\); crystalsearch needs an ordered "
@@ -264,7 +268,7 @@ def test_missing_inputs(tmp_path: Path) -> None:
 
 
 def test_max_sites_option(nacl: Structure) -> None:
-    with pytest.raises(InputError, match=r"8 sites exceeds the limit of 4 \(--max-sites\)"):
+    with pytest.raises(InputError, match=r"8 sites is over the limit of 4 per structure.*--max-query-sites"):
         check_structure(nacl, source="x", max_sites=4)
     check_structure(nacl, source="x", max_sites=8)
     assert len(read_structure(EXAMPLES / "LiFePO4.cif", max_sites=28)) == 28
@@ -333,3 +337,31 @@ def test_pauling_file_blocks_each_reported() -> None:
     }
     assert "OH" in reasons[f"{path}#sm_isp_SD1601634-standardized_unitcell"]
     assert "no atoms" in reasons[f"{path}#sm_isp_SD1601634-published_cell"]
+
+
+def test_the_site_limit_message_names_the_option_that_raises_it(
+    tmp_path: Path, nacl: Structure, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """640 sites (a 4x4x5 NaCl supercell) are refused by default; `crystalsearch --max-query-sites N` raises the
+    limit for the command (and its worker processes, through the environment); search's --max-sites does not."""
+    from typer.testing import CliRunner
+
+    from crystalsearch.cli import app
+    from crystalsearch.io.checks import MAX_SITES_ENV
+
+    monkeypatch.delenv(MAX_SITES_ENV, raising=False)
+    big = tmp_path / "big.cif"
+    big.write_text(_cif_text(nacl * (4, 4, 5)))
+    out = tmp_path / "e.npy"
+    result = CliRunner().invoke(app, ["embed", str(big), "--encoder", "random", "--out", str(out)])
+    assert result.exit_code == 2 and "--max-query-sites" in result.output and not out.exists()
+    try:
+        result = CliRunner().invoke(app, ["--max-query-sites", "700", "embed", str(big), "--encoder", "random",
+                                          "--out", str(out)])  # fmt: skip
+        assert result.exit_code == 0, result.output
+        assert out.exists() and len(read_structure(big)) == 640
+    finally:
+        monkeypatch.delenv(MAX_SITES_ENV, raising=False)
+    monkeypatch.setenv(MAX_SITES_ENV, "lots")
+    with pytest.raises(InputError, match=f"{MAX_SITES_ENV}: must be a whole number"):
+        read_structure(big)

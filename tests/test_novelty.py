@@ -21,6 +21,7 @@ from crystalsearch.catalog.build import build_index
 from crystalsearch.cli import app
 from crystalsearch.data import datasets
 from crystalsearch.data.entries import entries_from_structures, entry_from_record
+from crystalsearch.errors import InputError
 from crystalsearch.identity.catalog import Catalog
 from crystalsearch.identity.known import KnownChecker, MatchCriterion
 from crystalsearch.identity.novelty import check_novelty
@@ -188,6 +189,53 @@ def test_novelty_resumes_from_its_journal(tmp_path: Path, index_dir: Path, recor
     shutil.copy(folder / "d_rbcl.cif", folder / "a_batio3.cif")  # a changed file is checked again
     third = check_novelty([str(folder)], index=str(index_dir), journal=journal, workers=2, chunk_files=1)
     assert third.resumed == 5 and {Path(c.label).name: c.status for c in third.candidates}["a_batio3.cif"] == "novel"
+
+
+@pytest.fixture(scope="module")
+def journal_run(tmp_path_factory: pytest.TempPathFactory, index_dir: Path, records: dict[str, Any]) -> tuple:
+    """Candidates, the journal of a finished run over them and its report."""
+    root = tmp_path_factory.mktemp("journal")
+    write_candidates(root / "cands", records)
+    report = check_novelty([str(root / "cands")], index=str(index_dir), journal=root / "novelty.jsonl")
+    return root / "cands", root / "novelty.jsonl", report
+
+
+@pytest.mark.parametrize(
+    "last",
+    [
+        b"\xff\xfe garbled \x80\n",  # not UTF-8
+        b'{"source": "x", "sha256": "y", "candidates": [{"bogus": 1}]}\n',  # JSON of another shape
+        b'["a", "list"]\n',
+        b'{"source": "x", "sha256": "y", "candidates": [{"label": "x", "status": "known", "pairs": "many"}]}\n',
+    ],
+)
+def test_torn_last_journal_line_is_dropped_with_a_warning(
+    tmp_path: Path, index_dir: Path, journal_run: tuple[Path, Path, Any], last: bytes
+) -> None:
+    folder, done, first = journal_run
+    journal = Path(shutil.copy(done, tmp_path / "novelty.jsonl"))
+    lines = journal.read_bytes().splitlines(keepends=True)
+    journal.write_bytes(b"".join(lines[:-1]) + last)  # the last file's line replaced by garbage
+    warnings: list[str] = []
+    again = check_novelty([str(folder)], index=str(index_dir), journal=journal, notify=warnings.append)
+    assert again.resumed == 5 and again.candidates == first.candidates  # only the dropped file checked again
+    assert len(warnings) == 1 and str(journal) in warnings[0] and f"line {len(lines)}" in warnings[0]
+    assert "\n" not in warnings[0]
+
+
+@pytest.mark.parametrize("garbage", [b"\xff\xfe\x80\n", b"not json\n", b'{"source": 1}\n'])
+def test_damage_inside_the_journal_is_one_clear_line(
+    tmp_path: Path, index_dir: Path, journal_run: tuple[Path, Path, Any], garbage: bytes
+) -> None:
+    folder, done, _ = journal_run
+    journal = Path(shutil.copy(done, tmp_path / "novelty.jsonl"))
+    lines = journal.read_bytes().splitlines(keepends=True)
+    journal.write_bytes(b"".join([*lines[:2], garbage, *lines[2:]]))
+    with pytest.raises(InputError, match="line 3") as err:
+        check_novelty([str(folder)], index=str(index_dir), journal=journal)
+    assert str(err.value).startswith(f"{journal}: ") and "\n" not in str(err.value)
+    result = CliRunner().invoke(app, ["novelty", str(folder), "--index", str(index_dir), "--journal", str(journal)])
+    assert result.exit_code == 2 and str(journal) in result.output and "Traceback" not in result.output
 
 
 def test_novelty_cli_json_csv_and_exit_code(tmp_path: Path, index_dir: Path, records: dict[str, Any]) -> None:

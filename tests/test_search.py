@@ -19,6 +19,7 @@ from crystalsearch.catalog.defaults import CATALOG_TAG
 from crystalsearch.catalog.filters import Filters, parse_where
 from crystalsearch.catalog.manifest import DB_FILE, INDEX_FILE, JOURNAL, read_manifest
 from crystalsearch.catalog.scoring import BOTH_WEIGHT
+from crystalsearch.cli.index import index_summary
 from crystalsearch.data import datasets
 from crystalsearch.data.entries import Entry, merge_records
 from crystalsearch.errors import IndexFileError, InputError
@@ -364,9 +365,36 @@ def test_checksum_corruption_detected(index_copy: Path, name: str) -> None:
     path.write_bytes(bytes(data))
     with pytest.raises(IndexFileError, match="checksum mismatch"):
         Catalog.open(index_copy)
-    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # same size and mtime: only a full check sees it
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # same size, mtime and inode as when verified
+    after = path.stat()
+    assert (after.st_size, after.st_mtime_ns, after.st_ino) == (stat.st_size, stat.st_mtime_ns, stat.st_ino)
+    with pytest.raises(IndexFileError, match="checksum mismatch"):
+        Catalog.open(index_copy)  # the default, fast check sees it too (ctime and sampled blocks)
     with pytest.raises(IndexFileError, match="checksum mismatch"):
         Catalog.open(index_copy, verify="full")
+    with pytest.raises(IndexFileError, match="checksum mismatch"):
+        index_summary(index_copy)  # `index info` hashes every file
+
+
+def test_rewrite_in_place_seen_where_ctime_is_coarse(index_copy: Path) -> None:
+    """A file system whose ctime did not move (coarse clock): the sampled blocks still differ."""
+    import json
+
+    from crystalsearch.catalog import manifest as manifest_mod
+
+    Catalog.open(index_copy).close()
+    path = index_copy / INDEX_FILE
+    data = bytearray(path.read_bytes())
+    data[100] ^= 0xFF  # a byte of the first vectors
+    path.write_bytes(bytes(data))
+    stamps_file = manifest_mod._stamp_file()
+    stamps = json.loads(stamps_file.read_text())
+    key = str(path.resolve())
+    st = path.stat()
+    stamps[key][:4] = [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]  # as if nothing had moved
+    stamps_file.write_text(json.dumps(stamps))
+    with pytest.raises(IndexFileError, match="checksum mismatch"):
+        Catalog.open(index_copy)
 
 
 def test_missing_and_malformed_files(index_copy: Path) -> None:

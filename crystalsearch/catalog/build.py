@@ -160,8 +160,6 @@ def build_index(
     inverted file above (:func:`auto_factory`). Returns the manifest of the finished index.
     """
     from crystalsearch.catalog.db import RowWriter
-    from crystalsearch.catalog.faiss_index import VectorIndex, make_index, recall_at_k
-    from crystalsearch.data.datasets import PROPERTY_UNITS
 
     entries = as_entries(records_or_dataset)
     if not entries:
@@ -172,62 +170,83 @@ def build_index(
     work.mkdir(parents=True, exist_ok=True)
     with locked(work, exclusive=True, timeout=0.0):
         prepare(work, plan, resume=resume)
-        starts = list(range(0, len(entries), chunk_size))
-        parts = [entries[start : start + chunk_size] for start in starts]
         staging = work / "staging"
         shutil.rmtree(staging, ignore_errors=True)  # rows are re-inserted from the chunks on every run
         staging.mkdir()
-        chunks: dict[int, dict[str, np.ndarray]] = {}
         rows = RowWriter(staging / DB_FILE)
-
-        def done(i: int, chunk: dict[str, np.ndarray], *, save: bool = True) -> None:
-            if save:
-                save_chunk(chunk_path(work, i), chunk)
-            chunks[i] = chunk
-            rows.put(starts[i], parts[i], chunk["spacegroup"], chunk["prototype"])
-
         try:
-            with _bar(progress, len(entries), f"embedding {len(entries):,} crystals") as advance:
-                for i, part in enumerate(parts):
-                    found = load_chunk(chunk_path(work, i), len(part), encoder.dim)
-                    if found is not None:
-                        done(i, found, save=False)
-                        advance(len(part))
-                jobs = [(i, part) for i, part in enumerate(parts) if i not in chunks]
-                n_workers = auto_workers(sum(len(p) for _, p in jobs), encoder) if workers is None else workers
-                run_chunks(jobs, encoder, workers=n_workers, on_done=done, advance=advance)
+            vectors = _embed_chunks(entries, encoder=encoder, work=work, rows=rows, chunk_size=chunk_size,
+                                    progress=progress, workers=workers)  # fmt: skip
         except BaseException:
             rows.finish(abort=True)
             raise
         rows.finish()
-        vectors = np.concatenate(
-            [np.hstack([chunks[i]["embeddings"], chunks[i]["structure"]]) for i in range(len(parts))]
-        ).astype(np.float32)
-        factory = auto_factory(len(vectors)) if faiss_factory == "auto" else faiss_factory
-        vi = VectorIndex(make_index(vectors, dim=vectors.shape[1], factory=factory))
-        vi.write(staging / INDEX_FILE)
-        recall = None if vi.exact else recall_at_k(vi.index, vectors)
-        for leftover in ("-wal", "-shm"):
-            (staging / (DB_FILE + leftover)).unlink(missing_ok=True)
-        created = now()
-        manifest = Manifest(
-            encoder=encoder_info(encoder),
-            count=len(entries),
-            files={name: file_info(staging / name) for name in (INDEX_FILE, DB_FILE)},
-            faiss_factory=factory,
-            sources=_source_counts(entries),
-            units=dict(PROPERTY_UNITS),
-            symprec=SYMPREC,
-            recall_at_10=recall,
-            versions={**versions(), "fingerprint": FP_VERSION},
-            created=created,
-            updated=created,
-        )
-        write_manifest(staging, manifest)
+        manifest = _write_index(staging, vectors, entries, encoder=encoder, faiss_factory=faiss_factory)
         out.parent.mkdir(parents=True, exist_ok=True)
         swap_in(staging, out)
     shutil.rmtree(work, ignore_errors=True)
     remember_verified(out, manifest)
+    return manifest
+
+
+def _embed_chunks(
+    entries: list[Entry], *, encoder: Encoder, work: Path, rows: Any, chunk_size: int, progress: Progress,
+    workers: int | None,
+) -> np.ndarray:  # fmt: skip
+    """Every chunk's vectors ``[h | s]`` in entry order: finished chunks loaded from ``work``, the others embedded
+    (and saved as soon as each is done); each chunk's rows go to ``rows`` as it arrives."""
+    starts = list(range(0, len(entries), chunk_size))
+    parts = [entries[start : start + chunk_size] for start in starts]
+    chunks: dict[int, dict[str, np.ndarray]] = {}
+
+    def done(i: int, chunk: dict[str, np.ndarray], *, save: bool = True) -> None:
+        if save:
+            save_chunk(chunk_path(work, i), chunk)
+        chunks[i] = chunk
+        rows.put(starts[i], parts[i], chunk["spacegroup"], chunk["prototype"])
+
+    with _bar(progress, len(entries), f"embedding {len(entries):,} crystals") as advance:
+        for i, part in enumerate(parts):
+            found = load_chunk(chunk_path(work, i), len(part), encoder.dim)
+            if found is not None:
+                done(i, found, save=False)
+                advance(len(part))
+        jobs = [(i, part) for i, part in enumerate(parts) if i not in chunks]
+        n_workers = auto_workers(sum(len(p) for _, p in jobs), encoder) if workers is None else workers
+        run_chunks(jobs, encoder, workers=n_workers, on_done=done, advance=advance)
+    return np.concatenate(
+        [np.hstack([chunks[i]["embeddings"], chunks[i]["structure"]]) for i in range(len(parts))]
+    ).astype(np.float32)
+
+
+def _write_index(
+    staging: Path, vectors: np.ndarray, entries: Sequence[Entry], *, encoder: Encoder, faiss_factory: str
+) -> Manifest:
+    """The FAISS file and the manifest of a build, next to its finished database in ``staging``."""
+    from crystalsearch.catalog.faiss_index import VectorIndex, make_index, recall_at_k
+    from crystalsearch.data.datasets import PROPERTY_UNITS
+
+    factory = auto_factory(len(vectors)) if faiss_factory == "auto" else faiss_factory
+    vi = VectorIndex(make_index(vectors, dim=vectors.shape[1], factory=factory))
+    vi.write(staging / INDEX_FILE)
+    recall = None if vi.exact else recall_at_k(vi.index, vectors)
+    for leftover in ("-wal", "-shm"):
+        (staging / (DB_FILE + leftover)).unlink(missing_ok=True)
+    created = now()
+    manifest = Manifest(
+        encoder=encoder_info(encoder),
+        count=len(entries),
+        files={name: file_info(staging / name) for name in (INDEX_FILE, DB_FILE)},
+        faiss_factory=factory,
+        sources=_source_counts(entries),
+        units=dict(PROPERTY_UNITS),
+        symprec=SYMPREC,
+        recall_at_10=recall,
+        versions={**versions(), "fingerprint": FP_VERSION},
+        created=created,
+        updated=created,
+    )
+    write_manifest(staging, manifest)
     return manifest
 
 

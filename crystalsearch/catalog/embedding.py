@@ -3,12 +3,20 @@
 On a small, shared CPU one torch thread per process is several times faster per crystal than
 torch's multi-threaded kernels (which spin while they wait for a busy core), so large builds embed
 chunks in up to ``workers`` spawned processes, each single-threaded, and small ones in-process.
+
+Workers die with the build: on Linux each asks the kernel to kill it when its parent dies
+(``prctl(PR_SET_PDEATHSIG)``, which covers ``kill -9`` of the build), and every worker also watches its
+parent's pid once a second (other systems); ``SIGTERM`` to the build terminates the workers before it exits.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import sys
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -87,12 +95,66 @@ def auto_workers(n_entries: int, encoder: Encoder | None = None) -> int:
     return max(1, min(2, os.cpu_count() or 1))
 
 
-def _init_worker(encoder: Encoder) -> None:
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+PARENT_POLL_S = 1.0
+
+
+def die_with_parent(parent: int) -> None:
+    """End this process when ``parent`` (the process that started it) ends, however it ends.
+
+    Linux: the kernel sends SIGKILL when the parent dies (``prctl(PR_SET_PDEATHSIG)`` through ctypes). Everywhere,
+    and for a parent gone before the request: a daemon thread exits once the parent pid is no longer ours.
+    """
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(PARENT_POLL_S)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
+
+
+def _init_worker(encoder: Encoder, parent: int) -> None:
+    die_with_parent(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the build decides and ends us
     import torch
 
     global _WORKER_ENCODER
     torch.set_num_threads(1)
     _WORKER_ENCODER = encoder
+
+
+def _terminate(pool: Any) -> None:
+    """Stop a pool's workers now (a running chunk is dropped; finished chunks are saved already)."""
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        with contextlib.suppress(OSError, ValueError):
+            process.terminate()
+
+
+@contextlib.contextmanager
+def _term_raises() -> Iterator[None]:
+    """Inside the block SIGTERM raises SystemExit(143) in the main thread, so that the pool is torn down."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    before = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
 
 
 def _work(entries: list[Entry]) -> dict[str, np.ndarray]:
@@ -124,9 +186,12 @@ def run_chunks(
     for k, v in _WORKER_MALLOC.items():
         os.environ.setdefault(k, v)  # read by glibc when the workers start
     try:
-        with ProcessPoolExecutor(
-            max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(encoder,)
-        ) as pool:
+        with (
+            _term_raises(),
+            ProcessPoolExecutor(
+                max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(encoder, os.getpid())
+            ) as pool,
+        ):
             running: dict[Any, tuple[int, Sequence[Entry]]] = {}
             try:
                 while todo or running:
@@ -146,8 +211,7 @@ def run_chunks(
                 todo = [*[(i, p) for i, p in running.values()], *todo]
                 raise
             except BaseException:
-                for future in running:
-                    future.cancel()
+                _terminate(pool)
                 raise
     except BrokenProcessPool:
         # workers could not start (e.g. a script without an ``if __name__ == "__main__":`` guard): go on here

@@ -3,8 +3,14 @@
 An index folder holds ``index.faiss`` (L2-normalised embeddings, exact inner product by default),
 ``metadata.sqlite`` (one row per material, WAL mode) and ``manifest.json`` (encoder hash and dimension,
 metric, counts, SHA-256 of both files, versions, creation time). Checksums are verified when an index
-is opened; a file whose size, mtime and inode match the last successful verification (remembered in
-``<cache>/verified.json``) is not hashed again, so opening stays fast. ``verify="full"`` always hashes.
+is opened. A file is not hashed again when it is unchanged since the last successful verification
+(remembered in ``<cache>/verified.json``): same size, mtime, inode and ctime (which any write, and any
+``os.utime`` that puts an old mtime back, moves on; no system call sets it) and the same SHA-256 of a
+sample of the file (its first 64 KiB, 16 blocks of 4 KiB spread evenly over it and its last 4 KiB, which
+catches a rewrite on file systems with coarse ctimes). Stat and sample cost under 0.5 ms per file
+whatever its size; hashing the 170k index in full takes ~0.7 s (145 MB FAISS file 0.2 s, 310 MB
+database 0.5 s; one core, files in the page cache). ``verify="full"`` (and ``index info``) always
+hashes everything.
 """
 
 from __future__ import annotations
@@ -174,9 +180,28 @@ def _stamp_file() -> Path:
     return cache_dir() / "verified.json"
 
 
-def _stamp(path: Path) -> list[int]:
+SAMPLE_HEAD = 64 << 10
+SAMPLE_BLOCK = 4 << 10
+SAMPLE_BLOCKS = 16
+
+
+def sample_sha256(path: Path, size: int) -> str:
+    """SHA-256 of the head, :data:`SAMPLE_BLOCKS` evenly spread blocks and the tail of a file of ``size`` bytes."""
+    import hashlib
+
+    h = hashlib.sha256()
+    offsets = [0, *(SAMPLE_HEAD + i * max(0, size - SAMPLE_HEAD) // SAMPLE_BLOCKS for i in range(SAMPLE_BLOCKS))]
+    with open(path, "rb") as fh:
+        for n, offset in enumerate([*offsets, max(0, size - SAMPLE_BLOCK)]):
+            fh.seek(offset)
+            h.update(fh.read(SAMPLE_HEAD if n == 0 else SAMPLE_BLOCK))
+    return h.hexdigest()
+
+
+def _stamp(path: Path) -> list[Any]:
+    """What must be unchanged for a verified file to be trusted without hashing it all (see the module doc)."""
     st = path.stat()
-    return [st.st_size, st.st_mtime_ns, st.st_ino]
+    return [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns, sample_sha256(path, st.st_size)]
 
 
 def _load_stamps() -> dict[str, Any]:

@@ -62,43 +62,63 @@ def train_all(
 ) -> dict[str, Any]:
     """Run the three steps; returns a summary (times, metrics, output paths)."""
     from crystalsearch.paths import data_home
-    from crystalsearch.train.config import FinetuneConfig, PretrainConfig, load_config
+    from crystalsearch.train.config import PretrainConfig, load_config
 
     raw = _load_toml(config_path)
     out = Path(out) if out else data_home()
     out.mkdir(parents=True, exist_ok=True)
     state = _State(out / "state.json")
-    models = out / "models"
-    summary: dict[str, Any] = {"out": str(out), "steps": {}}
-
-    # 1. pretraining ------------------------------------------------------------------------------
     pre = load_config(PretrainConfig, config_path, overrides={"epochs": epochs, "device": device})
-    encoder_dir = models / "crystalclr_cs"
-    if state.done("pretrain"):
-        log(f"[1/3] pretraining: done before ({encoder_dir})")
-    else:
+    encoder_dir = out / "models" / "crystalclr_cs"
+    steps = _Steps(out=out, state=state, log=log, show_progress=show_progress)
+    steps.pretrain(pre, encoder_dir)
+    steps.heads(raw, encoder_dir, epochs=epochs, device=device)
+    steps.index(raw, encoder_dir)
+    summary: dict[str, Any] = {"out": str(out), "steps": {k: state.data[k] for k in ("pretrain", "heads", "index")}}
+    summary["config"] = {"pretrain": dataclasses.asdict(pre)}
+    return summary
+
+
+@dataclasses.dataclass(frozen=True)
+class _Steps:
+    """The three steps of :func:`train_all`, each skipped when ``state`` records it done."""
+
+    out: Path
+    state: _State
+    log: Any
+    show_progress: bool
+
+    def pretrain(self, pre: Any, encoder_dir: Path) -> None:
+        """1. Pretraining (resumed from its last epoch checkpoint), the encoder installed at ``encoder_dir``."""
+        if self.state.done("pretrain"):
+            self.log(f"[1/3] pretraining: done before ({encoder_dir})")
+            return
         from crystalsearch.train.pretrain import CHECKPOINT, pretrain
 
-        run_dir = out / "runs" / "pretrain"
+        run_dir = self.out / "runs" / "pretrain"
         resume = (run_dir / CHECKPOINT).is_file()
-        log(f"[1/3] pretraining {pre.name} for {pre.epochs} epochs" + (" (resuming)" if resume else ""))
+        self.log(f"[1/3] pretraining {pre.name} for {pre.epochs} epochs" + (" (resuming)" if resume else ""))
         t0 = time.perf_counter()
-        result = pretrain(pre, out=run_dir, resume=resume, show_progress=show_progress)
+        result = pretrain(pre, out=run_dir, resume=resume, show_progress=self.show_progress)
         _install_folder(result.encoder_dir, encoder_dir)
-        state.finish("pretrain", time_s=time.perf_counter() - t0, metrics=result.final_metrics,
-                     output=str(encoder_dir))  # fmt: skip
-    summary["steps"]["pretrain"] = state.data["pretrain"]
+        self.state.finish("pretrain", time_s=time.perf_counter() - t0, metrics=result.final_metrics,
+                          output=str(encoder_dir))  # fmt: skip
 
-    # 2. property heads -----------------------------------------------------------------------------
-    heads = raw.get("heads", {})
-    props = list(heads.get("properties", ["bulk_modulus", "shear_modulus", "formation_energy", "band_gap"]))
-    seeds = int(heads.get("seeds", 3))
-    cap = int(heads.get("max_structures", 0))
-    ft_raw = {k: v for k, v in raw.get("finetune", {}).items() if k != "init"}
-    ft_overrides = {"device": device, "epochs": epochs, "init": str(encoder_dir)}
-    if not state.done("heads"):
+    def heads(self, raw: dict[str, Any], encoder_dir: Path, *, epochs: int | None, device: str | None) -> None:
+        """2. Property heads from the new encoder, one per (property, seed); finished ones are kept."""
+        models = self.out / "models"
+        if self.state.done("heads"):
+            self.log(f"[2/3] property heads: done before ({models / 'heads'})")
+            return
+        from crystalsearch.train.config import FinetuneConfig, load_config
         from crystalsearch.train.finetune import finetune, save_finetuned
 
+        heads = raw.get("heads", {})
+        props = list(heads.get("properties", ["bulk_modulus", "shear_modulus", "formation_energy", "band_gap"]))
+        seeds = int(heads.get("seeds", 3))
+        cap = int(heads.get("max_structures", 0))
+        ft_raw = {k: v for k, v in raw.get("finetune", {}).items() if k != "init"}
+        ft_overrides = {"device": device, "epochs": epochs, "init": str(encoder_dir)}
         t0 = time.perf_counter()
         metrics: dict[str, list[float]] = {}
         for prop in props:
@@ -110,30 +130,26 @@ def train_all(
                     meta = json.loads((folder / "model.json").read_text())["metadata"]
                     metrics.setdefault(prop, []).append(float(meta["test_mae"]))
                     continue
-                log(f"[2/3] fine-tuning {prop} head, seed {seed}")
-                res = finetune(cfg, show_progress=show_progress)
+                self.log(f"[2/3] fine-tuning {prop} head, seed {seed}")
+                res = finetune(cfg, show_progress=self.show_progress)
                 save_finetuned(res, folder, cfg)
                 metrics.setdefault(prop, []).append(res.test_mae)
-        state.finish("heads", time_s=time.perf_counter() - t0, test_mae=metrics, output=str(models / "heads"))
-    else:
-        log(f"[2/3] property heads: done before ({models / 'heads'})")
-    summary["steps"]["heads"] = state.data["heads"]
+        self.state.finish("heads", time_s=time.perf_counter() - t0, test_mae=metrics, output=str(models / "heads"))
 
-    # 3. index ----------------------------------------------------------------------------------------
-    if not state.done("index"):
+    def index(self, raw: dict[str, Any], encoder_dir: Path) -> None:
+        """3. The search index of the configured dataset with the new encoder (resumed from its chunks)."""
+        if self.state.done("index"):
+            self.log(f"[3/3] index: done before ({self.state.data['index']['output']})")
+            return
         from crystalsearch.catalog.build import build_index
         from crystalsearch.catalog.defaults import cache_index_dir
         from crystalsearch.model.embed import Encoder
+        from crystalsearch.paths import data_home
 
         enc = Encoder.load(encoder_dir)
-        target = cache_index_dir(enc.hash) if out == data_home() else out / "index"
+        target = cache_index_dir(enc.hash) if self.out == data_home() else self.out / "index"
         dataset = raw.get("index", {}).get("dataset", "all")
-        log(f"[3/3] building the search index of '{dataset}' with encoder {enc.hash} -> {target}")
+        self.log(f"[3/3] building the search index of '{dataset}' with encoder {enc.hash} -> {target}")
         t0 = time.perf_counter()
-        manifest = build_index(dataset, encoder=enc, out=target, progress=show_progress, resume=True)
-        state.finish("index", time_s=time.perf_counter() - t0, count=manifest.count, output=str(target))
-    else:
-        log(f"[3/3] index: done before ({state.data['index']['output']})")
-    summary["steps"]["index"] = state.data["index"]
-    summary["config"] = {"pretrain": dataclasses.asdict(pre)}
-    return summary
+        manifest = build_index(dataset, encoder=enc, out=target, progress=self.show_progress, resume=True)
+        self.state.finish("index", time_s=time.perf_counter() - t0, count=manifest.count, output=str(target))

@@ -110,10 +110,26 @@ class MetadataReader:
     def _batched(self, sql: str, keys: Sequence[Any]) -> list[tuple[Any, ...]]:
         out: list[tuple[Any, ...]] = []
         conn = self._conn()
-        for start in range(0, len(keys), BATCH):
-            part = list(keys[start : start + BATCH])
-            out += conn.execute(sql + _marks(len(part)), part).fetchall()
+        try:
+            for start in range(0, len(keys), BATCH):
+                part = list(keys[start : start + BATCH])
+                out += conn.execute(sql + _marks(len(part)), part).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise self.damaged(exc) from None
         return out
+
+    def damaged(self, exc: sqlite3.DatabaseError) -> IndexFileError:
+        """The one-line error for a database SQLite cannot read (truncated, overwritten, not SQLite)."""
+        return IndexFileError(f"{self.path}: unreadable metadata database ({exc}); rebuild the index with "
+                              "`crystalsearch index build`")  # fmt: skip
+
+    def ids_like(self, material_ids: Iterable[str]) -> list[str]:
+        """The material ids in the database equal to one of ``material_ids`` when case is ignored."""
+        wanted = list(dict.fromkeys(m.casefold() for m in material_ids))
+        conn = self._conn()
+        conn.create_function("casefold", 1, lambda s: s.casefold() if isinstance(s, str) else s, deterministic=True)
+        sql = "SELECT material_id FROM materials WHERE casefold(material_id) IN "
+        return [m for (m,) in self._batched(sql, wanted)]
 
     def count(self) -> int:
         return int(self._conn().execute("SELECT count(*) FROM materials").fetchone()[0])

@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from crystalsearch.distributed import DistInfo
     from crystalsearch.model.embed import Encoder
 
-__all__ = ["ShardStats", "ShardedBuild", "build_sharded", "embed_share"]
+__all__ = ["ShardStats", "ShardedBuild", "build_launched", "build_sharded", "embed_share"]
 
 TIMEOUT_S = 24 * 3600.0  # a rank may wait this long for the others (rank 0 trains IVF on millions of vectors)
 
@@ -184,3 +184,27 @@ def _sharded(entries: list[Any], *, encoder: Encoder, out: Path, faiss_factory: 
         manifest = build_index(entries, encoder=encoder, out=out, faiss_factory=faiss_factory, progress=progress,
                                resume=True, chunk_size=chunk_size, workers=workers)  # fmt: skip
     return ShardedBuild(manifest, info.rank, info.world_size, shards)
+
+
+def build_launched(
+    records_or_dataset: Any,
+    *,
+    encoder: Encoder,
+    out: Path,
+    faiss_factory: str = "auto",
+    progress: Progress = True,
+    resume: bool = True,
+    chunk_size: int = 1024,
+    workers: int | None = None,
+) -> ShardedBuild:
+    """One call for both launches: :func:`build_sharded` under ``torchrun`` (``WORLD_SIZE`` > 1), else
+    :func:`~crystalsearch.catalog.build.build_index` in this process (``workers``: embedding processes, default
+    automatic). The manifest is None on ranks other than 0."""
+    from crystalsearch.distributed import launched_world_size
+
+    if launched_world_size() > 1:
+        return build_sharded(records_or_dataset, encoder=encoder, out=out, faiss_factory=faiss_factory,
+                             progress=progress, resume=resume, chunk_size=chunk_size, workers=workers or 1)  # fmt: skip
+    manifest = build_index(records_or_dataset, encoder=encoder, out=out, faiss_factory=faiss_factory,
+                           progress=progress, resume=resume, chunk_size=chunk_size, workers=workers)  # fmt: skip
+    return ShardedBuild(manifest, 0, 1, ())

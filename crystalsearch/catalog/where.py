@@ -24,45 +24,33 @@ position: ``--where: unknown column 'colour' at character 18: band_gap > 1 AND >
 
 from __future__ import annotations
 
-import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
+from crystalsearch.catalog.where_tokens import Token, tokenize, where_error
 from crystalsearch.data.properties import ALIASES as PROPERTY_ALIASES
 from crystalsearch.errors import InputError
 
 if TYPE_CHECKING:
     from sqlalchemy.sql.elements import ColumnElement
 
-__all__ = ["ALIASES", "MAX_WHERE_LENGTH", "MAX_WHERE_TOKENS", "columns", "parse_where"]
+__all__ = ["ALIASES", "MAX_WHERE_DEPTH", "MAX_WHERE_LENGTH", "MAX_WHERE_TOKENS", "columns", "parse_where"]
 
 # property names and aliases from the registry, plus those of the structural columns
 ALIASES = {**{k: v for k, v in PROPERTY_ALIASES.items() if k != v},
            "num_sites": "nsites", "spacegroup": "spacegroup_number", "sg": "spacegroup_number"}  # fmt: skip
+# Limits on one expression: characters, tokens (every column, number, operator and parenthesis is one; they bound
+# the number of nodes of the condition) and nesting (parentheses and NOT inside each other). SQLite's parser gives
+# up ("parser stack overflow") on conditions nested about 100 deep; 32 leaves ample room for readable filters.
 MAX_WHERE_LENGTH = 1000
 MAX_WHERE_TOKENS = 400
+MAX_WHERE_DEPTH = 32
 _CMP = ("=", "==", "!=", "<>", "<", "<=", ">", ">=")
 _POSTFIX = ("in", "between", "like")  # NOT IN, NOT BETWEEN, NOT LIKE
-KEYWORDS = frozenset({"and", "or", "not", "in", "between", "like", "is", "null", "none"})
 _HIDDEN = frozenset({"id", "label_sources"})  # row number and provenance JSON: not filterable
-
-_TOKEN = re.compile(
-    r"""\s*(?:
-        (?P<number>(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?(?![A-Za-z_.]))
-      | (?P<string>'(?:[^']|'')*'|"(?:[^"]|"")*")
-      | (?P<name>[A-Za-z_][A-Za-z_0-9]*)
-      | (?P<op><=|>=|==|!=|<>|[<>=+\-*/(),])
-    )""",
-    re.VERBOSE,
-)
-
-
-@dataclass(frozen=True)
-class Token:
-    kind: str  # number, string, name, keyword, op, end
-    text: str
-    pos: int  # 0-based character offset in the expression
 
 
 @cache
@@ -82,39 +70,25 @@ def columns() -> dict[str, bool]:
 class _Parser:
     def __init__(self, text: str) -> None:
         self.text = text
-        self.tokens = self._tokenize(text)
+        self.tokens = tokenize(text)
         self.i = 0
+        self.depth = 0
+        self.tried: dict[int, InputError | None] = {}
+
+    @contextmanager
+    def nested(self, tok: Token) -> Iterator[None]:
+        """One more level of parentheses or NOT: refused beyond :data:`MAX_WHERE_DEPTH`."""
+        if self.depth >= MAX_WHERE_DEPTH:
+            raise self.error(f"nested more than {MAX_WHERE_DEPTH} levels deep", tok)
+        self.depth += 1
+        try:
+            yield
+        finally:
+            self.depth -= 1
 
     # -- errors and tokens -----------------------------------------------------------------------
     def error(self, reason: str, token: Token | None = None, *, hint: str = "") -> InputError:
-        tok = token or self.peek()
-        if tok.kind == "end":
-            err = InputError("--where", f"{reason} at the end of: {self.text}{hint}")
-        else:
-            marked = f"{self.text[: tok.pos]}>>{tok.text}<<{self.text[tok.pos + len(tok.text) :]}"
-            err = InputError("--where", f"{reason} at character {tok.pos + 1}: {marked}{hint}")
-        err.pos = tok.pos  # type: ignore[attr-defined]
-        return err
-
-    def _tokenize(self, text: str) -> list[Token]:
-        tokens: list[Token] = []
-        pos = 0
-        while pos < len(text):
-            if not text[pos:].strip():
-                break
-            match = _TOKEN.match(text, pos)
-            start = len(text[pos:]) - len(text[pos:].lstrip()) + pos
-            if match is None or match.end() == pos:
-                char = text[start]
-                raise self.error(f"unexpected character {char!r}", Token("op", char, start))
-            kind = match.lastgroup or "op"
-            value, at = match.group(kind), match.start(kind)
-            if kind == "name" and value.lower() in KEYWORDS:
-                kind = "keyword"
-            tokens.append(Token(kind, value, at))
-            pos = match.end()
-        tokens.append(Token("end", "", len(text)))
-        return tokens
+        return where_error(self.text, reason, token or self.peek(), hint=hint)
 
     def peek(self, ahead: int = 0) -> Token:
         return self.tokens[min(self.i + ahead, len(self.tokens) - 1)]
@@ -167,19 +141,21 @@ class _Parser:
         import sqlalchemy as sa
 
         if self.at_keyword("not"):
-            self.next()
-            return sa.not_(self.negation())
+            with self.nested(self.next()):
+                return sa.not_(self.negation())
         if self.at_op("("):  # a parenthesised condition, or a parenthesised value such as (a + b) > 3
             start = self.i
-            first_error: InputError | None = None
-            try:
-                self.next()
-                cond = self.condition()
-                self.expect_op(")", "')'")
-                if not self._at_comparison():
-                    return cond
-            except InputError as exc:
-                first_error = exc
+            if start not in self.tried:  # each '(' is tried as a condition once only: no exponential backtracking
+                self.tried[start] = None
+                try:
+                    with self.nested(self.next()):
+                        cond = self.condition()
+                        self.expect_op(")", "')'")
+                    if not self._at_comparison():
+                        return cond
+                except InputError as exc:
+                    self.tried[start] = exc
+            first_error = self.tried[start]
             self.i = start
             try:
                 return self.predicate()
@@ -321,12 +297,14 @@ class _Parser:
         import sqlalchemy as sa
 
         tok = self.peek()
-        if self.at_op("-", "+"):
-            self.next()
+        if self.at_op("-", "+"):  # a run of signs is folded into one (SQLite nests each one it is given)
+            negative = False
+            while self.at_op("-", "+"):
+                negative ^= self.next().text == "-"
             inner = self.factor()
             if inner.kind != "number":
                 raise self.error("a sign needs a number", tok)
-            return _Value(-inner.expr if tok.text == "-" else inner.expr, "number", inner.column)
+            return _Value(-inner.expr if negative else inner.expr, "number", inner.column)
         if tok.kind == "number":
             self.next()
             return _Value(sa.literal(float(tok.text)), "number", False)
@@ -339,9 +317,9 @@ class _Parser:
                 raise self.error(f"function calls are not supported ({tok.text}(...))", tok)
             return self.column(tok)
         if self.at_op("("):
-            self.next()
-            inner = self.value()
-            self.expect_op(")", "')'")
+            with self.nested(self.next()):
+                inner = self.value()
+                self.expect_op(")", "')'")
             return inner
         if tok.kind == "end":
             raise self.error("expected a column, number or string")

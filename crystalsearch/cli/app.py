@@ -6,6 +6,7 @@ import typer
 
 from crystalsearch._version import __version__
 from crystalsearch.cli.common import Group
+from crystalsearch.io.checks import DEFAULT_MAX_SITES, MAX_SITES_CAP
 
 app = typer.Typer(
     cls=Group,
@@ -29,8 +30,23 @@ def main(
     version: bool = typer.Option(
         False, "--version", callback=_version_callback, is_eager=True, help="Show the version and exit."
     ),
+    max_query_sites: int | None = typer.Option(
+        None,
+        "--max-query-sites",
+        min=1,
+        max=MAX_SITES_CAP,
+        help=f"Sites allowed per input structure (default {DEFAULT_MAX_SITES}, at most {MAX_SITES_CAP}), given "
+        "before the command: `crystalsearch --max-query-sites 2000 similar big.cif`. Not --max-sites, which "
+        "filters search hits.",
+    ),
 ) -> None:
     """crystalsearch command-line interface."""
+    if max_query_sites is not None:
+        import os
+
+        from crystalsearch.io.checks import MAX_SITES_ENV
+
+        os.environ[MAX_SITES_ENV] = str(max_query_sites)  # worker processes inherit it
 
 
 def _register() -> None:

@@ -2,20 +2,21 @@
 
 Structures from files get ids from their file names: the stem (``a/x.cif`` -> ``x``), with
 ``#block`` for the blocks of a multi-block CIF and ``#N`` for the items of a JSON list; ``--id``
-names them explicitly. An id that is already in the index, or used twice in one batch, is refused
-with a one-line error (the other structures are still added; exit code 2).
+names them explicitly. An id that is already in the index (also with other case), used twice in one
+batch, or not printable on one line is refused with a one-line error (the other structures are still
+added; exit code 2). The rules live in :mod:`crystalsearch.catalog.inputs`.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
 
+from crystalsearch.catalog.inputs import material_id, name_structures
 from crystalsearch.cli.common import (
     add_command,
     console,
@@ -29,49 +30,13 @@ from crystalsearch.cli.common import (
 )
 
 if TYPE_CHECKING:
-    from pymatgen.core import Structure
+    from crystalsearch.catalog.inputs import Gathered
+    from crystalsearch.catalog.manifest import Manifest
+    from crystalsearch.catalog.shard import ShardedBuild
 
-    from crystalsearch.errors import InputError
+__all__ = ["index_summary", "material_id", "name_structures", "register"]
 
 index_app = sub_app("Build, extend and inspect similarity-search indexes.", no_args_is_help=True)
-
-
-def material_id(source_id: str) -> str:
-    """The id a structure file gets in an index: its file stem (plus ``#block``/``#N``); MP ids unchanged."""
-    path, sep, part = source_id.partition("#")
-    name = Path(path).name
-    for suffix in (".gz",):
-        name = name.removesuffix(suffix)
-    stem = Path(name).stem if "." in name else name
-    return stem + (f"#{part}" if sep else "")
-
-
-def name_structures(
-    items: Iterable[tuple[str, Structure]], *, ids: list[str] | None, taken: set[str] | None = None
-) -> tuple[list[tuple[str, Structure]], list[InputError]]:
-    """(id, structure) pairs named by file stem or ``ids``; ids used twice or in ``taken`` become errors."""
-    from crystalsearch.errors import InputError
-
-    items = list(items)
-    if ids and len(ids) != len(items):
-        raise InputError("--id", f"{len(ids)} id(s) given for {len(items)} structure(s); give one --id per structure")
-    named: list[tuple[str, Structure]] = []
-    errors: list[InputError] = []
-    seen: dict[str, str] = {}
-    for i, (source_id, structure) in enumerate(items):
-        mid = ids[i] if ids else material_id(source_id)
-        if not mid.strip():
-            errors.append(InputError(source_id, "empty id"))
-        elif mid in seen:
-            errors.append(InputError(source_id, f"id {mid!r} is already used by {seen[mid]} in this batch; "
-                                     "rename the file or name it with --id"))  # fmt: skip
-        elif taken is not None and mid in taken:
-            errors.append(InputError(source_id, f"id {mid!r} is already in the index; name it with --id "
-                                     "or leave it out"))  # fmt: skip
-        else:
-            seen[mid] = source_id
-            named.append((mid, structure))
-    return named, errors
 
 
 def _summary_table(title: str, rows: dict[str, Any]) -> None:
@@ -85,8 +50,9 @@ def _summary_table(title: str, rows: dict[str, Any]) -> None:
     console.print(table)
 
 
-def index_summary(folder: Path, *, verify: str = "fast") -> dict[str, Any]:
-    """Manifest + database summary of an index folder (for `index info` and `crystalsearch info`)."""
+def index_summary(folder: Path, *, verify: str = "full") -> dict[str, Any]:
+    """Manifest + database summary of an index folder (for `index info`); every file is hashed in full unless
+    ``verify="fast"`` (then as when an index is opened, see :mod:`crystalsearch.catalog.manifest`)."""
     from crystalsearch.catalog.db import MetadataDB
     from crystalsearch.catalog.manifest import DB_FILE, read_manifest, verify_files
 
@@ -140,76 +106,68 @@ def build(
     chunk_size: int = typer.Option(
         1024, "--chunk-size", min=1, help="Structures per resumable chunk (the unit of work of a rank under torchrun)."
     ),  # fmt: skip
+    workers: int | None = typer.Option(
+        None, "--workers", min=1, help="Embedding processes (default: 2 on CPU from 4,096 structures, else 1)."
+    ),  # fmt: skip
     json_out: bool = typer.Option(False, "--json", help="Print the manifest as JSON."),
 ) -> None:
     """Embed structures and write a FAISS index + SQLite metadata + manifest.json (resumable, atomic). Under
     `torchrun --nproc_per_node N -m crystalsearch index build ...` the N processes share the embedding and
     rank 0 writes the index (and the output)."""
-    from crystalsearch.catalog.build import build_index
     from crystalsearch.catalog.defaults import cache_index_dir
+    from crystalsearch.catalog.inputs import gather_entries
+    from crystalsearch.catalog.shard import build_launched
     from crystalsearch.cli import encoders
-    from crystalsearch.data.entries import Entry, entries_from_datasets, entries_from_structures
-    from crystalsearch.distributed import launched_world_size
-    from crystalsearch.io import ReadReport, read_structures
 
     default_target = not paths and dataset in (None, "all") and not from_mp
     if out is None and not default_target:
         raise fail("--out is required unless building the default index (all shipped structures)")
     t0 = time.perf_counter()
     enc = encoders.load(encoder)
-    entries: list[Entry] = []
-    report = ReadReport()
-    if dataset is not None or (not paths and not from_mp):
-        entries += entries_from_datasets(dataset or "all")
-    if paths:
-        taken = {e.material_id for e in entries}
-        named, refused = name_structures(read_structures(paths, report=report), ids=ids or None, taken=taken)
-        report.failed.extend(refused)
-        entries += entries_from_structures(named)
-    n_skipped_mp = 0
-    if from_mp:
-        from crystalsearch.catalog.filters import parse_elements
-        from crystalsearch.data.materials_project import MPQuery, fetch_mp_entries
-
-        elements = parse_elements(mp_elements, option="--mp-elements")
-        download = fetch_mp_entries(MPQuery(elements=elements, chemsys=mp_chemsys, limit=mp_limit))
-        entries += download.entries
-        n_skipped_mp = download.skipped_disordered
+    gathered = gather_entries(paths, dataset=dataset, ids=ids or None, mp=_mp_query(from_mp, mp_elements, mp_chemsys,
+                              mp_limit))  # fmt: skip
     main = os.environ.get("RANK", "0") == "0"
-    for err in report.failed if main else ():
+    for err in gathered.failed if main else ():
         print_error(str(err))
     target = out if out is not None else cache_index_dir(enc.hash)
-    shards: list[dict[str, Any]] = []
-    if launched_world_size() > 1:
-        from crystalsearch.catalog.shard import build_sharded
+    built = build_launched(gathered.entries, encoder=enc, out=target, faiss_factory=faiss_factory,
+                           resume=not no_resume, chunk_size=chunk_size, workers=workers)  # fmt: skip
+    if built.manifest is not None:  # only rank 0 reports
+        _render_build(target, built.manifest, built, gathered, seconds=time.perf_counter() - t0, json_out=json_out)
+    raise typer.Exit(gathered.exit_code)
 
-        sharded = build_sharded(entries, encoder=enc, out=target, faiss_factory=faiss_factory, resume=not no_resume,
-                                chunk_size=chunk_size, progress=not json_out)  # fmt: skip
-        if sharded.manifest is None:
-            raise typer.Exit(report.exit_code)  # only rank 0 reports
-        manifest, shards = sharded.manifest, [s.__dict__ for s in sharded.shards]
-    else:
-        manifest = build_index(entries, encoder=enc, out=target, faiss_factory=faiss_factory, resume=not no_resume,
-                               chunk_size=chunk_size)  # fmt: skip
-    seconds = time.perf_counter() - t0
+
+def _mp_query(from_mp: bool, elements: str | None, chemsys: str | None, limit: int | None) -> Any:
+    if not from_mp:
+        return None
+    from crystalsearch.catalog.filters import parse_elements
+    from crystalsearch.data.materials_project import MPQuery
+
+    return MPQuery(elements=parse_elements(elements, option="--mp-elements"), chemsys=chemsys, limit=limit)
+
+
+def _render_build(
+    target: Path, manifest: Manifest, built: ShardedBuild, gathered: Gathered, *, seconds: float, json_out: bool
+) -> None:
+    shards = [s.__dict__ for s in built.shards]
+    failed = gathered.failed
     if json_out:
-        print_json({"path": str(target), "seconds": round(seconds, 2), "failed": [str(e) for e in report.failed],
+        print_json({"path": str(target), "seconds": round(seconds, 2), "failed": [str(e) for e in failed],
                     **({"ranks": shards} if shards else {}), **manifest.to_dict()}, command="index build")  # fmt: skip
-    else:
-        rows = {"index": target, "materials": f"{manifest.count:,}",
-                "encoder": f"{manifest.encoder.name} ({manifest.encoder.hash})", "faiss": manifest.faiss_factory,
-                "time": f"{seconds:.1f} s"}  # fmt: skip
-        if manifest.recall_at_10 is not None:
-            rows["recall@10 vs exact"] = f"{manifest.recall_at_10:.3f}"
-        if n_skipped_mp:
-            rows["skipped (disordered)"] = n_skipped_mp
-        if report.failed:
-            rows["failed inputs"] = len(report.failed)
-        if shards:
-            rows["ranks"] = ", ".join(f"{s['rank']}: {s['embedded']} chunks embedded, {s['reused']} reused"
-                                      for s in shards)  # fmt: skip
-        _summary_table("index built", rows)
-    raise typer.Exit(report.exit_code)
+        return
+    rows = {"index": target, "materials": f"{manifest.count:,}",
+            "encoder": f"{manifest.encoder.name} ({manifest.encoder.hash})", "faiss": manifest.faiss_factory,
+            "time": f"{seconds:.1f} s"}  # fmt: skip
+    if manifest.recall_at_10 is not None:
+        rows["recall@10 vs exact"] = f"{manifest.recall_at_10:.3f}"
+    if gathered.skipped_disordered:
+        rows["skipped (disordered)"] = gathered.skipped_disordered
+    if failed:
+        rows["failed inputs"] = len(failed)
+    if shards:
+        rows["ranks"] = ", ".join(f"{s['rank']}: {s['embedded']} chunks embedded, {s['reused']} reused"
+                                  for s in shards)  # fmt: skip
+    _summary_table("index built", rows)
 
 
 def _folder(index: str) -> Path:
@@ -237,47 +195,36 @@ def add(
 ) -> None:
     """Add your own structures to an index (incremental). Ids are file stems or --id; an id already in the
     index or used twice is refused with a one-line error, the others are still added (exit code 2)."""
-    from crystalsearch.catalog.build import add_to_index
-    from crystalsearch.catalog.manifest import DB_FILE
-    from crystalsearch.catalog.reader import MetadataReader
-    from crystalsearch.data.entries import entries_from_structures
-    from crystalsearch.io import ReadReport, read_structures
+    from crystalsearch.catalog.inputs import add_files
 
     folder = _folder(index)
-    report = ReadReport()
-    items = list(read_structures(paths, report=report))
-    reader = MetadataReader(folder / DB_FILE)
-    try:
-        wanted = ids or [material_id(sid) for sid, _ in items]
-        taken = set(reader.row_ids(wanted))
-    finally:
-        reader.close()
-    named, refused = name_structures(items, ids=ids or None, taken=taken)
-    report.failed.extend(refused)
-    result = add_to_index(entries_from_structures(named), index=folder) if named else None
-    for err in report.failed:
+    outcome = add_files(paths, index=folder, ids=ids or None)
+    for err in outcome.failed:
         print_error(str(err))
+    result = outcome.report
     added = list(result.added) if result else []
     if json_out:
-        print_json({"index": str(folder), "added": added, "refused": [e.source for e in refused],
+        print_json({"index": str(folder), "added": added, "refused": [e.source for e in outcome.refused],
                     "materials": result.manifest.count if result else None,
-                    "failed": [str(e) for e in report.failed]}, command="index add")  # fmt: skip
+                    "failed": [str(e) for e in outcome.failed]}, command="index add")  # fmt: skip
     else:
         console.print(f"added {len(added)} structure(s) to {folder}", highlight=False, markup=False)
-    raise typer.Exit(report.exit_code)
+    raise typer.Exit(outcome.exit_code)
 
 
 @one_line_errors
 def info(
     index: str = typer.Option("default", "--index", help="Index folder (default: the default index)."),
-    verify: bool = typer.Option(False, "--verify", help="Re-hash every file (not only those that changed)."),
+    verify: bool = typer.Option(False, "--verify", hidden=True, help="Kept for scripts: files are always hashed."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
-    """Summarise an index: encoder, counts, sources, property coverage, files and checksums."""
+    """Summarise an index: encoder, counts, sources, property coverage, files and checksums (every file is
+    hashed in full and compared with manifest.json)."""
     from crystalsearch.catalog.defaults import default_index
 
     folder = Path(index) if index != "default" else default_index(notify=_notify, build=False)[0]
-    summary = index_summary(folder, verify="full" if verify else "fast")
+    del verify  # every file is hashed in full in any case
+    summary = index_summary(folder, verify="full")
     if json_out:
         print_json(summary, command="index info")
         return
@@ -292,7 +239,7 @@ def info(
         "properties": ", ".join(f"{k}: {v:,} ({db['units'].get(k, '')})" for k, v in db["property_coverage"].items()),
         "crystal systems": ", ".join(f"{k}: {v:,}" for k, v in sorted(db["crystal_systems"].items())),
         "files": ", ".join(f"{k} ({v['bytes'] / 2**20:.1f} MiB)" for k, v in summary["files"].items()),
-        "checksums": "ok (full)" if verify else "ok", "created": summary["created"], "updated": summary["updated"],
+        "checksums": "ok (every file hashed)", "created": summary["created"], "updated": summary["updated"],
         "versions": ", ".join(f"{k} {v}" for k, v in summary["versions"].items()),
     }  # fmt: skip
     if summary.get("recall_at_10") is not None:
@@ -310,7 +257,7 @@ add_command(index_app, add, "add", epilog=examples(
     "crystalsearch index add a/x.cif --id x-relaxed --index my_index",
 ))  # fmt: skip
 add_command(index_app, info, "info", epilog=examples(
-    "crystalsearch index info", "crystalsearch index info --index my_index --verify --json"
+    "crystalsearch index info", "crystalsearch index info --index my_index --json"
 ))  # fmt: skip
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -33,6 +32,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from crystalsearch.errors import InputError
+from crystalsearch.identity.journal import Journal, journal_header, read_journal, warn
 from crystalsearch.identity.known import KnownChecker, MatchCriterion, fit_rms, query_key, reduce_structure
 
 if TYPE_CHECKING:
@@ -42,8 +43,6 @@ if TYPE_CHECKING:
     from crystalsearch.io.sources import Source
 
 __all__ = ["Candidate", "NoveltyReport", "check_novelty"]
-
-JOURNAL_FORMAT = "crystalsearch-novelty/1"
 
 
 @dataclass(frozen=True)
@@ -85,10 +84,33 @@ class Candidate:
 
     @classmethod
     def from_journal(cls, data: dict[str, Any]) -> Candidate:
+        """A candidate from its journal form; ValueError or TypeError when a field is missing or of another type."""
         vector = data.pop("vector", None)
+        matches = data.get("matches", [])
+        if not isinstance(matches, list) or not all(isinstance(m, str) for m in matches):
+            raise TypeError("matches must be a list of strings")
         data["matches"] = tuple(data.get("matches", ()))
-        vec = None if vector is None else np.frombuffer(base64.b64decode(vector), dtype=np.float32)
+        for name, kinds in _JOURNAL_TYPES.items():
+            if name in data and not isinstance(data[name], kinds):
+                raise TypeError(f"{name} is {type(data[name]).__name__}")
+        if data.get("status") not in ("known", "novel", "error"):
+            raise ValueError(f"status {data.get('status')!r}")
+        if vector is not None and not isinstance(vector, str):
+            raise TypeError("vector must be base64 text")
+        vec = None if vector is None else np.frombuffer(base64.b64decode(vector, validate=True), dtype=np.float32)
         return cls(**data, vector=vec)
+
+
+_OPTIONAL_TEXT = (str, type(None))
+_JOURNAL_TYPES: dict[str, tuple[type, ...]] = {
+    "label": (str,), "status": (str,), "formula": _OPTIONAL_TEXT, "spacegroup": (int, type(None)),
+    "material_id": _OPTIONAL_TEXT, "rms_angstrom": (int, float, type(None)), "reason": (str,), "pairs": (int,),
+    "structure": _OPTIONAL_TEXT,
+}  # fmt: skip
+
+
+def _load_candidate(data: dict[str, Any]) -> None:
+    Candidate.from_journal(dict(data))
 
 
 @dataclass(frozen=True)
@@ -209,48 +231,6 @@ def _digest(source: Source) -> str:
     return h.hexdigest()
 
 
-# -- the journal ----------------------------------------------------------------------------------------
-def _journal_header(catalog: Catalog, criterion: MatchCriterion) -> dict[str, Any]:
-    m = catalog.manifest
-    files = {k: v.sha256 for k, v in sorted(m.files.items())}
-    ident = hashlib.sha256(json.dumps([m.count, m.encoder.hash, files], sort_keys=True).encode()).hexdigest()[:16]
-    return {"journal": JOURNAL_FORMAT, "index": ident, "criterion": criterion.describe()}
-
-
-def _read_journal(path: Path, header: dict[str, Any]) -> list[dict[str, Any]]:
-    """Lines of finished files of an earlier run (none if the journal is absent or for another index/criterion)."""
-    from crystalsearch.atomic import read_jsonl
-
-    if not path.is_file():
-        return []
-    lines = read_jsonl(path)
-    if not lines or lines[0] != header:
-        return []
-    return [line for line in lines[1:] if isinstance(line, dict) and {"source", "sha256", "candidates"} <= set(line)]
-
-
-class _Journal:
-    """Header and the kept lines rewritten atomically (a torn last line dropped), then one line per file."""
-
-    def __init__(self, path: Path | None, header: dict[str, Any], kept: list[dict[str, Any]]) -> None:
-        from crystalsearch.atomic import write_jsonl
-
-        self.fh = None
-        if path is not None:
-            write_jsonl(path, [header, *kept])
-            self.fh = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed by close()
-
-    def write(self, obj: dict[str, Any]) -> None:
-        if self.fh is not None:
-            self.fh.write(json.dumps(obj, separators=(",", ":")) + "\n")
-            self.fh.flush()
-
-    def close(self) -> None:
-        if self.fh is not None:
-            os.fsync(self.fh.fileno())
-            self.fh.close()
-
-
 # -- the batch ------------------------------------------------------------------------------------------
 def check_novelty(
     candidates: Sequence[str | os.PathLike[str]],
@@ -261,21 +241,24 @@ def check_novelty(
     chunk_files: int = 32,
     journal: Path | None = None,
     progress: bool | Callable[[int], None] = False,
+    notify: Callable[[str], None] | None = None,
 ) -> NoveltyReport:
-    """Unique, known and novel candidates among files, folders, globs and multi-structure files."""
+    """Unique, known and novel candidates among files, folders, globs and multi-structure files.
+
+    ``notify`` gets warning lines (a torn last line of the journal dropped); default: standard error.
+    """
     from crystalsearch.catalog.build import _bar
-    from crystalsearch.errors import InputError
     from crystalsearch.identity.catalog import Catalog
     from crystalsearch.io.sources import expand_sources
 
     with Catalog.open(index, progress=bool(progress)) as catalog:
         folder = str(catalog.path)
-        header = _journal_header(catalog, criterion)
+        header = journal_header(catalog, criterion)
     entries = list(expand_sources([os.fspath(c) for c in candidates]))
     sources = [e for e in entries if not isinstance(e, InputError)]
-    kept = _read_journal(journal, header) if journal is not None else []
+    kept = read_journal(journal, header, notify=notify or warn, load=_load_candidate) if journal is not None else []
     done = {(line["source"], line["sha256"]): line for line in kept}
-    log = _Journal(journal, header, list(done.values()))
+    log = Journal(journal, header, list(done.values()))
     results: dict[str, list[Candidate]] = {}
     pending = []
     for src in sources:

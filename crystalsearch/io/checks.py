@@ -12,7 +12,11 @@ Thresholds (all in Å / Å^3):
   [``MIN_VOLUME_PER_ATOM``, ``MAX_VOLUME_PER_ATOM``] = [1, 10,000] (solids sit around 5-100 Å^3/atom;
   more than 10,000 Å^3/atom is an almost empty box, less than 1 Å^3/atom is physically impossible);
 * no two sites (periodic images included) may be closer than ``MIN_DISTANCE`` = 0.5 Å;
-* at most ``max_sites`` sites (default ``DEFAULT_MAX_SITES`` = 500, the CLI's ``--max-sites``);
+* at most ``max_sites`` sites per structure: ``DEFAULT_MAX_SITES`` = 500 unless the environment variable
+  ``CRYSTALSEARCH_MAX_SITES`` says otherwise (up to ``MAX_SITES_CAP`` = 5,000; the CLI's global option
+  ``crystalsearch --max-query-sites N <command>`` sets it, worker processes included). Checks and graphs grow
+  with the sites (the overlap check with their square), and MP structures have at most ~300. Search's
+  ``--max-sites`` is another thing: it filters the hits by size;
 * every site must be fully occupied by one real element (no partial occupancy, vacancies or dummy
   species).
 """
@@ -20,6 +24,7 @@ Thresholds (all in Å / Å^3):
 from __future__ import annotations
 
 import math
+import os
 from typing import TYPE_CHECKING
 
 from crystalsearch.errors import InputError
@@ -30,12 +35,15 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_MAX_SITES",
     "MAX_LATTICE_LENGTH",
+    "MAX_SITES_CAP",
+    "MAX_SITES_ENV",
     "MAX_VOLUME_PER_ATOM",
     "MIN_DISTANCE",
     "MIN_LATTICE_LENGTH",
     "MIN_VOLUME_PER_ATOM",
     "check_cell_parameters",
     "check_structure",
+    "max_sites_limit",
 ]
 
 MIN_LATTICE_LENGTH = 0.5
@@ -44,6 +52,20 @@ MIN_VOLUME_PER_ATOM = 1.0
 MAX_VOLUME_PER_ATOM = 10_000.0
 MIN_DISTANCE = 0.5
 DEFAULT_MAX_SITES = 500
+MAX_SITES_CAP = 5000
+MAX_SITES_ENV = "CRYSTALSEARCH_MAX_SITES"
+
+
+def max_sites_limit() -> int:
+    """Sites allowed per input structure: ``CRYSTALSEARCH_MAX_SITES`` when set (1 to :data:`MAX_SITES_CAP`),
+    else :data:`DEFAULT_MAX_SITES`."""
+    text = os.environ.get(MAX_SITES_ENV, "").strip()
+    if not text:
+        return DEFAULT_MAX_SITES
+    if not text.isdigit() or not 1 <= int(text) <= MAX_SITES_CAP:
+        raise InputError(MAX_SITES_ENV, f"must be a whole number from 1 to {MAX_SITES_CAP}, got {text!r}")
+    return int(text)
+
 
 _DISORDER_HINT = (
     "crystalsearch needs an ordered structure — order it first, e.g. pymatgen OrderDisorderedStructureTransformation"
@@ -115,16 +137,17 @@ def _species_label(structure: Structure, index: int) -> str:
     return str(structure[index].specie) if structure[index].is_ordered else structure[index].species.formula
 
 
-def check_structure(structure: Structure, *, source: str, max_sites: int = DEFAULT_MAX_SITES) -> None:
+def check_structure(structure: Structure, *, source: str, max_sites: int | None = None) -> None:
     """Raise :class:`~crystalsearch.errors.InputError` unless ``structure`` is usable.
 
     Checks, in order: at least one atom; finite lattice with sane lengths and volume per atom; at most
     ``max_sites`` sites; fully ordered sites of real elements; finite coordinates; no two sites (or a
     site and its own periodic image) closer than ``MIN_DISTANCE``. See the module docstring for the
-    thresholds.
+    thresholds. ``max_sites`` defaults to :func:`max_sites_limit`.
     """
     import numpy as np
 
+    max_sites = max_sites_limit() if max_sites is None else max_sites
     n_sites = len(structure)
     if n_sites == 0:
         raise InputError(source, "no atoms in the structure")
@@ -137,7 +160,8 @@ def check_structure(structure: Structure, *, source: str, max_sites: int = DEFAU
     _check_volume(abs(float(np.linalg.det(matrix))), n_sites, source=source)
 
     if n_sites > max_sites:
-        raise InputError(source, f"{n_sites} sites exceeds the limit of {max_sites} (--max-sites)")
+        raise InputError(source, f"{n_sites} sites is over the limit of {max_sites} per structure; raise it with "
+                         f"`crystalsearch --max-query-sites N <command>` (N up to {MAX_SITES_CAP})")  # fmt: skip
 
     disordered = sum(1 for site in structure if not site.is_ordered)
     if disordered:
@@ -167,7 +191,7 @@ def _check_overlaps(structure: Structure, *, source: str) -> None:
         )
     if len(structure) < 2:
         return
-    # O(n^2) minimum-image distances; at most max_sites (500) sites, so at most 250k pairs.
+    # O(n^2) minimum-image distances: 250k pairs at the default 500 sites, 25 M at MAX_SITES_CAP.
     distances = np.array(structure.distance_matrix, dtype=float)
     np.fill_diagonal(distances, np.inf)
     flat = int(np.argmin(distances))

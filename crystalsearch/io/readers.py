@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from crystalsearch.errors import InputError
-from crystalsearch.io.checks import DEFAULT_MAX_SITES, check_structure
+from crystalsearch.io.checks import check_structure, max_sites_limit
 from crystalsearch.io.cif import iter_cif_blocks, one_line
 from crystalsearch.io.sources import KNOWN_FORMATS, PathLike, Source, expand_sources
 
@@ -253,7 +253,7 @@ def read_structures(
     *,
     strict: bool = False,
     report: ReadReport | None = None,
-    max_sites: int = DEFAULT_MAX_SITES,
+    max_sites: int | None = None,
 ) -> Iterator[tuple[str, Structure]]:
     """Yield ``(source_id, Structure)`` for every structure in ``paths``, in order.
 
@@ -264,7 +264,8 @@ def read_structures(
     MP id.
 
     Bad inputs (unreadable, empty, truncated, binary, no lattice/atoms, disordered, overlapping atoms,
-    absurd cells, more than ``max_sites`` sites...) become one-line
+    absurd cells, more than ``max_sites`` sites (default :func:`~crystalsearch.io.checks.max_sites_limit`)...)
+    become one-line
     :class:`~crystalsearch.errors.InputError` naming the input. With a ``report`` and ``strict=False``
     they are recorded in ``report.failed`` and skipped; with ``strict=True`` *or no report* the first
     one is raised (it is recorded in ``report`` too, if given). ``report.ok`` counts yielded structures.
@@ -283,10 +284,11 @@ def read_structures(
 
 
 def read_items(
-    paths: PathLike | Iterable[PathLike], *, max_sites: int = DEFAULT_MAX_SITES
+    paths: PathLike | Iterable[PathLike], *, max_sites: int | None = None
 ) -> Iterator[tuple[str, Structure | InputError]]:
     """Like :func:`read_structures`, but every input, good or bad, in input order: ``(id, Structure)``
     or ``(id, InputError)`` (for commands that report each query, failures included, in order)."""
+    max_sites = max_sites_limit() if max_sites is None else max_sites
     for entry in expand_sources(paths):
         items: list[tuple[str, Structure | InputError]]
         if isinstance(entry, InputError):
@@ -305,7 +307,7 @@ def read_items(
             yield source_id, item
 
 
-def read_structure(path: PathLike, *, max_sites: int = DEFAULT_MAX_SITES) -> Structure:
+def read_structure(path: PathLike, *, max_sites: int | None = None) -> Structure:
     """The first structure in ``path`` (file, folder, glob or MP id); raises InputError on any problem."""
     for _source_id, structure in read_structures(path, strict=True, max_sites=max_sites):
         return structure

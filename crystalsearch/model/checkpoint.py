@@ -20,6 +20,7 @@ from typing import Any
 from crystalsearch._version import __version__
 from crystalsearch.atomic import atomic_write, atomic_write_json, atomic_write_text, file_sha256, staged_dir
 from crystalsearch.errors import CheckpointError
+from crystalsearch.model.config import config_problem
 from crystalsearch.structure.graph.settings import GraphSettings
 
 FORMAT_VERSION = 1
@@ -137,9 +138,27 @@ def read_info(folder: str | os.PathLike[str]) -> CheckpointInfo:
         raise CheckpointError(f"{meta_path}: malformed model.json ({exc})") from None
     if fmt != FORMAT_VERSION:
         raise CheckpointError(f"{path}: checkpoint format {fmt} is not supported (expected {FORMAT_VERSION})")
+    problem = config_problem(info.config) or graph_problem(info.graph)
+    if problem is not None:
+        raise CheckpointError(f"{meta_path}: invalid model.json ({problem})")
     if info.version.split(".")[0] != __version__.split(".")[0]:
         raise CheckpointError(f"{path}: written by crystalsearch {info.version}, incompatible with {__version__}")
     return info
+
+
+MAX_RADIUS = 30.0  # Å; the shipped models use 8
+MAX_NEIGHBORS = 128  # the shipped models use 12
+
+
+def graph_problem(graph: GraphSettings) -> str | None:
+    """Why a checkpoint's graph settings cannot be built (non-finite or out of bounds), or None."""
+    import math
+
+    if not math.isfinite(graph.radius) or not 0 < graph.radius <= MAX_RADIUS:
+        return f"graph radius {graph.radius} is outside (0, {MAX_RADIUS}] Å"
+    if not 1 <= graph.max_neighbors <= MAX_NEIGHBORS:
+        return f"graph max_neighbors {graph.max_neighbors} is outside 1..{MAX_NEIGHBORS}"
+    return None
 
 
 def graph_settings(name_or_path: str | os.PathLike[str]) -> GraphSettings:

@@ -119,7 +119,11 @@ class Calibration:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Calibration:
+    def from_dict(cls, d: Any) -> Calibration:
+        """A calibration from its JSON form; ValueError naming the first field that is missing or out of range."""
+        problem = calibration_problem(d)
+        if problem is not None:
+            raise ValueError(problem)
         return cls(**{**d, "scores": tuple(float(s) for s in d["scores"])})
 
     @classmethod
@@ -185,12 +189,89 @@ def magpie_of_structures(structures: list[Any]) -> np.ndarray:
     return np.stack([r if r is not None else np.full(width, np.nan) for r in rows])
 
 
-def load_calibration(folder: str | Path) -> Calibration | None:
-    """The calibration of a head folder, or ``None`` (heads trained before calibration existed)."""
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+_FIELDS = frozenset(Calibration.__dataclass_fields__)
+_REQUIRED = ("property", "log", "score", "beta", "scores")
+
+
+def calibration_problem(d: Any) -> str | None:  # noqa: C901 - one check per field, in the file's order
+    """Why ``d`` is not a valid ``calibration.json`` (None when it is): types and ranges of every field."""
+    if not isinstance(d, dict):
+        return "not a JSON object"
+    missing = [k for k in _REQUIRED if k not in d]
+    if missing:
+        return f"missing {', '.join(missing)}"
+    unknown = sorted(set(d) - _FIELDS)
+    if unknown:
+        return f"unknown field(s) {', '.join(unknown)}"
+    if not isinstance(d["property"], str) or not isinstance(d["log"], bool):
+        return "property must be text and log true or false"
+    if d["score"] not in SCORES:
+        return f"score must be one of {', '.join(SCORES)}, not {d['score']!r}"
+    beta = d["beta"]
+    if not _number(beta) or not math.isfinite(beta) or beta < 0 or (beta == 0 and d["score"] == "normalised"):
+        return f"beta must be a finite number above 0, not {beta!r} (a negative one turns intervals inside out)"
+    scores = d["scores"]
+    if not isinstance(scores, list) or not all(_number(x) and math.isfinite(x) and x >= 0 for x in scores):
+        return "scores must be a list of finite numbers >= 0"
+    if any(a > b for a, b in zip(scores, scores[1:], strict=False)):
+        return "scores must be sorted in ascending order"
+    weight = d.get("weight", 1.0)
+    if not _number(weight) or not 0 <= weight <= 1:
+        return f"weight must be a number from 0 to 1, not {weight!r}"
+    if d.get("stack", "blend") not in ("blend", "residual"):
+        return f"stack must be 'blend' or 'residual', not {d.get('stack')!r}"
+    if d.get("ood", "spread") not in OOD_STATISTICS:
+        return f"ood must be one of {', '.join(OOD_STATISTICS)}, not {d.get('ood')!r}"
+    quantile, threshold = d.get("ood_quantile", 0.9), d.get("ood_threshold", math.inf)
+    if not _number(quantile) or not 0 < quantile < 1 or not _number(threshold) or threshold < 0:
+        return "ood_quantile must lie between 0 and 1 and ood_threshold be a number >= 0"
+    floor = d.get("floor")
+    if floor is not None and (not _number(floor) or not math.isfinite(floor)):
+        return f"floor must be a finite number or null, not {floor!r}"
+    if not isinstance(d.get("split", {}), dict) or not isinstance(d.get("measured", {}), dict):
+        return "split and measured must be JSON objects"
+    return None
+
+
+def heads_property(folder: Path) -> str | None:
+    """The property the heads of ``folder`` predict (their ``model.json`` metadata), None when not recorded."""
+    for info in [*sorted(folder.glob("seed*/model.json")), folder / "model.json"]:
+        try:
+            prop = json.loads(info.read_text())["metadata"]["property"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if isinstance(prop, str):
+            return prop
+    return None
+
+
+def load_calibration(folder: str | Path, *, prop: str | None = None) -> Calibration | None:
+    """The calibration of a head folder, or ``None`` (heads trained before calibration existed).
+
+    Every field is checked (:func:`calibration_problem`), and its property must be the heads' (``prop``, by
+    default the one their ``model.json`` records): :class:`~crystalsearch.errors.InputError` naming the file
+    otherwise.
+    """
+    from crystalsearch.errors import InputError
+
     path = Path(folder) / FILE
     if not path.is_file():
         return None
-    return Calibration.from_dict(json.loads(path.read_text()))
+    try:
+        data = json.loads(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise InputError(str(path), f"unreadable calibration ({exc})") from None
+    problem = calibration_problem(data)
+    if problem is not None:
+        raise InputError(str(path), f"invalid calibration: {problem}")
+    expected = prop or heads_property(Path(folder))
+    if expected is not None and data["property"] != expected:
+        raise InputError(str(path), f"calibration of {data['property']!r}, but these heads predict {expected!r}")
+    return Calibration.from_dict(data)
 
 
 def save_calibration(folder: str | Path, calibration: Calibration) -> Path:
