@@ -170,12 +170,16 @@ def _discard(path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
+SWAP_GRACE_S = 30.0  # how long a replaced version stays for readers that resolved it (link fallback)
+
+
 def _swap_by_link(tmp: Path, dest: Path) -> None:
     """Fallback: ``dest`` is a link to ``.<name>.v<token>``; the new version gets its own folder and the
     link is replaced with ``os.replace`` (atomic). A plain folder at ``dest`` is first moved into a
-    versioned folder (the only moment readers can miss it, once per destination). The version just
-    replaced is kept until the next swap: a reader whose ``open`` resolved the old link an instant before
-    the switch still finds its files (deleting it at once lost such reads about once in 300 swaps)."""
+    versioned folder (the only moment readers can miss it, once per destination). A replaced version is
+    kept for :data:`SWAP_GRACE_S` seconds after it was replaced (and the one just replaced always until the
+    next swap): a reader whose ``open`` resolved the old link an instant before the switch, then was held
+    off the CPU across further swaps, still finds its files."""
     version = dest.with_name(f".{dest.name}.v{uuid.uuid4().hex[:12]}")
     os.replace(tmp, version)
     link = dest.with_name(f".{dest.name}.link.partial")
@@ -188,13 +192,23 @@ def _swap_by_link(tmp: Path, dest: Path) -> None:
         old = dest.with_name(f".{dest.name}.v{uuid.uuid4().hex[:12]}")
         os.replace(dest, old)
     os.replace(link, dest)
-    _discard_versions(dest, keep={version.name, *((old.name,) if old is not None else ())})
+    if old is not None:
+        os.utime(old)  # when it was replaced: the start of its grace period
+    _discard_versions(dest, keep={version.name, *((old.name,) if old is not None else ())}, grace=SWAP_GRACE_S)
 
 
-def _discard_versions(dest: Path, *, keep: set[str]) -> None:
-    """Remove the version folders of ``dest``'s link fallback, except those named in ``keep``."""
+def _discard_versions(dest: Path, *, keep: set[str], grace: float = 0.0) -> None:
+    """Remove the version folders of ``dest``'s link fallback, except those named in ``keep`` and those
+    replaced less than ``grace`` seconds ago."""
+    now = time.time()
     for stale in dest.parent.glob(f".{dest.name}.v*"):
-        if stale.name not in keep:
+        if stale.name in keep:
+            continue
+        try:
+            recent = now - stale.stat().st_mtime < grace
+        except FileNotFoundError:
+            continue
+        if not recent:
             shutil.rmtree(stale, ignore_errors=True)
 
 

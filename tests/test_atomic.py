@@ -70,7 +70,11 @@ def test_swap_fallback_versioned_link(tmp_path: Path, monkeypatch: pytest.Monkey
     assert missing == [] and len(seen) > 1
     assert (tmp_path / "index").is_symlink()
     versions = [p for p in tmp_path.iterdir() if p.name.startswith(".index.v")]
-    assert len(versions) == 2  # the current version and the one it replaced (kept for in-flight readers)
+    assert len(versions) > 2  # versions replaced within the grace period stay for in-flight readers
+    monkeypatch.setattr(atomic, "SWAP_GRACE_S", 0.0)
+    swap_in(_version(tmp_path / ".index.last", "last"), tmp_path / "index")
+    versions = [p for p in tmp_path.iterdir() if p.name.startswith(".index.v")]
+    assert len(versions) == 2  # past the grace: the current version and the one it just replaced
 
 
 def test_swap_after_fallback_with_exchange(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -137,7 +137,7 @@ def test_garbage_calibration_json_is_refused(tmp_path: Path, tamper_manifest: bo
     target.write_bytes(b"\x80\x04\x95 not json {")
     if tamper_manifest:
         rewrite_manifest(folder, target.name)
-    why = "unreadable calibration.json" if tamper_manifest else "checksum does not match"
+    why = "unreadable calibration" if tamper_manifest else "checksum does not match"
     refused(predict(folder), target, tmp_path / "no-marker", why=why)
 
 
