@@ -1,0 +1,171 @@
+"""What the running app holds: the opened catalog (opened, or built, in the background with its progress),
+the uploaded query structures, the loaded property predictors and the novelty jobs.
+
+One lock serialises the library calls on the shared catalog (its encoder and vectors are not meant for
+concurrent use); novelty jobs open their own catalog in their own thread.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pymatgen.core import Structure
+
+    from crystalsearch.identity.catalog import Catalog
+    from crystalsearch.identity.novelty import NoveltyReport
+    from crystalsearch.predict.predictor import Predictor
+
+__all__ = ["AppConfig", "AppState", "NoveltyJob", "Query"]
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    """The app's options. Upload caps: files per search, files per novelty check, bytes per request."""
+
+    index: str = "default"
+    max_search_files: int = 20
+    max_novelty_files: int = 2000
+    max_request_bytes: int = 200 * 1024 * 1024
+    max_kept_queries: int = 256
+    work: Path | None = None  # where uploads are written (a fresh temporary folder when None)
+
+
+@dataclass(frozen=True)
+class Query:
+    """An uploaded or looked-up query structure, kept for the views, predictions and the map."""
+
+    key: str
+    label: str
+    structure: Structure
+    known_as: tuple[str, ...] = ()
+
+
+@dataclass
+class NoveltyJob:
+    """A novelty check running in its own thread: progress, then the report (or the error)."""
+
+    key: str
+    total: int
+    folder: Path
+    done: int = 0
+    report: NoveltyReport | None = None
+    error: str | None = None
+    started: float = field(default_factory=time.perf_counter)
+    seconds: float | None = None
+    display: Callable[[str], str] = str  # how file names are shown (the app's upload folder left out)
+
+
+class AppState:
+    """The catalog, kept queries, predictors and novelty jobs of one running app."""
+
+    def __init__(self, config: AppConfig) -> None:
+        import tempfile
+
+        self.config = config
+        self.lock = threading.RLock()
+        self.work = config.work or Path(tempfile.mkdtemp(prefix="crystalsearch-app-"))
+        self._catalog: Catalog | None = None
+        self.message = "opening the index"
+        self.error: str | None = None
+        self.opened = threading.Event()
+        self.started = time.perf_counter()
+        self.queries: OrderedDict[str, Query] = OrderedDict()
+        self.predictors: dict[str, Predictor] = {}
+        self.jobs: dict[str, NoveltyJob] = {}
+        self.map_cache: dict[str, Any] = {}
+
+    # -- the catalog ------------------------------------------------------------------------------------
+    def open_in_background(self) -> threading.Thread:
+        """Open (or build, for ``default`` on first use) the index without holding up the server."""
+        thread = threading.Thread(target=self._open, name="crystalsearch-open", daemon=True)
+        thread.start()
+        return thread
+
+    def _note(self, message: str) -> None:
+        self.message = message.strip().splitlines()[0] if message.strip() else self.message
+
+    def _open(self) -> None:
+        from crystalsearch.errors import CrystalSearchError
+        from crystalsearch.identity.catalog import Catalog
+
+        try:
+            catalog = Catalog.open(self.config.index, notify=self._note, progress=True)
+            catalog.threads = None
+            with self.lock:
+                _ = catalog.encoder  # load the encoder now, not at the first search
+            self._catalog = catalog
+            self.message = f"{len(catalog):,} materials in {catalog.path}"
+        except (CrystalSearchError, OSError) as exc:
+            self.error = str(exc)
+        finally:
+            self.opened.set()
+
+    @property
+    def catalog(self) -> Catalog:
+        from crystalsearch.errors import CrystalSearchError
+
+        if self._catalog is None:
+            raise CrystalSearchError(self.error or f"the index is not open yet ({self.message})")
+        return self._catalog
+
+    def status(self) -> dict[str, Any]:
+        from crystalsearch.data.properties import REGISTRY
+        from crystalsearch.html import element_colours
+
+        cat = self._catalog
+        return {
+            "ready": cat is not None, "error": self.error, "message": self.message,
+            "elapsed_s": round(time.perf_counter() - self.started, 1),
+            "index": None if cat is None else str(cat.path), "materials": None if cat is None else len(cat),
+            "properties": [{"column": p.column, "label": p.label, "unit": p.unit, "head": p.head} for p in REGISTRY],
+            "colours": _all_colours(element_colours),
+            "limits": {"search_files": self.config.max_search_files, "novelty_files": self.config.max_novelty_files,
+                       "request_bytes": self.config.max_request_bytes},
+        }  # fmt: skip
+
+    # -- queries ----------------------------------------------------------------------------------------
+    def keep(self, label: str, structure: Structure, known_as: tuple[str, ...] = ()) -> Query:
+        query = Query(uuid.uuid4().hex[:16], label, structure, known_as)
+        with self.lock:
+            self.queries[query.key] = query
+            while len(self.queries) > self.config.max_kept_queries:
+                self.queries.popitem(last=False)
+        return query
+
+    def query(self, key: str) -> Query:
+        from crystalsearch.errors import InputError
+
+        found = self.queries.get(key)
+        if found is None:
+            raise InputError("query", "no such query (search again: the app keeps the latest ones)")
+        return found
+
+    def predictor(self, prop: str) -> Predictor:
+        from crystalsearch.predict.predictor import Predictor
+
+        with self.lock:
+            if prop not in self.predictors:
+                self.predictors[prop] = Predictor.load(prop)
+            return self.predictors[prop]
+
+    def close(self) -> None:
+        import shutil
+
+        if self._catalog is not None:
+            self._catalog.close()
+        if self.config.work is None:
+            shutil.rmtree(self.work, ignore_errors=True)
+
+
+def _all_colours(element_colours: Callable[[list[str]], dict[str, str]]) -> dict[str, str]:
+    from pymatgen.core.periodic_table import Element
+
+    return element_colours([e.symbol for e in Element])

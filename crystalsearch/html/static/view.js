@@ -1,0 +1,44 @@
+/* crystalsearch structure views: shared by the app and notebook outputs (3Dmol.js, loaded beforehand).
+ * A view is <div class="cs-view" data-colours='{"Na": "#ab5cf2"}'> holding
+ * <script type="text/plain" class="cs-cif">CIF</script>, or with data-src: a URL returning CIF text. */
+(function () {
+  "use strict";
+
+  function draw(el, cif) {
+    if (el._viewer) { el._viewer.clear(); }
+    const viewer = el._viewer || $3Dmol.createViewer(el, { backgroundColor: "white", antialias: true });
+    if (!viewer) { el.textContent = "3D view unavailable (WebGL is off in this browser)"; return null; }
+    el._viewer = viewer;
+    const colours = JSON.parse(el.dataset.colours || "{}");
+    const model = viewer.addModel(cif, "cif", { doAssembly: true, normalizeAssembly: true, duplicateAssemblyAtoms: true });
+    const scheme = { prop: "elem", map: colours };
+    viewer.setStyle({}, { sphere: { scale: 0.3, colorscheme: scheme }, stick: { radius: 0.12, colorscheme: scheme } });
+    viewer.addUnitCell(model, { box: { color: "#555" }, alabel: "a", blabel: "b", clabel: "c" });
+    viewer.zoomTo();
+    viewer.rotate(20, "y");
+    viewer.rotate(15, "x");
+    viewer.render();
+    el.dataset.state = "ready";
+    return viewer;
+  }
+
+  function show(el) {
+    if (!window.$3Dmol) { el.textContent = "3D view unavailable (3Dmol.js not loaded)"; return; }
+    const inline = el.querySelector("script.cs-cif");
+    if (inline) { draw(el, inline.textContent); return; }
+    if (!el.dataset.src) { return; }
+    el.dataset.state = "loading";
+    fetch(el.dataset.src, { credentials: "same-origin" })
+      .then((r) => r.ok ? r.text() : r.text().then((t) => { throw new Error(t); }))
+      .then((cif) => draw(el, cif))
+      .catch((e) => { el.dataset.state = "error"; el.textContent = String(e.message || e); });
+  }
+
+  /* Draw every view under root not drawn yet (or all of them with force). */
+  window.csViews = function (root, force) {
+    (root || document).querySelectorAll(".cs-view").forEach((el) => {
+      if (force || !el.dataset.state) { show(el); }
+    });
+  };
+  window.csShow = show;
+})();
