@@ -142,7 +142,7 @@ def create_app(state: AppState, token: str) -> ASGIApp:
         folder = str(form.get("folder") or "")
         if folder.strip():
             paths = explore.folder_files(folder, limit=cfg.max_novelty_files)
-            job = explore.start_novelty(state, paths, str)
+            job = explore.start_novelty(state, paths, _shown(Path(folder.strip()).expanduser()))
         elif files:
             dest, paths = await save_uploads(files, state.work, max_files=cfg.max_novelty_files,
                                              max_bytes=cfg.max_request_bytes)  # fmt: skip

@@ -41,6 +41,7 @@ def safe_name(name: str, taken: set[str]) -> str:
 
 async def read_form(request: Request, *, max_files: int, max_bytes: int) -> FormData:
     """The request's form, refused with one clear line when it is larger or has more files than allowed."""
+    from starlette.exceptions import HTTPException
     from starlette.formparsers import MultiPartException
 
     length = request.headers.get("content-length")
@@ -50,10 +51,11 @@ async def read_form(request: Request, *, max_files: int, max_bytes: int) -> Form
         raise UploadError(f"{int(length) / 1e6:.1f} MB is more than the {max_bytes / 1e6:.0f} MB allowed per upload")
     try:
         return await request.form(max_files=max_files, max_fields=50, max_part_size=64 * 1024)
-    except MultiPartException as exc:
-        if "files" in str(exc).lower():
+    except (MultiPartException, HTTPException) as exc:  # Starlette turns the first into the second
+        text = str(getattr(exc, "detail", None) or exc)
+        if "too many files" in text.lower():
             raise UploadError(f"more than {max_files} files in one upload (at most {max_files})") from None
-        raise UploadError(str(exc)) from None
+        raise UploadError(text) from None
 
 
 async def save_uploads(

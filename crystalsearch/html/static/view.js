@@ -11,6 +11,7 @@
     el._viewer = viewer;
     const colours = JSON.parse(el.dataset.colours || "{}");
     const model = viewer.addModel(cif, "cif", { doAssembly: true, normalizeAssembly: true, duplicateAssemblyAtoms: true });
+    bond(model.selectedAtoms({}));
     const scheme = { prop: "elem", map: colours };
     viewer.setStyle({}, { sphere: { scale: 0.3, colorscheme: scheme }, stick: { radius: 0.12, colorscheme: scheme } });
     viewer.addUnitCell(model, { box: { color: "#555" }, alabel: "a", blabel: "b", clabel: "c" });
@@ -20,6 +21,31 @@
     viewer.render();
     el.dataset.state = "ready";
     return viewer;
+  }
+
+  /* Bonds by distance: for each pair of elements, the pairs within 10% of that pair's shortest distance
+   * (unlike elements up to 3.3 Å; like elements only when about as close as the nearest neighbours). */
+  function bond(atoms) {
+    if (atoms.length > 4000) { return; }
+    const pairs = [], shortest = {};
+    let nearest = Infinity;
+    for (let i = 0; i < atoms.length; i++) {
+      const a = atoms[i];
+      a.bonds = []; a.bondOrder = [];
+      for (let j = i + 1; j < atoms.length; j++) {
+        const b = atoms[j], dx = a.x - b.x, dy = a.y - b.y, dz = a.z - b.z, d = Math.sqrt(dx * dx + dy * dy + dz * dz);
+        if (d > 3.3 || d < 0.4) { continue; }
+        const key = [a.elem, b.elem].sort().join("-");
+        pairs.push([i, j, d, key]);
+        shortest[key] = Math.min(shortest[key] || Infinity, d);
+        nearest = Math.min(nearest, d);
+      }
+    }
+    pairs.forEach(([i, j, d, key]) => {
+      const like = atoms[i].elem === atoms[j].elem;
+      if (d > 1.1 * shortest[key] || (like && shortest[key] > 1.2 * nearest)) { return; }
+      atoms[i].bonds.push(atoms[j].index); atoms[i].bondOrder.push(1); atoms[j].bonds.push(atoms[i].index); atoms[j].bondOrder.push(1);
+    });
   }
 
   function show(el) {
