@@ -205,8 +205,9 @@ class Catalog:
                                 same_prototype=same_prototype)  # fmt: skip
         if result.error:
             raise InputError(result.query, result.error.split(": ", 1)[-1])
+        shown = os.path.abspath(query) if isinstance(query, str) and _looks_like_path(query) else query
         return Hits(result.hits, query=result.query, formula=result.formula,
-                    views=functools.partial(self._views, query, result.hits[:3]))  # fmt: skip
+                    views=functools.partial(self._views, shown, result.hits[:3]))  # fmt: skip
 
     def search(
         self,

@@ -57,9 +57,14 @@ def element_colours(elements: Sequence[str]) -> dict[str, str]:
 def structure_view(structure: Any, *, cif: bool = True) -> dict[str, Any]:
     """A pymatgen ``Structure`` as the renderer sees it: CIF text (unless ``cif=False``: thumbnails need
     none), elements, lattice and Cartesian sites."""
+    import warnings
+
     elements = sorted({site.specie.symbol for site in structure})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pymatgen's note on repeated site labels
+        text = structure.to(fmt="cif") if cif else ""
     return {
-        "cif": structure.to(fmt="cif") if cif else "",
+        "cif": text,
         "formula": structure.composition.reduced_formula,
         "elements": elements,
         "lattice": structure.lattice.matrix.round(4).tolist(),
@@ -88,10 +93,10 @@ def view_html(
     """An interactive 3D view: CIF inline (``view``) or fetched from ``src``; title and legend under it."""
     elements = list(view["elements"]) if view is not None else list(elements)
     colours = escape(json.dumps(element_colours(elements)))
-    inner = f'<script type="text/plain" class="cs-cif">{escape(view["cif"])}</script>' if view else ""
+    inline = f' data-cif="{escape(view["cif"])}"' if view else ""
     source = f' data-src="{escape(src)}"' if src else ""
     box = (f'<div class="cs-view" style="width:{width}px;height:{height}px;position:relative"'
-           f' data-colours="{colours}"{source}>{inner}</div>')  # fmt: skip
+           f' data-colours="{colours}"{source}{inline}></div>')  # fmt: skip
     caption = f'<div class="cs-caption">{escape(title)}</div>' if title else ""
     return f'<figure class="cs-figure">{box}{caption}{legend_html(elements)}</figure>'
 
@@ -142,6 +147,7 @@ def notebook(body: str, *, views: bool = True) -> str:
     style = f"<style>{asset('notebook.css')}</style>"
     if not views:
         return f'<div class="cs-out" id="{key}">{style}{body}</div>'
-    scripts = (f"<script>{asset('3Dmol-min.js')}</script><script>{asset('view.js')}</script>"
+    code = [asset(name).replace("</script", "<\\/script") for name in ("3Dmol-min.js", "view.js")]
+    scripts = (f"<script>{code[0]}</script><script>{code[1]}</script>"
                f'<script>window.csViews(document.getElementById("{key}"));</script>')  # fmt: skip
     return f'<div class="cs-out" id="{key}">{style}{body}</div>{scripts}'

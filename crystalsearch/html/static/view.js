@@ -1,6 +1,6 @@
 /* crystalsearch structure views: shared by the app and notebook outputs (3Dmol.js, loaded beforehand).
- * A view is <div class="cs-view" data-colours='{"Na": "#ab5cf2"}'> holding
- * <script type="text/plain" class="cs-cif">CIF</script>, or with data-src: a URL returning CIF text. */
+ * A view is a div.cs-view with data-colours (element -> colour) and its CIF text in data-cif, or data-src:
+ * a URL returning CIF text. */
 (function () {
   "use strict";
 
@@ -50,8 +50,7 @@
 
   function show(el) {
     if (!window.$3Dmol) { el.textContent = "3D view unavailable (3Dmol.js not loaded)"; return; }
-    const inline = el.querySelector("script.cs-cif");
-    if (inline) { draw(el, inline.textContent); return; }
+    if (el.dataset.cif) { draw(el, el.dataset.cif); return; }
     if (!el.dataset.src) { return; }
     el.dataset.state = "loading";
     fetch(el.dataset.src, { credentials: "same-origin" })
