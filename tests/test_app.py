@@ -81,9 +81,11 @@ def request(srv: dict[str, Any], path: str, *, cookie: bool = True, **kw: Any) -
 
 def multipart(files: list[tuple[str, bytes]], fields: dict[str, str]) -> tuple[bytes, str]:
     boundary = uuid.uuid4().hex
-    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode() for k, v in fields.items()]
-    parts += [f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="{name}"\r\n'
-              f"Content-Type: application/octet-stream\r\n\r\n".encode() + data + b"\r\n" for name, data in files]  # fmt: skip
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode() for k, v in fields.items()
+    ]
+    head = '--{}\r\nContent-Disposition: form-data; name="files"; filename="{}"\r\n\r\n'
+    parts += [head.format(boundary, name).encode() + data + b"\r\n" for name, data in files]
     return b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
 
 
@@ -174,7 +176,9 @@ def page(server: dict[str, Any]) -> Iterator[Any]:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
         tab = browser.new_page(viewport={"width": 1400, "height": 1000})
         outside: list[str] = []
-        tab.on("request", lambda r: None if r.url.startswith((server["url"], "data:", "blob:")) else outside.append(r.url))
+        tab.on(
+            "request", lambda r: None if r.url.startswith((server["url"], "data:", "blob:")) else outside.append(r.url)
+        )
         tab.goto(f"{server['url']}/?token={server['token']}")
         tab.wait_for_function("() => window.__ready === true", timeout=60_000)
         yield tab
@@ -198,14 +202,16 @@ def test_browser_search_nacl_shows_rocksalt_analogues_in_3d(page: Any) -> None:
     page.set_input_files("#files", str(NACL))
     page.click("#search-button")
     page.wait_for_selector(".cs-hits-table tbody tr", timeout=60_000)
-    rows = page.eval_on_selector_all(".cs-hits-table tbody tr", "rs => rs.map(r => [r.dataset.id, r.cells[5].textContent])")
+    rows = page.eval_on_selector_all(
+        ".cs-hits-table tbody tr", "rs => rs.map(r => [r.dataset.id, r.cells[5].textContent])"
+    )
     ids = [r[0] for r in rows]
     prototypes = [r[1] for r in rows]
     assert ids[0] == "mp-22862" and "mp-23193" in ids  # NaCl itself (a known material), then KCl among its analogues
     assert prototypes[0] == prototypes[ids.index("mp-23193")]  # KCl has NaCl's rocksalt prototype label
     assert "known as mp-22862" in page.inner_text(".cs-verdict")
     assert page.locator(".cs-hits-table svg.cs-thumb").count() == len(ids)
-    page.click(f'.cs-hits-table tr[data-id="mp-23193"]')
+    page.click('.cs-hits-table tr[data-id="mp-23193"]')
     for view in ("#view-query", "#view-hit"):
         stats = drawn(page, view)
         assert stats["variance"] > 50 and stats["colours"] > 20, stats
@@ -244,7 +250,9 @@ def test_browser_predict_panel_shows_intervals(page: Any) -> None:
     page.wait_for_selector(".cs-hits-table tbody tr", timeout=60_000)
     page.click("#predict-button")
     page.wait_for_selector(".cs-predict-table tbody tr", timeout=120_000)
-    rows = page.eval_on_selector_all(".cs-predict-table tbody tr", "rs => rs.map(r => Array.from(r.cells, c => c.textContent))")
+    rows = page.eval_on_selector_all(
+        ".cs-predict-table tbody tr", "rs => rs.map(r => Array.from(r.cells, c => c.textContent))"
+    )
     assert len(rows) >= 1
     for prop, value, interval, *_ in rows:
         lo, hi = re.match(r"(-?[\d.]+) – (-?[\d.]+) \(90%\)", interval).groups()  # type: ignore[union-attr]
@@ -276,7 +284,10 @@ def test_browser_novelty_of_a_folder(page: Any, tmp_path: Path) -> None:
     assert summary == check_novelty([str(folder)], index=index).summary()
     assert summary.startswith("4 candidates: 2 unique (1 known, 1 novel), 1 duplicates")
     assert page.eval_on_selector("#novelty-progress", "p => p.value === p.max")
-    status = page.eval_on_selector_all(".cs-novelty-table tbody tr", "rs => rs.map(r => [r.cells[0].textContent, r.cells[1].textContent, r.cells[4].textContent])")
+    status = page.eval_on_selector_all(
+        ".cs-novelty-table tbody tr",
+        "rs => rs.map(r => [r.cells[0].textContent, r.cells[1].textContent, r.cells[4].textContent])",
+    )
     assert ["NaCl.cif", "known", "mp-22862"] in status
     assert page.is_visible("#novelty-csv") and page.is_visible("#novelty-json")
     shot(page, "app-novelty.png", "#tab-novelty")
@@ -294,7 +305,7 @@ def test_browser_material_page_and_map(page: Any) -> None:
     assert page.evaluate("window.__mapDrawn") == 67
     box = page.locator("#map").bounding_box()
     pixels = page.evaluate("() => { const c = document.getElementById('map'); const d = c.getContext('2d')"
-                           ".getImageData(0, 0, c.width, c.height).data; let n = 0; for (let i = 3; i < d.length; i += 4)"
-                           " if (d[i] > 0) n++; return n; }")  # fmt: skip
+                           ".getImageData(0, 0, c.width, c.height).data; let n = 0;"
+                           " for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++; return n; }")  # fmt: skip
     assert pixels > 67 * 4 and box is not None
     shot(page, "app-map.png", "#tab-map")

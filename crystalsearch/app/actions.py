@@ -1,5 +1,6 @@
-"""What the app's pages ask for, as calls into the one library: search (``crystalsearch.Catalog.search`` with
-known verdicts), structures as CIF, a material's page, predictions (:class:`~crystalsearch.predict.predictor.Predictor`).
+"""What the app's pages ask for, as calls into the one library: search (``crystalsearch.Catalog.search``
+with known verdicts), structures as CIF, a material's page, predictions
+(:class:`~crystalsearch.predict.predictor.Predictor`).
 Results are the JSON shapes of :mod:`crystalsearch.cli.schema` plus HTML from :mod:`crystalsearch.html`."""
 
 from __future__ import annotations
@@ -88,8 +89,7 @@ def search(
     t0 = time.perf_counter()
     labelled: list[tuple[str, Structure | str | InputError]] = []
     for path in paths:
-        for label, item in read_items(str(path)):
-            labelled.append((display(label), _relabel(item, display)))
+        labelled += [(display(label), _relabel(item, display)) for label, item in read_items(str(path))]
     with state.lock:
         if text.strip():
             labelled.append(_text_query(state, text.strip()))
@@ -98,13 +98,13 @@ def search(
         found = catalog.search([item for _, item in good], k=opts["k"], filters=opts["filters"], known=True,
                                by=opts["by"], weight=opts["weight"])  # fmt: skip
         units = _units(state)
-        by_label = dict(zip([label for label, _ in good], found))
-        results = []
+        answers = iter(found)  # one per good query, in order
+        results: list[dict[str, Any]] = []
         for label, item in labelled:
             if isinstance(item, InputError):
                 results.append({"query": label, "error": str(item)})
                 continue
-            result = by_label[label]
+            result = next(answers)
             structure = item if not isinstance(item, str) else catalog.structure(item)
             kept = state.keep(label, structure, result.known_as)
             data = {**result.to_dict(), "query": label}
@@ -159,7 +159,9 @@ def structure_cif(
         raise InputError("supercell", "must be 1 or 2")
     if supercell == 2:
         if len(structure) * 8 > MAX_VIEW_SITES:
-            raise InputError(label, f"a 2x2x2 supercell would have {len(structure) * 8} sites (at most {MAX_VIEW_SITES})")
+            raise InputError(
+                label, f"a 2x2x2 supercell would have {len(structure) * 8} sites (at most {MAX_VIEW_SITES})"
+            )
         structure = structure * (2, 2, 2)
     stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(label).stem) or "structure"
     return f"{stem}-{cell}{'-2x2x2' if supercell == 2 else ''}.cif", structure.to(fmt="cif")

@@ -93,8 +93,9 @@ def job_status(job: NoveltyJob, *, link: str) -> dict[str, Any]:
     """Progress while running; then the summary, the table (HTML) and the counts."""
     from crystalsearch.html import novelty_table
 
+    finished = job.report is not None or job.error is not None
     out: dict[str, Any] = {"key": job.key, "done": job.done, "total": job.total, "error": job.error,
-                           "finished": job.report is not None or job.error is not None, "seconds": job.seconds}  # fmt: skip
+                           "finished": finished, "seconds": job.seconds}  # fmt: skip
     if job.report is not None:
         report = job.report.to_dict()
         out.update(report=report, html=novelty_table(report, _candidates(job), link=link))

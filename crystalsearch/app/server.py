@@ -108,8 +108,8 @@ def create_app(state: AppState, token: str) -> ASGIApp:
 
     async def search(request: Request) -> Response:
         form = await read_form(request, max_files=cfg.max_search_files, max_bytes=cfg.max_request_bytes)
-        opts, errors = actions.options(k=str(form.get("k") or ""), by=str(form.get("by") or ""),
-                                       weight=str(form.get("weight") or ""), where=str(form.get("where") or ""))  # fmt: skip
+        fields = {name: str(form.get(name) or "") for name in ("k", "by", "weight", "where")}
+        opts, errors = actions.options(**fields)
         if errors:
             return JSONResponse({"field_errors": errors}, status_code=400)
         files = [f for f in form.getlist("files") if isinstance(f, UploadFile) and f.filename]
@@ -124,8 +124,9 @@ def create_app(state: AppState, token: str) -> ASGIApp:
 
     async def structure(request: Request) -> Response:
         q = request.query_params
+        supercell = 2 if q.get("supercell") == "2" else 1
         name, cif = await run_in_threadpool(actions.structure_cif, state, key=q.get("key"), material_id=q.get("id"),
-                                            cell=q.get("cell", "given"), supercell=int(q.get("supercell", "1") or 1))  # fmt: skip
+                                            cell=q.get("cell", "given"), supercell=supercell)  # fmt: skip
         headers = {"Content-Disposition": f'attachment; filename="{name}"'} if q.get("download") else {}
         return PlainTextResponse(cif, headers=headers, media_type="chemical/x-cif")
 

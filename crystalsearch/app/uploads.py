@@ -62,7 +62,8 @@ async def save_uploads(
     files: list[UploadFile], folder: Path, *, max_files: int, max_bytes: int
 ) -> tuple[Path, list[Path]]:
     """Write uploaded files (zip archives unpacked) into a fresh folder under ``folder``; returns that folder
-    and the files in upload order. Raises :class:`UploadError` past ``max_files`` files or ``max_bytes`` unpacked bytes."""
+    and the files in upload order. Raises :class:`UploadError` past ``max_files`` files or ``max_bytes``
+    unpacked bytes."""
     dest = folder / uuid.uuid4().hex[:12]
     dest.mkdir(parents=True)
     taken: set[str] = set()

@@ -48,10 +48,10 @@ def _jmol() -> dict[str, str]:
     return colours
 
 
-def element_colours(elements: Sequence[str]) -> dict[str, str]:
-    """Jmol colour (``#rrggbb``) of each element symbol."""
+def element_colours(elements: Sequence[str] | None = None) -> dict[str, str]:
+    """Jmol colour (``#rrggbb``) of each element symbol (of every element with ``None``)."""
     table = _jmol()
-    return {e: table.get(e, _FALLBACK) for e in elements}
+    return {e: table.get(e, _FALLBACK) for e in (table if elements is None else elements)}
 
 
 def structure_view(structure: Any, *, cif: bool = True) -> dict[str, Any]:
@@ -130,13 +130,14 @@ def thumbnail_svg(view: Mapping[str, Any], *, size: int = 56) -> str:
     )
     colours = element_colours([s[0] for s in sites])
     radius = max(1.5, min(5.0, 1.1 * scale))
-    dots = "".join(
-        '<circle cx="{:.1f}" cy="{:.1f}" r="{:.1f}" fill="{}"/>'.format(*xy(xyz[i]), radius, colours[sites[i][0]])
-        for i in np.argsort(xyz[:, 2])
-    )
+    dots = "".join(_circle(xy(xyz[i]), radius, colours[str(sites[i][0])]) for i in np.argsort(xyz[:, 2]))
     return (f'<svg class="cs-thumb" xmlns="http://www.w3.org/2000/svg" width="{size}" height="{size}" '
             f'viewBox="0 0 {size} {size}"><g stroke="#888" stroke-width="0.7">{lines}</g>'
             f'<g stroke="#333" stroke-width="0.4">{dots}</g></svg>')  # fmt: skip
+
+
+def _circle(centre: tuple[float, float], radius: float, colour: str) -> str:
+    return f'<circle cx="{centre[0]:.1f}" cy="{centre[1]:.1f}" r="{radius:.1f}" fill="{colour}"/>'
 
 
 def notebook(body: str, *, views: bool = True) -> str:

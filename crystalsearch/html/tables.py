@@ -96,7 +96,8 @@ def predictions_table(
     header = [("property", "text", ""), ("value", "num", "calibrated point prediction"),
               ("interval", "text", "split-conformal prediction interval"), ("unit", "text", ""),
               ("catalog value", "num", "the value of the known material the query matches"),
-              ("warning", "text", ""), ("evidence", "text", "nearest indexed materials with a known value")]  # fmt: skip
+              ("warning", "text", ""),
+              ("evidence", "text", "nearest indexed materials with a known value")]  # fmt: skip
     rows = []
     for p in predictions:
         d = digits.get(p["property"], 3)
@@ -104,7 +105,7 @@ def predictions_table(
         cov = p.get("coverage")
         interval = "" if lo_hi is None else f"{_num(lo_hi[0], d)} – {_num(lo_hi[1], d)} ({cov:.0%})"
         evidence = ", ".join(
-            f'{_id(n["material_id"], link)} {escape(n["formula"])} = {_num(n["value"], d)}' for n in p["neighbors"]
+            f"{_id(n['material_id'], link)} {escape(n['formula'])} = {_num(n['value'], d)}" for n in p["neighbors"]
         )
         warning = f'<span class="cs-warn">{escape(p["warning"])}</span>' if p.get("warning") else "in distribution"
         cells = [escape(p["property"].replace("_", " ")), _num(p["value"], d), interval, escape(p["unit"]),
@@ -114,7 +115,9 @@ def predictions_table(
     return f'<div class="cs-predict"><h4>{query}</h4>{_table(header, rows, "cs-predict-table")}</div>'
 
 
-def novelty_table(report: Mapping[str, Any], candidates: Sequence[Mapping[str, Any]], *, link: str | None = None) -> str:
+def novelty_table(
+    report: Mapping[str, Any], candidates: Sequence[Mapping[str, Any]], *, link: str | None = None
+) -> str:
     """The summary line and one row per candidate (``NoveltyReport.to_dict()``, ``Candidate.to_dict()``)."""
     header = [("candidate", "text", ""), ("status", "text", "known, novel or error"), ("formula", "text", ""),
               ("space group", "num", ""), ("matching id", "text", "the catalog material it is"),

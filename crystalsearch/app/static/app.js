@@ -22,7 +22,7 @@
     const el = $("status");
     if (s.ready) {
       el.className = "status"; el.textContent = `${s.materials.toLocaleString()} materials · ${s.index}`;
-      window.csColours = s.colours; state.ready = true; $("search-button").disabled = false; $("novelty-button").disabled = false;
+      state.ready = true;
       $("map-prop").innerHTML = s.properties.map((p) => `<option value="${p.column}">${p.label} (${p.unit})</option>`).join("")
         + '<option value="density">density (g/cm^3)</option><option value="volume_per_atom">volume per atom (Å^3)</option>';
       $("map-prop").value = "band_gap";
@@ -245,5 +245,9 @@
   $("map").addEventListener("click", (ev) => { const i = nearestPoint(ev); if (i >= 0) { location.hash = `#material/${map.m.ids[i]}`; } });
   $("map-prop").addEventListener("change", drawMap);
 
+  /* the form works at once: a search sent while the index opens waits for it on the server */
+  api("api/status").then((s) => { window.csColours = s.colours; });
+  $("search-button").disabled = false; $("novelty-button").disabled = false;
+  window.__interactive = true;
   poll().then(route);
 })();
