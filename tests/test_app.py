@@ -309,3 +309,20 @@ def test_browser_material_page_and_map(page: Any) -> None:
                            " for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++; return n; }")  # fmt: skip
     assert pixels > 67 * 4 and box is not None
     shot(page, "app-map.png", "#tab-map")
+
+
+def test_a_search_sent_while_the_index_opens_waits_for_it(index_dir: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "CRYSTALSEARCH_CACHE": str(tmp_path / "cache"), "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "crystalsearch", "app", "--index", str(index_dir), "--no-browser", "--port", "0"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    try:
+        match = re.match(r"open http://127\.0\.0\.1:(\d+)/\?token=(\S+)", proc.stdout.readline() if proc.stdout else "")
+        assert match
+        srv = {"port": int(match[1]), "token": match[2]}
+        status, res = post(srv, "/api/search", [("NaCl.cif", NACL.read_bytes())], k="2")  # before it is ready
+        assert status == 200 and [h["material_id"] for h in res["results"][0]["hits"]][0] == "mp-22862"
+        _, _, body = request(srv, "/api/status")
+        assert json.loads(body)["ready"] is True
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)

@@ -101,16 +101,17 @@ class AppState:
 
         try:
             catalog = Catalog.open(self.config.index, notify=self._note, progress=True)
-            catalog.threads = 1  # one query at a time: more threads only contend (0.5 s instead of 5 ms per embedding)
+            catalog.threads = 1  # one query at a time: more threads only contend (0.5 s, not 5 ms, per embedding)
             self.message = f"warming up the search of {len(catalog):,} materials"
-            with self.lock:
-                _warm_up(catalog)
+            _warm_up(catalog)  # not under the lock: requests holding it wait for ``opened``; nobody else has it yet
             self._catalog = catalog
             self.message = f"{len(catalog):,} materials in {catalog.path}"
         except (CrystalSearchError, OSError) as exc:
             self.error = str(exc)
         finally:
             self.opened.set()
+        if self._catalog is not None:
+            self._load_predictors()
 
     @property
     def catalog(self) -> Catalog:
@@ -153,6 +154,19 @@ class AppState:
         if found is None:
             raise InputError("query", "no such query (search again: the app keeps the latest ones)")
         return found
+
+    def _load_predictors(self) -> None:
+        """Load the shipped property heads after the index (the first prediction then takes ~2 s, not ~5)."""
+        from crystalsearch.errors import CrystalSearchError
+        from crystalsearch.predict.predictor import Predictor, available_properties
+
+        for prop in available_properties():
+            try:
+                loaded = Predictor.load(prop)
+            except (CrystalSearchError, OSError, ValueError):
+                continue  # reported when the prediction is asked for
+            with self.lock:
+                self.predictors.setdefault(prop, loaded)
 
     def predictor(self, prop: str) -> Predictor:
         from crystalsearch.predict.predictor import Predictor

@@ -123,7 +123,7 @@ def novelty_table(
               ("space group", "num", ""), ("matching id", "text", "the catalog material it is"),
               ("RMS (Å)", "num", "StructureMatcher RMS displacement"),
               ("duplicate of", "text", "an earlier candidate that is the same material"),
-              ("problem", "text", "")]  # fmt: skip
+              ("reason", "text", "why known, or what is wrong with the file")]  # fmt: skip
     rows = []
     for c in candidates:
         status = escape(c["status"]) + (" (duplicate)" if c.get("duplicate_of") else "")
