@@ -326,3 +326,24 @@ def test_a_search_sent_while_the_index_opens_waits_for_it(index_dir: Path, tmp_p
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_the_default_index_build_shows_its_progress_in_the_status(tmp_path: Path) -> None:
+    from crystalsearch.app.state import AppConfig, AppState
+
+    state = AppState(AppConfig(work=tmp_path))
+    assert state.status()["build"] is None and state.status()["ready"] is False
+    state._note("Building the default search index of the Materials Project release 2025.02.12 (170,466 materials)")
+    state._advance(256)
+    state._advance(256)
+    assert state.status()["build"] == {"done": 512, "total": 170466}
+    assert state.status()["message"].startswith("Building the default search index")
+
+
+def test_other_hosts_need_expose() -> None:
+    from typer.testing import CliRunner
+
+    from crystalsearch.cli.app import app
+
+    result = CliRunner().invoke(app, ["app", "--host", "0.0.0.0", "--no-browser"])
+    assert result.exit_code == 2 and "--expose" in result.output

@@ -79,6 +79,7 @@ class AppState:
         self.message = "opening the index"
         self.error: str | None = None
         self.opened = threading.Event()
+        self.build_done, self.build_total = 0, 0  # crystals embedded while the default index is built
         self.started = time.perf_counter()
         self.queries: OrderedDict[str, Query] = OrderedDict()
         self.predictors: dict[str, Predictor] = {}
@@ -93,14 +94,27 @@ class AppState:
         return thread
 
     def _note(self, message: str) -> None:
-        self.message = message.strip().splitlines()[0] if message.strip() else self.message
+        """A note of the index opening (e.g. that the default index is being built): shown in the page and
+        the terminal; the number of materials it names is the total of the build's progress."""
+        import re
+
+        from crystalsearch.catalog.defaults import notify_stderr
+
+        notify_stderr(message)
+        self.message = " ".join(message.split()) or self.message
+        found = re.search(r"\(([\d,]+) materials\)", message)
+        if found:
+            self.build_total = int(found[1].replace(",", ""))
+
+    def _advance(self, n: int) -> None:
+        self.build_done += n
 
     def _open(self) -> None:
         from crystalsearch.errors import CrystalSearchError
         from crystalsearch.identity.catalog import Catalog
 
         try:
-            catalog = Catalog.open(self.config.index, notify=self._note, progress=True)
+            catalog = Catalog.open(self.config.index, notify=self._note, progress=self._advance)
             catalog.threads = 1  # one query at a time: more threads only contend (0.5 s, not 5 ms, per embedding)
             self.message = f"warming up the search of {len(catalog):,} materials"
             _warm_up(catalog)  # not under the lock: requests holding it wait for ``opened``; nobody else has it yet
@@ -131,6 +145,7 @@ class AppState:
         return {
             "ready": cat is not None, "error": self.error, "message": self.message,
             "elapsed_s": round(time.perf_counter() - self.started, 1),
+            "build": {"done": self.build_done, "total": self.build_total} if self.build_total else None,
             "index": None if cat is None else str(cat.path), "materials": None if cat is None else len(cat),
             "properties": [{"column": p.column, "label": p.label, "unit": p.unit, "head": p.head} for p in REGISTRY],
             "colours": element_colours(),

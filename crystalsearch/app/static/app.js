@@ -31,6 +31,8 @@
     }
     el.className = s.error ? "status bad" : "status busy";
     el.textContent = s.error ? s.error : `${s.message} (${s.elapsed_s} s)`;
+    const bar = $("build-progress");
+    if (s.build) { bar.hidden = false; bar.max = s.build.total; bar.value = s.build.done; bar.title = `${s.build.done} / ${s.build.total} crystals embedded`; }
     if (!s.error) { setTimeout(poll, 1000); }
   }
 
