@@ -3,7 +3,7 @@
 (function () {
   "use strict";
   const $ = (id) => document.getElementById(id);
-  const state = { ready: false, queries: [], query: null, hit: null, colours: {} };
+  const state = { ready: false, queries: [], query: null, hit: null };
   window.__app = state;
 
   async function api(url, options) {
@@ -112,36 +112,32 @@
   }
   $("search-form").addEventListener("submit", runSearch);
 
-  function setView(el, src, legendEl, caption, capEl) {
-    el.dataset.src = src; capEl.textContent = caption;
-  }
   function cellParams() { return `cell=${$("cell").value}&supercell=${$("supercell").checked ? 2 : 1}`; }
-  function legend(elements, el) {
-    el.className = "cs-legend";
-    el.innerHTML = elements.map((e) => `<span class="cs-el"><i style="background:${state.colours[e] || "#ccc"}"></i>${escapeHtml(e)}</span>`).join("");
-  }
   function elementsOf(formula) { return Array.from(new Set((formula || "").match(/[A-Z][a-z]?/g) || [])).sort(); }
+  /* One 3D view of the Look panel: the structure at src, its caption, and a legend in the view's colours. */
+  async function show3d(which, src, elements, caption) {
+    const map = await coloursReady, view = $(`view-${which}`);
+    const colours = Object.fromEntries(elements.map((e) => [e, map[e] || "#ff1493"]));
+    view.dataset.src = src; view.dataset.colours = JSON.stringify(colours); delete view.dataset.state;
+    $(`cap-${which}`).textContent = caption;
+    $(`legend-${which}`).className = "cs-legend";
+    $(`legend-${which}`).innerHTML = elements.map((e) => `<span class="cs-el"><i style="background:${colours[e]}"></i>${escapeHtml(e)}</span>`).join("");
+    window.csShow(view);
+  }
 
   function look(q, hitId, tr) {
     state.query = q; state.hit = hitId;
     document.querySelectorAll(".cs-hits-table tr.cs-selected").forEach((r) => r.classList.remove("cs-selected"));
     if (tr) { tr.classList.add("cs-selected"); }
     $("look").hidden = false;
-    const qEls = elementsOf(q.formula), hit = (q.hits || []).find((h) => h.material_id === hitId);
-    setView($("view-query"), `api/structure?key=${q.key}&${cellParams()}`, $("legend-query"), `query: ${q.query} (${q.formula})`, $("cap-query"));
-    legendFrom($("view-query"), qEls, $("legend-query"));
+    const hit = (q.hits || []).find((h) => h.material_id === hitId);
+    show3d("query", `api/structure?key=${q.key}&${cellParams()}`, elementsOf(q.formula), `query: ${q.query} (${q.formula})`);
     if (hit) {
-      setView($("view-hit"), `api/structure?id=${encodeURIComponent(hitId)}&${cellParams()}`, $("legend-hit"),
-        `#${hit.rank} ${hitId} ${hit.formula} · similarity ${hit.similarity.toFixed(4)}`, $("cap-hit"));
-      legendFrom($("view-hit"), elementsOf(hit.formula), $("legend-hit"));
-      $("download-hit").href = `api/structure?id=${encodeURIComponent(hitId)}&${cellParams()}&download=1`;
+      const id = encodeURIComponent(hitId);
+      show3d("hit", `api/structure?id=${id}&${cellParams()}`, elementsOf(hit.formula),
+        `#${hit.rank} ${hitId} ${hit.formula} · similarity ${hit.similarity.toFixed(4)}`);
+      $("download-hit").href = `api/structure?id=${id}&${cellParams()}&download=1`;
     }
-  }
-  function legendFrom(view, elements, el) {
-    const map = window.csColours || {};
-    view.dataset.colours = JSON.stringify(Object.fromEntries(elements.map((e) => [e, map[e] || "#ff1493"])));
-    state.colours = map; legend(elements, el);
-    delete view.dataset.state; window.csShow(view);
   }
   ["cell", "supercell"].forEach((id) => $(id).addEventListener("change", () => {
     if (state.query) { look(state.query, state.hit, document.querySelector(".cs-hits-table tr.cs-selected")); }
@@ -248,7 +244,7 @@
   $("map-prop").addEventListener("change", drawMap);
 
   /* the form works at once: a search sent while the index opens waits for it on the server */
-  api("api/status").then((s) => { window.csColours = s.colours; });
+  const coloursReady = api("api/status").then((s) => s.colours || {});
   $("search-button").disabled = false; $("novelty-button").disabled = false;
   window.__interactive = true;
   poll().then(route);
