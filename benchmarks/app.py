@@ -108,36 +108,39 @@ def main() -> int:
         browser = pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=FLAGS)
         for n in range(args.starts):
             proc, url, t0 = start(args.index)
-            listening = time.perf_counter() - t0
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(url, wait_until="commit")
-            page.wait_for_function("() => window.__interactive === true", timeout=600_000)
-            usable = time.perf_counter() - t0
-            page.wait_for_function("() => window.__ready === true", timeout=600_000)
-            ready = time.perf_counter() - t0
-            out["starts"].append({"listening_s": round(listening, 3), "usable_s": round(usable, 3),
-                                  "index_ready_s": round(ready, 3)})  # fmt: skip
-            last = n == args.starts - 1
-            if last:
-                cookie = "crystalsearch_token=" + url.split("token=")[1]
-                _, first = post_search(url, cookie)
-                out["first_search_server_s"] = first["seconds"]
-                trips, server = [], []
-                for _ in range(args.repeats):
-                    trip, data = post_search(url, cookie)
-                    trips.append(trip)
-                    server.append(data["seconds"])
-                hits = data["results"][0]["hits"]
-                out["search"] = {"server_median_s": round(statistics.median(server), 4), "server_max_s": max(server),
-                                 "round_trip_median_s": round(statistics.median(trips), 4), "repeats": args.repeats,
-                                 "hits": [f"{h['material_id']} {h['formula']} {h['prototype']}" for h in hits[:5]],
-                                 "verdict": data["results"][0]["verdict"]}  # fmt: skip
-                if args.screenshots:
-                    args.screenshots.mkdir(parents=True, exist_ok=True)
-                    out["screenshots"] = shots(page, args.screenshots)
-            page.close()
-            proc.terminate()
-            proc.wait(timeout=30)
+            try:
+                listening = time.perf_counter() - t0
+                page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                page.goto(url, wait_until="commit")
+                page.wait_for_function("() => window.__interactive === true", timeout=600_000)
+                usable = time.perf_counter() - t0
+                page.wait_for_function("() => window.__ready === true", timeout=600_000)
+                ready = time.perf_counter() - t0
+                out["starts"].append({"listening_s": round(listening, 3), "usable_s": round(usable, 3),
+                                      "index_ready_s": round(ready, 3)})  # fmt: skip
+                last = n == args.starts - 1
+                if last:
+                    cookie = "crystalsearch_token=" + url.split("token=")[1]
+                    _, first = post_search(url, cookie)
+                    out["first_search_server_s"] = first["seconds"]
+                    trips, server = [], []
+                    for _ in range(args.repeats):
+                        trip, data = post_search(url, cookie)
+                        trips.append(trip)
+                        server.append(data["seconds"])
+                    hits = data["results"][0]["hits"]
+                    out["search"] = {"server_median_s": round(statistics.median(server), 4),
+                                     "server_max_s": max(server), "repeats": args.repeats,
+                                     "round_trip_median_s": round(statistics.median(trips), 4),
+                                     "hits": [f"{h['material_id']} {h['formula']} {h['prototype']}" for h in hits[:5]],
+                                     "verdict": data["results"][0]["verdict"]}  # fmt: skip
+                    if args.screenshots:
+                        args.screenshots.mkdir(parents=True, exist_ok=True)
+                        out["screenshots"] = shots(page, args.screenshots)
+                page.close()
+            finally:
+                proc.terminate()
+                proc.wait(timeout=30)
         browser.close()
     warm = out["starts"][1:] or out["starts"]
     out["warm_usable_median_s"] = round(statistics.median(s["usable_s"] for s in warm), 3)

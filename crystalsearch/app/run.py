@@ -52,7 +52,8 @@ def serve(
         import webbrowser
 
         threading.Timer(0.3, lambda: webbrowser.open(url)).start()
-    server = uvicorn.Server(uvicorn.Config(create_app(state, token), log_level="warning", access_log=False))
+    asgi = create_app(state, token)
+    server = uvicorn.Server(uvicorn.Config(asgi, log_level="warning", access_log=False, timeout_graceful_shutdown=3))
     try:
         server.run(sockets=[sock])
     finally:
