@@ -13,6 +13,7 @@ L2-normalised vectors). Filters are evaluated in SQL and the search runs over th
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from crystalsearch.catalog.filters import Filters
 from crystalsearch.catalog.manifest import DB_FILE, JOURNAL, Manifest, Verify, locked
 from crystalsearch.catalog.opening import load_consistent
 from crystalsearch.catalog.reader import MetadataReader
-from crystalsearch.catalog.results import Hit, QueryResult
+from crystalsearch.catalog.results import Hit, Hits, QueryResult
 from crystalsearch.catalog.scoring import Scored
 from crystalsearch.data.entries import structure_from_json
 from crystalsearch.errors import CrystalSearchError, IndexFileError, InputError
@@ -79,7 +80,7 @@ class Catalog:
         *,
         encoder: Encoder | None = None,
         verify: Verify = "fast",
-        progress: bool = True,
+        progress: bool | Callable[[int], None] = True,
         notify: Callable[[str], None] | None = None,
         mmap: bool = False,
     ) -> C:
@@ -87,6 +88,7 @@ class Catalog:
 
         ``encoder`` must have the hash recorded in the manifest (else IndexFileError naming both);
         by default the index's own encoder is loaded when a structure is first embedded.
+        ``progress``: a bar on stderr while the default index is built, or a callback counting embedded crystals.
         ``verify``: ``"fast"`` checks checksums of files changed since the last check, ``"full"`` always.
         ``mmap``: map the FAISS file instead of reading it — opens in ~1 ms instead of ~90 ms for the 170k
         catalog, but each query then faults in the lists it touches (~0.7 ms more): for one-shot processes.
@@ -190,7 +192,7 @@ class Catalog:
         weight: float | None = None,
         prototype: str | None = None,
         same_prototype: bool = False,
-    ) -> list[Hit]:
+    ) -> Hits:
         """The ``k`` indexed materials most similar to a Structure, an indexed id, or a structure file.
 
         ``by``: ``"both"`` (structure type first, chemistry second), ``"structure"`` or ``"chemistry"``;
@@ -204,7 +206,9 @@ class Catalog:
                                 same_prototype=same_prototype)  # fmt: skip
         if result.error:
             raise InputError(result.query, result.error.split(": ", 1)[-1])
-        return list(result.hits)
+        shown = os.path.abspath(query) if isinstance(query, str) and _looks_like_path(query) else query
+        return Hits(result.hits, query=result.query, formula=result.formula,
+                    views=functools.partial(self._views, shown, result.hits[:3]))  # fmt: skip
 
     def search(
         self,
@@ -349,6 +353,18 @@ class Catalog:
                 formula = str(structure.composition.reduced_formula)
                 slots[slot] = _Query(label, v, None, structure, formula, _prototype_of(structure))
         return slots
+
+    def _views(self, query: QueryInput, hits: Sequence[Hit]) -> dict[str, dict[str, Any]]:
+        """Structure views (:func:`crystalsearch.html.structure_view`) of a query and of ``hits``."""
+        from crystalsearch.html import structure_view
+        from crystalsearch.io import read_structure
+
+        if not isinstance(query, str):
+            own = query
+        else:
+            own = self.structure(query.strip()) if self.row_of(query.strip()) is not None else read_structure(query)
+        return {"query": structure_view(own), **{h.material_id: structure_view(self.structure(h.material_id))
+                                                 for h in hits}}  # fmt: skip
 
     def _indexed_query(self, material_id: str, row: int) -> _Query:
         m = self.db.materials([row])[row]

@@ -90,7 +90,7 @@ def default_encoder(*, notify: Callable[[str], None] = notify_stderr) -> Encoder
 def default_index(
     *,
     encoder: Encoder | None = None,
-    progress: bool = True,
+    progress: bool | Callable[[int], None] = True,
     notify: Callable[[str], None] = notify_stderr,
     build: bool = True,
 ) -> tuple[Path, Encoder]:

@@ -5,7 +5,7 @@ numbers are rounded to their meaningful digits (:func:`crystalsearch.data.proper
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from crystalsearch.catalog.reader import MaterialRow
     from crystalsearch.structure.matching import Verdict
 
-__all__ = ["Hit", "QueryResult"]
+__all__ = ["Hit", "Hits", "QueryResult"]
 
 
 @dataclass(frozen=True)
@@ -93,3 +93,43 @@ class QueryResult:
             "known": self.known.to_dict() if self.known is not None else None,
             "hits": [h.to_dict(cols) for h in self.hits],
         }  # fmt: skip
+
+    def _repr_html_(self) -> str:
+        from crystalsearch.html import hits_table, notebook
+
+        return notebook(hits_table(self.to_dict()), views=False)
+
+
+class Hits(list):  # type: ignore[type-arg]
+    """The hits of :meth:`Catalog.similar <crystalsearch.catalog.catalog.Catalog.similar>`: a list of
+    :class:`Hit` that shows itself in notebooks as a table with 3D views of the query and the best hits.
+
+    ``views``: called when the notebook draws the list; structure views (:func:`crystalsearch.html.structure_view`)
+    of the query (key ``query``) and of some hits (their ids).
+    """
+
+    def __init__(
+        self,
+        hits: Iterable[Hit],
+        *,
+        query: str = "",
+        formula: str | None = None,
+        views: Callable[[], Mapping[str, dict[str, Any]]] | None = None,
+    ) -> None:
+        super().__init__(hits)
+        self.query, self.formula, self._views = query, formula, views
+
+    def _repr_html_(self) -> str:
+        from crystalsearch.html import hits_table, notebook, view_html
+
+        table = hits_table(QueryResult(self.query, tuple(self), self.formula).to_dict())
+        try:
+            views = dict(self._views()) if self._views is not None else {}
+        except Exception as exc:  # noqa: BLE001 - a notebook display never raises: a closed catalog shows the table alone
+            views, table = {}, table + f'<p class="cs-note">no 3D views ({type(exc).__name__}: {exc})</p>'
+        titles = {h.material_id: f"#{h.rank} {h.material_id} {h.formula}" for h in self}
+        figures = "".join(
+            view_html(v, width=260, height=220, title=f"query {self.query}" if key == "query" else titles.get(key, key))
+            for key, v in views.items()
+        )
+        return notebook(table + f"<div>{figures}</div>", views=bool(views))

@@ -50,9 +50,9 @@ def main(
 
 
 def _register() -> None:
-    from crystalsearch.cli import embed, evaluate, index, info, novelty, plot, predict, similar, train
+    from crystalsearch.cli import app_command, embed, evaluate, index, info, novelty, plot, predict, similar, train
 
-    for module in (similar, predict, embed, novelty, train, evaluate, index, info, plot):
+    for module in (similar, predict, embed, novelty, train, evaluate, index, info, plot, app_command):
         module.register(app)
 
 

@@ -144,6 +144,17 @@ class NoveltyReport:
                 "known": self.count("known"), "novel": self.count("novel"), "duplicates": self.n_duplicates,
                 "errors": self.count("error"), "criterion": self.criterion.describe()}  # fmt: skip
 
+    def _repr_html_(self) -> str:
+        """Notebook view: the summary, one row per candidate and 3D views of up to three novel ones."""
+        from crystalsearch.data.entries import structure_from_json
+        from crystalsearch.html import notebook, novelty_table, structure_view, view_html
+
+        table = novelty_table(self.to_dict(), [c.to_dict() for c in self.candidates])
+        novel = [c for c in self.candidates if c.status == "novel" and c.duplicate_of is None and c.structure][:3]
+        views = "".join(view_html(structure_view(structure_from_json(c.structure)), width=240, height=200,
+                                  title=f"novel: {c.label}") for c in novel if c.structure)  # fmt: skip
+        return notebook(table + f"<div>{views}</div>", views=bool(novel))
+
 
 # -- per-file work (in worker processes) ------------------------------------------------------------------
 _STATE: dict[str, Any] = {}

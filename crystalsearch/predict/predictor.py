@@ -72,6 +72,27 @@ class Prediction:
         }  # fmt: skip
 
 
+class Predictions(list):  # type: ignore[type-arg]
+    """The :class:`Prediction` list of :meth:`Predictor.predict`; in notebooks a table per query with its
+    structure in 3D (``structures``: label -> Structure)."""
+
+    def __init__(self, predictions: list[Prediction], *, structures: dict[str, Structure] | None = None) -> None:
+        super().__init__(predictions)
+        self.structures = structures or {}
+
+    def _repr_html_(self) -> str:
+        from crystalsearch.html import notebook, predictions_table, structure_view, view_html
+
+        parts = []
+        for label in dict.fromkeys(p.query for p in self):
+            rows = [p.to_dict() for p in self if p.query == label]
+            view = structure_view(self.structures[label]) if label in self.structures else None
+            figure = view_html(view, width=240, height=200, title=label) if view else ""
+            parts.append(f'<div style="display:flex;gap:12px;align-items:flex-start">{figure}'
+                         f"{predictions_table(rows)}</div>")  # fmt: skip
+        return notebook("".join(parts), views=bool(self.structures))
+
+
 def heads_dir(prop: str) -> Path:
     """The user's rebuilt heads for ``prop`` if any, else the shipped ones."""
     from crystalsearch.model.checkpoint import shipped_models_dir
@@ -181,7 +202,7 @@ class Predictor:
 
     def predict(
         self, queries: list[tuple[str, Structure]], *, catalog: Catalog | None = None, coverage: float = 0.9
-    ) -> list[Prediction]:
+    ) -> Predictions:
         """Predictions with uncertainty, interval (calibrated heads) and evidence for ``(label, structure)``."""
         structures = [s for _, s in queries]
         values = self.predict_values(structures) if queries else np.zeros((len(self.members), 0))
@@ -216,7 +237,7 @@ class Predictor:
                 nearest_similarity=nearest, warning=warning, members=tuple(float(v) for v in members),
                 interval=interval, coverage=coverage if interval is not None else None,
             ))  # fmt: skip
-        return results
+        return Predictions(results, structures=dict(queries))
 
     def similarity_threshold(self, catalog: Catalog) -> float | None:
         """1st percentile of held-out materials' best similarity to a training material with a known value.
