@@ -257,11 +257,28 @@ class Catalog:
             scored = self._ranked(item, k=k, allowed=rows, by=by, weight=weight)
             known_verdict = self._verdict(item) if known else None
             same = None if known_verdict is None else {m.row for m in known_verdict.matches}
+            if same:
+                scored = self._same_first(item, scored, known_verdict, rows, k=k, by=by, weight=weight)
             verdict = None if known_verdict is None else known_verdict.text()
             known_as = () if known_verdict is None else tuple(m.material_id for m in known_verdict.matches)
             results.append(QueryResult(item.label, self._hits(scored, same), item.formula, None, verdict,
                                        known_as, known_verdict))  # fmt: skip
         return results
+
+    def _same_first(
+        self, item: _Query, scored: list[Scored], verdict: Any, allowed: np.ndarray | None, **how: Any
+    ) -> list[Scored]:
+        """``scored`` with the catalog entries the query is known as first (best match first, those passing
+        ``allowed`` only): the material itself outranks every other, however its label or vector moved."""
+        order = [m.row for m in verdict.matches if allowed is None or m.row in set(allowed.tolist())]
+        if not order:
+            return scored
+        k = how.pop("k")
+        picked = self._ranked(item, k=len(order), allowed=np.array(sorted(order), dtype=np.int64), **how)
+        by_row = {x.row: x for x in picked}
+        first = [by_row[r] for r in order if r in by_row]
+        rest = [x for x in scored if x.row not in by_row]
+        return (first + rest)[:k]
 
     def ranked(
         self,
@@ -347,8 +364,28 @@ class Catalog:
             vectors = self.represent([s for _, _, s in pending])
             for (slot, label, structure), v in zip(pending, vectors):
                 formula = str(structure.composition.reduced_formula)
-                slots[slot] = _Query(label, v, None, structure, formula, _prototype_of(structure))
+                slots[slot] = _Query(label, v, None, structure, formula, self._query_prototype(structure, formula))
         return slots
+
+    def _query_prototype(self, structure: Structure, formula: str) -> str:
+        """The prototype label of a query, robust to noise: the label at ``symprec`` 0.1 Å when an indexed
+        material of the same formula carries it, else the first label at the noise tolerances
+        (:meth:`~crystalsearch.structure.matching.MatchCriterion.noise_tolerances`) that one carries (sites
+        moved by a few hundredths of an Å lower the space group spglib finds, and the label with it); else the
+        label at 0.1 Å."""
+        from crystalsearch.structure.matching import MatchCriterion
+
+        strict = _prototype_of(structure)
+        rows = self.db.ids_with_formula(formula)
+        rows = rows[rows < len(self)]
+        labels = {m.prototype for m in self.db.materials(rows.tolist()).values()} if rows.size else set()
+        if not labels or strict in labels:
+            return strict
+        for tol in MatchCriterion().noise_tolerances():
+            label = _prototype_of(structure, symprec=tol)
+            if label in labels:
+                return label
+        return strict
 
     def _indexed_query(self, material_id: str, row: int) -> _Query:
         m = self.db.materials([row])[row]
@@ -372,10 +409,11 @@ class Catalog:
         )  # fmt: skip
 
 
-def _prototype_of(structure: Structure) -> str:
+def _prototype_of(structure: Structure, *, symprec: float = 0.1) -> str:
     from crystalsearch.structure.prototype import symmetry_label
 
-    return symmetry_label(structure.lattice.matrix, structure.frac_coords, np.array(structure.atomic_numbers)).prototype
+    numbers = np.array(structure.atomic_numbers)
+    return symmetry_label(structure.lattice.matrix, structure.frac_coords, numbers, symprec=symprec).prototype
 
 
 def _looks_like_path(text: str) -> bool:

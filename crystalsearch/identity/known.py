@@ -42,6 +42,7 @@ from crystalsearch.structure.matching import (
     QueryKey,
     Verdict,
     fit_rms,
+    noise_spacegroups,
     query_key,
     reduce_structure,
     same_material,
@@ -53,7 +54,7 @@ if TYPE_CHECKING:
     from crystalsearch.catalog.reader import MaterialRow
 
 __all__ = ["KnownChecker", "Match", "MatchCriterion", "QueryKey", "Verdict", "fit_rms", "matching_rows",
-           "query_key", "reduce_structure", "same_material"]  # fmt: skip
+           "noise_spacegroups", "query_key", "reduce_structure", "same_material"]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -125,9 +126,17 @@ class KnownChecker:
         order = np.lexsort((rows, -sims, proto))
         return [_Candidate(int(rows[i]), float(sims[i]), keep[i]) for i in order]
 
-    def check(self, structure: Structure, vector: np.ndarray | None = None, *, key: QueryKey | None = None) -> Verdict:
+    def check(
+        self,
+        structure: Structure,
+        vector: np.ndarray | None = None,
+        *,
+        key: QueryKey | None = None,
+        loose: tuple[int, ...] | None = None,
+    ) -> Verdict:
         """The verdict on one structure (``vector``: its representation laid out like the index's rows, for
-        the ranking; without it, catalog order)."""
+        the ranking; without it, catalog order). ``key``, ``loose``: its :func:`query_key` and
+        :func:`noise_spacegroups` where already computed."""
         c = self.criterion
         key = key or query_key(structure, symprec=c.symprec)
         same = self.same_formula(key.formula)
@@ -159,11 +168,11 @@ class KnownChecker:
             )
             if not how:
                 seen = {spacegroup}
-                for tol in c.noise_tolerances():
-                    loose = query_key(structure, symprec=tol).spacegroup
-                    if loose not in seen:
-                        seen.add(loose)
-                        steps.append((loose, f" (at symprec {tol:g}; {spacegroup} at {c.symprec:g})"))
+                groups = noise_spacegroups(structure, c) if loose is None else loose
+                for tol, number in zip(c.noise_tolerances(), groups):
+                    if number not in seen:
+                        seen.add(number)
+                        steps.append((number, f" (at symprec {tol:g}; {spacegroup} at {c.symprec:g})"))
         why = f"{len(same)} catalog material(s) with formula {key.formula}: " + "; ".join(notes)
         return Verdict(key.formula, key.spacegroup, (), why, pairs, key.prototype)
 

@@ -33,7 +33,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from crystalsearch.identity.known import KnownChecker, MatchCriterion, fit_rms, query_key, reduce_structure
+from crystalsearch.identity.duplicates import group_duplicates
+from crystalsearch.identity.known import (
+    KnownChecker,
+    MatchCriterion,
+    noise_spacegroups,
+    query_key,
+)
 
 if TYPE_CHECKING:
     from pymatgen.core import Structure
@@ -41,7 +47,7 @@ if TYPE_CHECKING:
     from crystalsearch.identity.catalog import Catalog
     from crystalsearch.io.sources import Source
 
-__all__ = ["Candidate", "NoveltyReport", "check_novelty"]
+__all__ = ["Candidate", "NoveltyReport", "check_novelty", "group_duplicates"]
 
 JOURNAL_FORMAT = "crystalsearch-novelty/1"
 
@@ -67,9 +73,10 @@ class Candidate:
     pairs: int = 0  # StructureMatcher comparisons against the catalog
     vector: np.ndarray | None = field(default=None, repr=False, compare=False)
     structure: str | None = field(default=None, repr=False, compare=False)  # compact JSON, for the grouping
+    loose: tuple[int, ...] = ()  # space groups at the criterion's noise tolerances (for the grouping)
 
     def to_dict(self) -> dict[str, Any]:
-        out = {k: v for k, v in asdict(self).items() if k not in ("vector", "structure")}
+        out = {k: v for k, v in asdict(self).items() if k not in ("vector", "structure", "loose")}
         out["matches"] = list(self.matches)
         out["unique"] = self.duplicate_of is None and self.status != "error"
         if self.rms_angstrom is not None:
@@ -87,6 +94,7 @@ class Candidate:
     def from_journal(cls, data: dict[str, Any]) -> Candidate:
         vector = data.pop("vector", None)
         data["matches"] = tuple(data.get("matches", ()))
+        data["loose"] = tuple(data.get("loose", ()))
         vec = None if vector is None else np.frombuffer(base64.b64decode(vector), dtype=np.float32)
         return cls(**data, vector=vec)
 
@@ -173,7 +181,8 @@ def _check_sources(sources: Sequence[Source]) -> list[tuple[str, str, list[Candi
                 continue
             try:
                 key = query_key(s, symprec=checker.criterion.symprec)
-                v = checker.check(s, vec, key=key)
+                loose = noise_spacegroups(s, checker.criterion)
+                v = checker.check(s, vec, key=key, loose=loose)
             except (ValueError, ArithmeticError, RuntimeError) as exc:  # one odd structure must not stop a batch
                 found.append(Candidate(label, "error", reason=f"{label}: could not be checked ({exc})"))
                 continue
@@ -183,7 +192,7 @@ def _check_sources(sources: Sequence[Source]) -> list[tuple[str, str, list[Candi
             found.append(
                 Candidate(label, "known" if best else "novel", key.formula, key.spacegroup,
                           best.material_id if best else None, best.rms_angstrom if best else None, ids, None,
-                          v.reason, v.pairs, vec, text)
+                          v.reason, v.pairs, vec, text, loose)
             )  # fmt: skip
         out.append((src.source_id, digest, found))
     return out
@@ -329,56 +338,3 @@ def _run(
         for found in pool.imap_unordered(_check_sources, chunks):
             yield from found
     _STATE.pop("encoder", None)
-
-
-def group_duplicates(
-    candidates: Sequence[Candidate], criterion: MatchCriterion, *, workers: int = 1
-) -> list[Candidate]:
-    """Mark each candidate that is the same material as an earlier one (``duplicate_of``, the verdict of the
-    earlier one). Only candidates with the same formula and space group are compared (groups in ``workers``
-    processes), each with at most ``criterion.max_pairs`` representatives of its key, the most similar first."""
-    import dataclasses
-
-    out = list(candidates)
-    groups: dict[tuple[str | None, int | None], list[int]] = {}
-    for i, c in enumerate(out):
-        if c.status != "error" and c.structure is not None:
-            groups.setdefault((c.formula, c.spacegroup), []).append(i)
-    tasks = [[(i, str(out[i].structure), out[i].vector) for i in idx] for idx in groups.values() if len(idx) > 1]
-    if workers > 1 and len(tasks) > 1:
-        import multiprocessing
-
-        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-        with multiprocessing.get_context(method).Pool(workers) as pool:
-            found = pool.starmap(_group, [(task, criterion) for task in tasks], chunksize=8)
-    else:
-        found = [_group(task, criterion) for task in tasks]
-    for pairs in found:
-        for i, j in pairs:
-            rep = out[j]
-            out[i] = dataclasses.replace(
-                out[i], status=rep.status, material_id=rep.material_id, rms_angstrom=rep.rms_angstrom,
-                matches=rep.matches, duplicate_of=rep.label, reason=f"duplicate of candidate {rep.label}; {rep.reason}",
-            )  # fmt: skip
-    return out
-
-
-def _group(items: list[tuple[int, str, np.ndarray | None]], criterion: MatchCriterion) -> list[tuple[int, int]]:
-    """(duplicate, representative) pairs among one key's candidates, greedily in input order."""
-    from crystalsearch.data.entries import structure_from_json
-
-    reps: list[tuple[int, Structure, np.ndarray | None]] = []
-    pairs = []
-    for i, text, vector in items:
-        s = reduce_structure(structure_from_json(text), symprec=criterion.symprec)
-        order = list(range(len(reps)))
-        if vector is not None:
-            sims = [0.0 if v is None else float(np.dot(vector, v)) for _, _, v in reps]
-            order = sorted(order, key=lambda k: -sims[k])
-        for k in order[: criterion.max_pairs]:
-            if fit_rms(s, reps[k][1], criterion, reduced=True) is not None:
-                pairs.append((i, reps[k][0]))
-                break
-        else:
-            reps.append((i, s, vector))
-    return pairs

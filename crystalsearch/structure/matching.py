@@ -25,8 +25,8 @@ if TYPE_CHECKING:
     from pymatgen.analysis.structure_matcher import StructureMatcher
     from pymatgen.core import Structure
 
-__all__ = ["Match", "MatchCriterion", "QueryKey", "Verdict", "fit_rms", "query_key", "reduce_structure",
-           "same_material"]  # fmt: skip
+__all__ = ["Match", "MatchCriterion", "QueryKey", "Verdict", "fit_rms", "noise_spacegroups", "query_key",
+           "reduce_structure", "same_material"]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -96,6 +96,16 @@ def query_key(structure: Structure, *, symprec: float = 0.1) -> QueryKey:
     numbers = np.array([site.specie.Z for site in structure], dtype=np.int64)
     label = symmetry_label(structure.lattice.matrix, structure.frac_coords, numbers, symprec=symprec)
     return QueryKey(str(structure.composition.reduced_formula), label.number, label.prototype)
+
+
+def noise_spacegroups(structure: Structure, criterion: MatchCriterion) -> tuple[int, ...]:
+    """The space groups spglib finds at the criterion's looser tolerances (:meth:`MatchCriterion.noise_tolerances`,
+    in order; empty when ``noise_symprec`` is off): where noise has lowered the one found at ``symprec``."""
+    from crystalsearch.structure.symmetry import symmetry_of
+
+    numbers = np.array([site.specie.Z for site in structure], dtype=np.int64)
+    lattice, frac = structure.lattice.matrix, structure.frac_coords
+    return tuple(symmetry_of(lattice, frac, numbers, symprec=tol).number for tol in criterion.noise_tolerances())
 
 
 @dataclass(frozen=True)
