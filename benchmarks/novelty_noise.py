@@ -65,13 +65,12 @@ def sample(n: int, seed: int) -> tuple[list[Any], list[Any]]:
 
 def candidate(label: str, structure: Any, criterion: Any) -> Any:
     from crystalsearch.data.entries import structure_to_json
-    from crystalsearch.identity.known import noise_spacegroups, query_key
+    from crystalsearch.identity.known import query_key
     from crystalsearch.identity.novelty import Candidate
 
     key = query_key(structure, symprec=criterion.symprec)
     text = structure_to_json(structure.lattice.matrix, [s.specie.symbol for s in structure], structure.frac_coords)
-    return Candidate(label, "novel", key.formula, key.spacegroup, structure=text,
-                     loose=noise_spacegroups(structure, criterion))  # fmt: skip
+    return Candidate(label, "novel", key.formula, key.spacegroup, structure=text)
 
 
 def in_batch(chosen: list[Any], others: list[Any], seed: int) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from crystalsearch.structure.matching import MatchCriterion, fit_rms, reduce_structure
+from crystalsearch.structure.matching import MatchCriterion, fit_rms, noise_spacegroups, reduce_structure
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -34,7 +34,8 @@ def group_duplicates(
     """Mark each candidate that is the same material as an earlier one (``duplicate_of``, the verdict of the
     earlier one).
 
-    Candidates known as the same catalog entry are the same material (no comparison needed). The others are
+    Candidates known as the same catalog entry are the same material (no comparison needed); candidates known
+    as different entries are different materials (the catalog tells them apart). The others are
     compared within their reduced formula (groups in ``workers`` processes) with the space-group rule of the
     catalog check made symmetric: first the earlier representatives in the same space group at ``symprec``,
     then, where none matched, those sharing a space group at the noise tolerances (``Candidate.loose``; noise
@@ -55,8 +56,7 @@ def group_duplicates(
                 continue
             first_known[c.material_id] = i
         groups.setdefault(c.formula, []).append(i)
-    tasks = [[_GroupItem(i, str(out[i].structure), out[i].vector, out[i].spacegroup, out[i].loose) for i in idx]
-             for idx in groups.values() if len(idx) > 1]  # fmt: skip
+    tasks = [[_item(i, out[i]) for i in idx] for idx in groups.values() if len(idx) > 1]
     if workers > 1 and len(tasks) > 1:
         import multiprocessing
 
@@ -74,36 +74,55 @@ def group_duplicates(
     return out
 
 
+def _item(i: int, c: Candidate) -> _GroupItem:
+    known = frozenset(c.matches) if c.status == "known" else frozenset()
+    return _GroupItem(i, str(c.structure), c.vector, c.spacegroup, c.loose, known)
+
+
 @dataclass(frozen=True)
 class _GroupItem:
     index: int
     structure: str
     vector: np.ndarray | None
     spacegroup: int | None
-    loose: tuple[int, ...] = ()
-
-    def groups(self) -> set[int | None]:
-        return {self.spacegroup, *self.loose[:LOOSE_STEPS]}
+    loose: tuple[int, ...] | None = None  # None: not computed yet
+    known: frozenset[str] = frozenset()  # the catalog entries it is known as
 
 
 def _group(items: list[_GroupItem], criterion: MatchCriterion) -> list[tuple[int, int]]:
     """(duplicate, representative) pairs among one formula's candidates, greedily in input order."""
     from crystalsearch.data.entries import structure_from_json
 
-    reps: list[tuple[_GroupItem, Structure]] = []
+    reps: list[tuple[_GroupItem, Structure, Structure]] = []  # (item, reduced, as read)
+    loose: dict[int, set[int | None]] = {}  # space groups at symprec and the noise tolerances, when needed
+
+    def groups(item: _GroupItem, s: Structure) -> set[int | None]:
+        if item.index not in loose:
+            found = noise_spacegroups(s, criterion) if item.loose is None else item.loose
+            loose[item.index] = {item.spacegroup, *found[:LOOSE_STEPS]}
+        return loose[item.index]
+
+    def fits(reduced: Structure, ks: list[int]) -> int | None:
+        return next((k for k in ks if fit_rms(reduced, reps[k][1], criterion, reduced=True) is not None), None)
+
     pairs = []
     for item in items:
-        s = reduce_structure(structure_from_json(item.structure), symprec=criterion.symprec)
-        same = [k for k, (r, _) in enumerate(reps) if r.spacegroup == item.spacegroup]
-        loose = [k for k, (r, _) in enumerate(reps) if k not in same and r.groups() & item.groups()]
-        sims = [_similarity(item.vector, r.vector) for r, _ in reps]
-        order = sorted(same, key=lambda k: -sims[k]) + sorted(loose, key=lambda k: -sims[k])
-        for k in order[: criterion.max_pairs]:
-            if fit_rms(s, reps[k][1], criterion, reduced=True) is not None:
-                pairs.append((item.index, reps[k][0].index))
-                break
+        s = structure_from_json(item.structure)
+        reduced = reduce_structure(s, symprec=criterion.symprec)
+        apart = {k for k, (r, _, _) in enumerate(reps) if r.known and item.known and not r.known & item.known}
+        sims = [_similarity(item.vector, r.vector) for r, _, _ in reps]
+        ranked = sorted((k for k in range(len(reps)) if k not in apart), key=lambda k: -sims[k])
+        same = [k for k in ranked if reps[k][0].spacegroup == item.spacegroup][: criterion.max_pairs]
+        match = fits(reduced, same)
+        others = [k for k in ranked if reps[k][0].spacegroup != item.spacegroup]
+        if match is None and others and criterion.noise_tolerances():
+            mine = groups(item, s)
+            near = [k for k in others if groups(reps[k][0], reps[k][2]) & mine]
+            match = fits(reduced, near[: criterion.max_pairs - len(same)])
+        if match is not None:
+            pairs.append((item.index, reps[match][0].index))
         else:
-            reps.append((item, s))
+            reps.append((item, reduced, s))
     return pairs
 
 

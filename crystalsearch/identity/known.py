@@ -146,9 +146,13 @@ class KnownChecker:
         reduced: list[Structure] = []
         pairs = 0
         notes = []
-        steps: list[tuple[int, str]] = [(key.spacegroup, "")]
-        while steps:
-            spacegroup, how = steps.pop(0)
+        tolerances = list(zip(c.noise_tolerances(), loose)) if loose is not None else None
+        seen: set[int] = set()
+        done: set[float] = set()
+        step: tuple[int, str] | None = (key.spacegroup, "")
+        while step is not None:
+            spacegroup, how = step
+            seen.add(spacegroup)
             ranked = self.candidates(same, spacegroup, vector, key.prototype if not how else "")
             tried = ranked[: c.max_pairs]
             if tried and not reduced:
@@ -166,15 +170,29 @@ class KnownChecker:
             notes.append(
                 f"{len(ranked)} in space group {spacegroup}{how}" + (f", none matching{skipped}" if ranked else "")
             )
-            if not how:
-                seen = {spacegroup}
-                groups = noise_spacegroups(structure, c) if loose is None else loose
-                for tol, number in zip(c.noise_tolerances(), groups):
-                    if number not in seen:
-                        seen.add(number)
-                        steps.append((number, f" (at symprec {tol:g}; {spacegroup} at {c.symprec:g})"))
+            step = self._next_step(structure, key, seen, done, tolerances)
         why = f"{len(same)} catalog material(s) with formula {key.formula}: " + "; ".join(notes)
         return Verdict(key.formula, key.spacegroup, (), why, pairs, key.prototype)
+
+    def _next_step(
+        self,
+        structure: Structure,
+        key: QueryKey,
+        seen: set[int],
+        done: set[float],
+        given: list[tuple[float, int]] | None,
+    ) -> tuple[int, str] | None:
+        """The next space group to try: the query's at the next looser tolerance that gives a new one (each
+        computed only when the previous ones matched nothing), or None."""
+        c = self.criterion
+        for i, tol in enumerate(c.noise_tolerances()):
+            if tol in done:
+                continue
+            done.add(tol)
+            number = given[i][1] if given is not None and i < len(given) else _spacegroup_at(structure, tol)
+            if number not in seen:
+                return number, f" (at symprec {tol:g}; {key.spacegroup} at {c.symprec:g})"
+        return None
 
     def _compare(self, reduced: Structure, cand: _Candidate) -> Match | None:
         rms = fit_rms(reduced, self.structure(cand.row, reduced=True), self.criterion, reduced=True)
@@ -182,6 +200,13 @@ class KnownChecker:
             return None
         scale = float(cand.material.volume_per_atom) ** (1 / 3)
         return Match(cand.material.material_id, rms, rms * scale, cand.similarity, cand.row)
+
+
+def _spacegroup_at(structure: Structure, symprec: float) -> int:
+    from crystalsearch.structure.symmetry import symmetry_of
+
+    numbers = np.array([site.specie.Z for site in structure], dtype=np.int64)
+    return symmetry_of(structure.lattice.matrix, structure.frac_coords, numbers, symprec=symprec).number
 
 
 def matching_rows(

@@ -37,7 +37,6 @@ from crystalsearch.identity.duplicates import group_duplicates
 from crystalsearch.identity.known import (
     KnownChecker,
     MatchCriterion,
-    noise_spacegroups,
     query_key,
 )
 
@@ -73,7 +72,7 @@ class Candidate:
     pairs: int = 0  # StructureMatcher comparisons against the catalog
     vector: np.ndarray | None = field(default=None, repr=False, compare=False)
     structure: str | None = field(default=None, repr=False, compare=False)  # compact JSON, for the grouping
-    loose: tuple[int, ...] = ()  # space groups at the criterion's noise tolerances (for the grouping)
+    loose: tuple[int, ...] | None = None  # space groups at the noise tolerances where computed (for the grouping)
 
     def to_dict(self) -> dict[str, Any]:
         out = {k: v for k, v in asdict(self).items() if k not in ("vector", "structure", "loose")}
@@ -94,7 +93,7 @@ class Candidate:
     def from_journal(cls, data: dict[str, Any]) -> Candidate:
         vector = data.pop("vector", None)
         data["matches"] = tuple(data.get("matches", ()))
-        data["loose"] = tuple(data.get("loose", ()))
+        data["loose"] = None if data.get("loose") is None else tuple(data["loose"])
         vec = None if vector is None else np.frombuffer(base64.b64decode(vector), dtype=np.float32)
         return cls(**data, vector=vec)
 
@@ -181,8 +180,7 @@ def _check_sources(sources: Sequence[Source]) -> list[tuple[str, str, list[Candi
                 continue
             try:
                 key = query_key(s, symprec=checker.criterion.symprec)
-                loose = noise_spacegroups(s, checker.criterion)
-                v = checker.check(s, vec, key=key, loose=loose)
+                v = checker.check(s, vec, key=key)
             except (ValueError, ArithmeticError, RuntimeError) as exc:  # one odd structure must not stop a batch
                 found.append(Candidate(label, "error", reason=f"{label}: could not be checked ({exc})"))
                 continue
@@ -192,7 +190,7 @@ def _check_sources(sources: Sequence[Source]) -> list[tuple[str, str, list[Candi
             found.append(
                 Candidate(label, "known" if best else "novel", key.formula, key.spacegroup,
                           best.material_id if best else None, best.rms_angstrom if best else None, ids, None,
-                          v.reason, v.pairs, vec, text, loose)
+                          v.reason, v.pairs, vec, text)
             )  # fmt: skip
         out.append((src.source_id, digest, found))
     return out
