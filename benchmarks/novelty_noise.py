@@ -73,7 +73,7 @@ def candidate(label: str, structure: Any, criterion: Any) -> Any:
     return Candidate(label, "novel", key.formula, key.spacegroup, structure=text)
 
 
-def in_batch(chosen: list[Any], others: list[Any], seed: int) -> dict[str, Any]:
+def in_batch(chosen: list[Any], others: list[Any], seed: int, *, baseline: bool = True) -> dict[str, Any]:
     from crystalsearch.identity.known import MatchCriterion
     from crystalsearch.identity.novelty import group_duplicates
 
@@ -136,6 +136,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--catalog", action="store_true", help="also against the default index (must be built)")
     ap.add_argument("--json", type=Path, default=None, metavar="FILE")
+    ap.add_argument("--no-baseline", action="store_true", help="skip the in-batch run without noise tolerances")
     args = ap.parse_args()
     warnings.simplefilter("ignore")
     chosen, others = sample(args.materials, args.seed)

@@ -221,3 +221,69 @@ def test_similar_known_shows_the_verdict_in_its_own_column(catalog: Catalog, rec
     sims = [h.similarity for h in result.hits]
     assert sims == sorted(sims, reverse=True) and result.known_as == ("mp-5986",)
     assert result.to_dict()["known"]["material_id"] == "mp-5986"
+
+
+# --- identity under noise ------------------------------------------------------------------------------
+def _as_candidate(label: str, structure: Any, criterion: MatchCriterion) -> Any:
+    from crystalsearch.data.entries import structure_to_json
+    from crystalsearch.identity.known import query_key
+    from crystalsearch.identity.novelty import Candidate
+
+    key = query_key(structure, symprec=criterion.symprec)
+    text = structure_to_json(structure.lattice.matrix, [s.specie.symbol for s in structure], structure.frac_coords)
+    return Candidate(label, "novel", key.formula, key.spacegroup, structure=text)
+
+
+NOISY = ("mp-2998", "mp-5986", "mp-5020", "mp-5777", "mp-2657", "mp-22862", "mp-1143", "mp-2133")
+
+
+def test_duplicates_found_through_noise_and_polymorphs_kept_apart(records: dict[str, Any]) -> None:
+    """Two copies of each material, rotated, re-celled and moved by up to 0.04 Å (noise that lowers the space
+    group spglib finds, differently for the two): every second copy is a duplicate of the first, and BaTiO3's
+    four polymorphs (which StructureMatcher alone merges) stay four materials."""
+    from crystalsearch.identity.novelty import group_duplicates
+
+    criterion = MatchCriterion()
+    firsts, seconds = [], []
+    for n, mid in enumerate(NOISY):
+        s = records[mid].structure
+        firsts.append(_as_candidate(f"{mid}#a", moved(disguised(s, n), np.random.default_rng(n), 0.02), criterion))
+        second = moved(disguised(s, 50 + n), np.random.default_rng(50 + n), 0.02)
+        seconds.append(_as_candidate(f"{mid}#b", second, criterion))
+    lowered = sum(1 for a, b in zip(firsts, seconds) if a.spacegroup != b.spacegroup)
+    assert lowered >= 2  # the noise path is exercised: the two copies' space groups differ at symprec 0.1
+    grouped = {c.label: c for c in group_duplicates(firsts + seconds, criterion)}
+    assert all(grouped[f"{mid}#b"].duplicate_of == f"{mid}#a" for mid in NOISY), grouped
+    assert all(grouped[f"{mid}#a"].duplicate_of is None for mid in NOISY)
+    strict = {c.label: c for c in group_duplicates(firsts + seconds, MatchCriterion(noise_symprec=None))}
+    assert sum(1 for mid in NOISY if strict[f"{mid}#b"].duplicate_of is None) >= 1  # what the noise rule fixes
+
+
+def test_known_candidates_group_by_their_entry(tmp_path: Path, index_dir: Path, records: dict[str, Any]) -> None:
+    from pymatgen.io.cif import CifWriter
+
+    folder = tmp_path / "noisy"
+    folder.mkdir()
+    for n in range(4):
+        copy = moved(disguised(records["mp-2657"].structure, 20 + n), np.random.default_rng(n), 0.03)
+        CifWriter(copy).write_file(folder / f"tio2_{n}.cif")
+    report = check_novelty([str(folder)], index=str(index_dir))
+    by = {Path(c.label).name: c for c in report.candidates}
+    assert {c.material_id for c in by.values()} == {"mp-2657"}
+    assert [by[f"tio2_{n}.cif"].duplicate_of for n in range(4)] == [None] + [str(folder / "tio2_0.cif")] * 3
+
+
+def test_similar_ranks_a_noisy_copy_first(catalog: Catalog, records: dict[str, Any]) -> None:
+    """A copy whose space group (and prototype label) noise lowered keeps the catalog's label for the ranking,
+    and with the known verdict its own entry ranks first."""
+    from crystalsearch.catalog.catalog import _prototype_of
+
+    changed = 0
+    for n, mid in enumerate(("mp-2657", "mp-5986", "mp-2998", "mp-5777")):
+        copy = moved(disguised(records[mid].structure, n), np.random.default_rng(n), 0.03)
+        own = catalog.db.materials([catalog.row_of(mid)])[catalog.row_of(mid)].prototype
+        changed += _prototype_of(copy) != own
+        assert catalog._query_prototype(copy, records[mid].reduced_formula) == own, mid
+        (result,) = catalog.search([copy], k=3, known=True)
+        assert result.hits[0].material_id == mid and result.hits[0].same_structure, (mid, result.hits)
+    assert changed >= 1  # at least one copy lost its label at symprec 0.1

@@ -29,6 +29,7 @@ by (V/n)^1/3, volumes scaled) and, for reading, in Å at the catalog entry's vol
 
 from __future__ import annotations
 
+import dataclasses
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -55,6 +56,11 @@ if TYPE_CHECKING:
 
 __all__ = ["KnownChecker", "Match", "MatchCriterion", "QueryKey", "Verdict", "fit_rms", "matching_rows",
            "noise_spacegroups", "query_key", "reduce_structure", "same_material"]  # fmt: skip
+
+
+SETTLED_RMS_ANGSTROM = 0.01  # a match this close settles the verdict; a farther one may be a polymorph seen
+# through noise (a cubic BaTiO3 copy moved by 0.05 Å is P4mm at 0.1 Å and matches P4mm BaTiO3): then the space
+# groups at the noise tolerances are tried too and the closest match wins
 
 
 @dataclass(frozen=True)
@@ -150,6 +156,7 @@ class KnownChecker:
         seen: set[int] = set()
         done: set[float] = set()
         step: tuple[int, str] | None = (key.spacegroup, "")
+        found: Verdict | None = None
         while step is not None:
             spacegroup, how = step
             seen.add(spacegroup)
@@ -165,12 +172,19 @@ class KnownChecker:
                 why += ", StructureMatcher match"
                 if len(matches) > 1:
                     why += f"; the catalog holds {len(matches)} entries of this material"
-                return Verdict(key.formula, spacegroup, tuple(matches), why, pairs, key.prototype)
+                if found is None or matches[0].rms < found.matches[0].rms:
+                    found = Verdict(key.formula, spacegroup, tuple(matches), why, pairs, key.prototype)
+                if found.matches[0].rms_angstrom <= SETTLED_RMS_ANGSTROM or c.noise_symprec is None:
+                    break
+                step = self._next_step(structure, key, seen, done, tolerances)
+                continue
             skipped = f" ({len(ranked) - len(tried)} less similar not compared)" if len(ranked) > len(tried) else ""
             notes.append(
                 f"{len(ranked)} in space group {spacegroup}{how}" + (f", none matching{skipped}" if ranked else "")
             )
             step = self._next_step(structure, key, seen, done, tolerances)
+        if found is not None:
+            return dataclasses.replace(found, pairs=pairs)
         why = f"{len(same)} catalog material(s) with formula {key.formula}: " + "; ".join(notes)
         return Verdict(key.formula, key.spacegroup, (), why, pairs, key.prototype)
 
