@@ -287,3 +287,19 @@ def test_similar_ranks_a_noisy_copy_first(catalog: Catalog, records: dict[str, A
         (result,) = catalog.search([copy], k=3, known=True)
         assert result.hits[0].material_id == mid and result.hits[0].same_structure, (mid, result.hits)
     assert changed >= 1  # at least one copy lost its label at symprec 0.1
+
+
+def test_novelty_report_json_and_chart(tmp_path: Path, index_dir: Path, records: dict[str, Any]) -> None:
+    folder = tmp_path / "cands"
+    write_candidates(folder, records)
+    out = tmp_path / "report.json"
+    result = CliRunner().invoke(app, ["novelty", str(folder), "--index", str(index_dir), "--report", str(out)])
+    assert result.exit_code == 2  # the broken file is an error row, the batch went on
+    data = json.loads(out.read_text())
+    overall = data["overall"]
+    assert (overall["candidates"], overall["valid"], overall["unique"]) == (7, 6, 5)
+    assert (overall["novel"], overall["unique_and_novel"]) == (1, 1) and overall["unique_rate"] == round(5 / 7, 6)
+    assert data["by_element"]["Rb"]["unique_and_novel"] == 1 and data["by_element"]["Ba"]["unique"] == 2
+    assert data["by_spacegroup"]["221"]["candidates"] == 2 and data["criterion"]["stol"] == 0.3
+    png = out.with_suffix(".png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 2000
