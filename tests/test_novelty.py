@@ -303,3 +303,25 @@ def test_novelty_report_json_and_chart(tmp_path: Path, index_dir: Path, records:
     assert data["by_spacegroup"]["221"]["candidates"] == 2 and data["criterion"]["stol"] == 0.3
     png = out.with_suffix(".png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 2000
+
+
+def test_several_reference_indexes(tmp_path: Path, index_dir: Path, records: dict[str, Any]) -> None:
+    """A second index (one's own DFT set: here RbCl, absent from the first) turns its material known; the
+    first index's verdicts stand."""
+    from pymatgen.io.cif import CifWriter
+
+    rb = records["mp-22862"].structure.copy()
+    rb.replace_species({"Na": "Rb"})
+    own = tmp_path / "own"
+    build_index(entries_from_structures([("my-RbCl", rb)], source="test"), encoder=Encoder.random(seed=0), out=own,
+                progress=False)  # fmt: skip
+    folder = tmp_path / "cands"
+    write_candidates(folder, records)
+    CifWriter(disguised(rb, 9)).write_file(folder / "g_rbcl_again.cif")
+    runner = CliRunner()
+    result = runner.invoke(app, ["novelty", str(folder), "--index", str(index_dir), "--index", str(own), "--json"])
+    data = json.loads(result.stdout)
+    rows = {Path(r["query"]).name: r for r in data["results"]}
+    assert rows["d_rbcl.cif"]["status"] == "known" and rows["d_rbcl.cif"]["material_id"] == "my-RbCl"
+    assert rows["g_rbcl_again.cif"]["duplicate_of"].endswith("d_rbcl.cif")
+    assert rows["a_batio3.cif"]["material_id"] == "mp-2998" and data["novel"] == 0 and data["known"] == 5

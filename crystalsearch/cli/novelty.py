@@ -90,7 +90,12 @@ def novelty(
         help="Structure files (CIF, POSCAR, JSON; multi-structure CIF and JSON "
         "files count each structure), folders (searched recursively) or globs.",
     ),
-    index: str = typer.Option("default", "--index", help="Index folder (default: the shipped/cached index)."),
+    index: list[str] = typer.Option(
+        ["default"],
+        "--index",
+        help="Reference index folder (default: the shipped/cached index); repeat it to check against several "
+        "at once (e.g. --index default --index my_dft_index): known in any is known.",
+    ),
     workers: int = typer.Option(
         0, "--workers", "-j", min=0, help="Processes reading and checking candidates (0: as many as CPUs, up to 4)."
     ),
@@ -148,7 +153,8 @@ def novelty(
     criterion = MatchCriterion(symprec=symprec, ltol=ltol, stol=stol, angle_tol=angle_tol, max_pairs=max_pairs,
                                noise_symprec=noise_symprec or None)  # fmt: skip
     show_progress = sys.stderr.isatty() and not json_out
-    report = check_novelty(candidates, index=index, criterion=criterion, workers=workers, journal=journal,
+    reference = index if len(index) > 1 else index[0]
+    report = check_novelty(candidates, index=reference, criterion=criterion, workers=workers, journal=journal,
                            progress=show_progress)  # fmt: skip
     if csv_path:
         write_csv(report, csv_path)

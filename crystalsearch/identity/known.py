@@ -16,8 +16,10 @@ Fast by construction, each step only on what the previous one left:
    space group (the index's ``spacegroup_number`` column, computed with the same spglib tolerance; other
    tolerances recompute the catalog side);
 2. the survivors ranked by embedding similarity (cosine of the index's vectors), same prototype label first;
-3. StructureMatcher on at most ``max_pairs`` of them, in that order; if none matches, the same with the
-   query's space group at looser tolerances (``noise_symprec``, below).
+3. StructureMatcher on at most ``max_pairs`` of them, in that order; if none matches, or the best match is
+   farther than :data:`SETTLED_RMS_ANGSTROM` (a polymorph seen through noise may match too), the same with
+   the query's space group at looser tolerances (``noise_symprec``, below; each computed only when needed),
+   the closest match winning.
 
 Inputs are reduced once each (Niggli, then primitive; spglib's primitive cell when pymatgen's primitive
 search is defeated by noise) and compared with ``skip_structure_reduction``.

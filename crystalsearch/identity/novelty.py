@@ -37,6 +37,7 @@ from crystalsearch.identity.duplicates import group_duplicates
 from crystalsearch.identity.known import (
     KnownChecker,
     MatchCriterion,
+    Verdict,
     query_key,
 )
 
@@ -134,12 +135,39 @@ class NoveltyReport:
 _STATE: dict[str, Any] = {}
 
 
-def _init_worker(index: str, criterion: MatchCriterion) -> None:
+def _init_worker(indexes: tuple[str, ...], criterion: MatchCriterion) -> None:
     from crystalsearch.identity.catalog import Catalog
 
     # a forked worker reuses the encoder its parent loaded; the index and database are opened afresh
-    catalog = Catalog.open(index, encoder=_STATE.get("encoder"), verify="none", progress=False)
-    _STATE.update(catalog=catalog, checker=KnownChecker(catalog, criterion))
+    catalog = Catalog.open(indexes[0], encoder=_STATE.get("encoder"), verify="none", progress=False)
+    others = [Catalog.open(i, verify="none", progress=False) for i in indexes[1:]]
+    _STATE.update(catalog=catalog, checker=KnownChecker(catalog, criterion),
+                  others=[(c, KnownChecker(c, criterion)) for c in others])  # fmt: skip
+
+
+def _close_worker() -> None:
+    _STATE.pop("catalog").close()
+    for catalog, _ in _STATE.pop("others", []):
+        catalog.close()
+
+
+def _other_verdicts(structure: Structure, vector: np.ndarray, key: Any, first: Verdict) -> Verdict:
+    """``first`` (the first index's verdict) combined with those of the other reference indexes: every match,
+    closest first (an index with another encoder ranks its entries in stored order)."""
+    import dataclasses
+
+    catalog: Catalog = _STATE["catalog"]
+    verdicts = [first]
+    for other, checker in _STATE.get("others", []):
+        same = other.manifest.encoder.hash == catalog.manifest.encoder.hash
+        verdicts.append(checker.check(structure, vector if same else None, key=key))
+    known = sorted((v for v in verdicts if v.known), key=lambda v: v.matches[0].rms)
+    if not known:
+        return dataclasses.replace(
+            first, reason="; ".join(v.reason for v in verdicts), pairs=sum(v.pairs for v in verdicts)
+        )
+    matches = tuple(sorted((m for v in known for m in v.matches), key=lambda m: m.rms))
+    return dataclasses.replace(known[0], matches=matches, pairs=sum(v.pairs for v in verdicts))
 
 
 def _read(source: Source) -> list[tuple[str, Structure | Exception]]:
@@ -181,6 +209,7 @@ def _check_sources(sources: Sequence[Source]) -> list[tuple[str, str, list[Candi
             try:
                 key = query_key(s, symprec=checker.criterion.symprec)
                 v = checker.check(s, vec, key=key)
+                v = _other_verdicts(s, vec, key, v) if _STATE.get("others") else v
             except (ValueError, ArithmeticError, RuntimeError) as exc:  # one odd structure must not stop a batch
                 found.append(Candidate(label, "error", reason=f"{label}: could not be checked ({exc})"))
                 continue
@@ -262,22 +291,29 @@ class _Journal:
 def check_novelty(
     candidates: Sequence[str | os.PathLike[str]],
     *,
-    index: str | os.PathLike[str] = "default",
+    index: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] = "default",
     criterion: MatchCriterion = MatchCriterion(),
     workers: int = 1,
     chunk_files: int = 32,
     journal: Path | None = None,
     progress: bool | Callable[[int], None] = False,
 ) -> NoveltyReport:
-    """Unique, known and novel candidates among files, folders, globs and multi-structure files."""
+    """Unique, known and novel candidates among files, folders, globs and multi-structure files.
+
+    ``index``: one reference index or several (e.g. the default catalog and an index built from one's own DFT
+    set): a candidate is known when it matches an entry of any, and lists the matches of all, closest first.
+    """
     from crystalsearch.catalog.build import _bar
     from crystalsearch.errors import InputError
     from crystalsearch.identity.catalog import Catalog
     from crystalsearch.io.sources import expand_sources
 
-    with Catalog.open(index, progress=bool(progress)) as catalog:
-        folder = str(catalog.path)
-        header = _journal_header(catalog, criterion)
+    folders, headers = [], []
+    for one in [index] if isinstance(index, (str, os.PathLike)) else list(index):
+        with Catalog.open(one, progress=bool(progress)) as catalog:
+            folders.append(str(catalog.path))
+            headers.append(_journal_header(catalog, criterion))
+    header = headers[0] if len(headers) == 1 else {**headers[0], "index": [h["index"] for h in headers]}
     entries = list(expand_sources([os.fspath(c) for c in candidates]))
     sources = [e for e in entries if not isinstance(e, InputError)]
     kept = _read_journal(journal, header) if journal is not None else []
@@ -294,7 +330,7 @@ def check_novelty(
     chunks = [pending[i : i + chunk_files] for i in range(0, len(pending), chunk_files)]
     try:
         with _bar(progress, len(pending), "checking candidates") as advance:
-            for source_id, digest, found in _run(chunks, folder, criterion, workers):
+            for source_id, digest, found in _run(chunks, tuple(folders), criterion, workers):
                 results[source_id] = found
                 log.write({"source": source_id, "sha256": digest, "candidates": [c.to_journal() for c in found]})
                 advance(1)
@@ -307,19 +343,19 @@ def check_novelty(
         else:
             ordered.extend(results[e.source_id])
     grouped = group_duplicates(ordered, criterion, workers=workers)
-    return NoveltyReport(tuple(grouped), folder, criterion, len(sources) - len(pending))
+    return NoveltyReport(tuple(grouped), " + ".join(folders), criterion, len(sources) - len(pending))
 
 
 def _run(
-    chunks: list[list[Source]], folder: str, criterion: MatchCriterion, workers: int
+    chunks: list[list[Source]], folders: tuple[str, ...], criterion: MatchCriterion, workers: int
 ) -> Iterator[tuple[str, str, list[Candidate]]]:
     if workers <= 1 or len(chunks) <= 1:
-        _init_worker(folder, criterion)
+        _init_worker(folders, criterion)
         try:
             for chunk in chunks:
                 yield from _check_sources(chunk)
         finally:
-            _STATE.pop("catalog").close()
+            _close_worker()
         return
     import multiprocessing
 
@@ -330,9 +366,9 @@ def _run(
     if method == "fork":
         from crystalsearch.identity.catalog import Catalog
 
-        with Catalog.open(folder, verify="none", progress=False) as catalog:
+        with Catalog.open(folders[0], verify="none", progress=False) as catalog:
             _STATE["encoder"] = catalog.encoder
-    with context.Pool(workers, initializer=_init_worker, initargs=(folder, criterion)) as pool:
+    with context.Pool(workers, initializer=_init_worker, initargs=(folders, criterion)) as pool:
         for found in pool.imap_unordered(_check_sources, chunks):
             yield from found
     _STATE.pop("encoder", None)
