@@ -16,7 +16,8 @@ origin shifted; every site moved by 0.01-0.03 Å; a third strained by up to 1%).
   sample's formulas (different MP materials: a merge across two ids is a false merge), and BaTiO3's
   polymorphs (mp-2998 and the others of the release);
 * ``--catalog`` (needs the default index built): each first copy checked against the index (known as
-  exactly its own entry) and searched with ``similar`` (its own entry ranked first, ``--by both``).
+  exactly its own entry) and searched with ``similar`` (its own entry ranked first, ``--by both``; the
+  hits stay in similarity order, the verdict does not reorder them).
 """
 
 from __future__ import annotations

@@ -275,7 +275,7 @@ def test_known_candidates_group_by_their_entry(tmp_path: Path, index_dir: Path, 
 
 def test_similar_ranks_a_noisy_copy_first(catalog: Catalog, records: dict[str, Any]) -> None:
     """A copy whose space group (and prototype label) noise lowered keeps the catalog's label for the ranking,
-    and with the known verdict its own entry ranks first."""
+    and its own entry ranks first (the hits stay in similarity order; the verdict marks the same material)."""
     from crystalsearch.catalog.catalog import _prototype_of
 
     changed = 0

@@ -257,28 +257,11 @@ class Catalog:
             scored = self._ranked(item, k=k, allowed=rows, by=by, weight=weight)
             known_verdict = self._verdict(item) if known else None
             same = None if known_verdict is None else {m.row for m in known_verdict.matches}
-            if same:
-                scored = self._same_first(item, scored, known_verdict, rows, k=k, by=by, weight=weight)
             verdict = None if known_verdict is None else known_verdict.text()
             known_as = () if known_verdict is None else tuple(m.material_id for m in known_verdict.matches)
             results.append(QueryResult(item.label, self._hits(scored, same), item.formula, None, verdict,
                                        known_as, known_verdict))  # fmt: skip
         return results
-
-    def _same_first(
-        self, item: _Query, scored: list[Scored], verdict: Any, allowed: np.ndarray | None, **how: Any
-    ) -> list[Scored]:
-        """``scored`` with the catalog entries the query is known as first (best match first, those passing
-        ``allowed`` only): the material itself outranks every other, however its label or vector moved."""
-        order = [m.row for m in verdict.matches if allowed is None or m.row in set(allowed.tolist())]
-        if not order:
-            return scored
-        k = how.pop("k")
-        picked = self._ranked(item, k=len(order), allowed=np.array(sorted(order), dtype=np.int64), **how)
-        by_row = {x.row: x for x in picked}
-        first = [by_row[r] for r in order if r in by_row]
-        rest = [x for x in scored if x.row not in by_row]
-        return (first + rest)[:k]
 
     def ranked(
         self,

@@ -10,7 +10,7 @@ catalog entry are the same material without a comparison.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -22,7 +22,6 @@ if TYPE_CHECKING:
 
     from pymatgen.core import Structure
 
-    from crystalsearch.identity.novelty import Candidate
 
 __all__ = ["group_duplicates"]
 
@@ -30,9 +29,7 @@ LOOSE_STEPS = 1  # in-batch: the space group at the first noise tolerance only (
 # in docs/novelty.md: both tolerances find 99.9% of noisy pairs but merge twice as many distinct materials)
 
 
-def group_duplicates(
-    candidates: Sequence[Candidate], criterion: MatchCriterion, *, workers: int = 1
-) -> list[Candidate]:
+def group_duplicates(candidates: Sequence[Any], criterion: MatchCriterion, *, workers: int = 1) -> list[Any]:
     """Mark each candidate that is the same material as an earlier one (``duplicate_of``, the verdict of the
     earlier one).
 
@@ -76,7 +73,7 @@ def group_duplicates(
     return out
 
 
-def _item(i: int, c: Candidate) -> _GroupItem:
+def _item(i: int, c: Any) -> _GroupItem:
     known = frozenset(c.matches) if c.status == "known" else frozenset()
     return _GroupItem(i, str(c.structure), c.vector, c.spacegroup, c.loose, known)
 
