@@ -8,8 +8,10 @@ StructureMatcher match) for both questions.
 Fast by construction: exact keys first (reduced formula, then space group, in SQL and dictionaries), the
 embeddings to rank what remains, StructureMatcher only on the few pairs that survive. Candidates are read,
 labelled and checked against the catalog in ``workers`` processes (chunks of files, a progress bar on
-stderr); then candidates sharing formula and space group are grouped with StructureMatcher (each compared
-with the representatives of its key, the most similar first).
+stderr); then duplicates among candidates are found (:mod:`crystalsearch.identity.duplicates`: by the
+catalog entry they are known as, else with StructureMatcher within their reduced formula, space groups
+compared with the same noise tolerances as the catalog check). Several reference indexes can be given at
+once; :mod:`crystalsearch.identity.novelty_report` turns a report into the figures a paper publishes.
 
 Resumable: with a ``journal`` (JSON lines), every finished file is recorded under its name and the SHA-256
 of its content; a re-run with the same journal, index and criterion skips those files (a changed file is
