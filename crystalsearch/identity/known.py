@@ -94,7 +94,8 @@ class KnownChecker:
             return structure_from_json(self.catalog.db.structures([row])[row])
         s = self._structures.get(row)
         if s is None:
-            s = reduce_structure(structure_from_json(self.catalog.db.structures([row])[row]))
+            text = self.catalog.db.structures([row])[row]
+            s = reduce_structure(structure_from_json(text), symprec=self.criterion.symprec)  # spglib first: faster
             self._structures[row] = s
             if len(self._structures) > self._cache:
                 self._structures.popitem(last=False)
