@@ -64,7 +64,15 @@ def _fraction(value: float) -> float:
 
 
 def fast_structure(block: Any) -> Structure | None:
-    """The structure of a parsed CIF block (pymatgen ``CifBlock``) where it is plain P1, else None."""
+    """The structure of a parsed CIF block (pymatgen ``CifBlock``) where it is plain P1, else None (also where
+    anything is odd: ``CifParser`` then reads it and words its errors)."""
+    try:
+        return _fast_structure(block)
+    except (ValueError, ArithmeticError, TypeError, KeyError, IndexError):
+        return None
+
+
+def _fast_structure(block: Any) -> Structure | None:
     data: dict[str, Any] = block.data
     if any(key in data for key in _BLOCKERS) or not _is_p1(data):
         return None
