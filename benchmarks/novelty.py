@@ -230,6 +230,41 @@ def exhaustive(
     return out, time.process_time() - t0, pairs
 
 
+def wl_baseline(folder: Path, index: Path, *, limit: int) -> tuple[dict[str, tuple[str, str | None]], float]:
+    """Known by an equal bonding-graph WL hash + formula + space group (BAWL-style, ``novelty_noise.wl_key``)
+    with any catalog material of the candidate's reduced formula, on about ``limit`` candidates spread over
+    the folder; verdicts by file name, CPU seconds."""
+    import importlib.util
+
+    from crystalsearch.catalog.reader import MetadataReader
+    from crystalsearch.data.entries import structure_from_json
+    from crystalsearch.identity.known import query_key
+    from crystalsearch.io import read_structures
+
+    spec = importlib.util.spec_from_file_location("novelty_noise", Path(__file__).with_name("novelty_noise.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    db = MetadataReader(index / "metadata.sqlite")
+    keys: dict[int, str] = {}
+    out: dict[str, tuple[str, str | None]] = {}
+    t0 = time.process_time()
+    stride = max(1, -(-len(list(folder.glob("*.cif"))) // limit))  # every stride-th file: all kinds sampled
+    for n, (label, s) in enumerate(read_structures(str(folder))):
+        if n % stride:
+            continue
+        mine = module.wl_key(s)
+        rows = db.ids_with_formula(query_key(s).formula).tolist()
+        missing = [r for r in rows if r not in keys]
+        for r, text in db.structures(missing).items():
+            keys[r] = module.wl_key(structure_from_json(text))
+        found = db.materials([r for r in rows if keys[r] == mine])
+        ids = sorted(m.material_id for m in found.values())
+        out[Path(label).name] = ("known", ids[0]) if ids else ("novel", None)
+    db.close()
+    return out, time.process_time() - t0
+
+
 def run_fast(folder: Path, index: Path, workers: int) -> tuple[Any, float, float]:
     from crystalsearch.identity.novelty import check_novelty
 
@@ -248,6 +283,7 @@ def main() -> None:
     ap.add_argument("--candidates", type=int, default=1200)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--large", type=int, default=0, help="also N candidates against the full default index")
+    ap.add_argument("--wl", type=int, default=1000, help="candidates checked by the WL-hash baseline")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--keep", type=Path, default=None, help="write the candidates here (kept)")
     ap.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the figures as JSON")
@@ -264,6 +300,12 @@ def main() -> None:
         n_naive = min(300, len(base))
         naive, t_naive, _ = exhaustive(folder, index, limit=n_naive, naive=True)
         naive_agree = sum(1 for k, v in naive.items() if base[k] == v)
+        wl, t_wl = wl_baseline(folder, index, limit=min(args.wl, len(base)))
+        rows["wl_hash"] = {"n": len(wl), "cpu_s": t_wl,
+                           "status_agree": sum(1 for k, v in wl.items() if v[0] == base[k][0]),
+                           "false_known": sum(1 for k, v in wl.items() if v[0] == "known" and base[k][0] == "novel"),
+                           "false_novel": sum(1 for k, v in wl.items() if v[0] == "novel" and base[k][0] == "known"),
+                           "exhaustive_novel": sum(1 for k in wl if base[k][0] == "novel")}  # fmt: skip
         fast1, t_fast1, cpu_fast1 = run_fast(folder, index, 1)
         fastn, t_fastn, cpu_fastn = run_fast(folder, index, args.workers)
         by_label = {Path(c.label).name: c for c in fast1.candidates}
@@ -272,6 +314,11 @@ def main() -> None:
         own = [name for name, kind in kinds.items() if kind == "disguised"]
         own_ok = sum(1 for name in own if by_label[name].material_id == name.split("_")[2].removesuffix(".cif"))
         fast_pairs = sum(c.pairs for c in fast1.candidates)
+        false_known = sum(1 for n, (status, _) in base.items() if status == "novel" and by_label[n].status == "known")
+        false_novel = sum(1 for n, (status, _) in base.items() if status == "known" and by_label[n].status == "novel")
+        rows.update(false_known=false_known, false_novel=false_novel,
+                    n_exhaustive_novel=sum(1 for s, _ in base.values() if s == "novel"),
+                    n_exhaustive_known=sum(1 for s, _ in base.values() if s == "known"))  # fmt: skip
         per_kind = {k: {"n": sum(1 for v in kinds.values() if v == k),
                         "known": sum(1 for n, v in kinds.items() if v == k and by_label[n].status == "known")}
                     for k in ("disguised", "held-out", "substituted")}  # fmt: skip
@@ -299,6 +346,13 @@ def main() -> None:
     print(f"| agreement of every verdict (status + best id) | {100 * rows['agreement']:.2f}% "
           f"({rows['disagreements']} differ) | reference | |")  # fmt: skip
     print(f"| disguised copies known as exactly their own entry | {rows['disguised_known_as_own']} | | |")
+    print(f"| false known (exhaustive: novel) | {rows['false_known']}/{rows['n_exhaustive_novel']} | reference | |")
+    print(f"| false novel (exhaustive: known) | {rows['false_novel']}/{rows['n_exhaustive_known']} | reference | |")
+    w = rows["wl_hash"]
+    print(f"| bonding-graph WL hash + formula + space group (BAWL-style), {w['n']} candidates spread over all: status "
+          f"agrees "
+          f"| | {w['status_agree']}/{w['n']}; false known {w['false_known']}/{w['exhaustive_novel']}, false novel "
+          f"{w['false_novel']}/{w['n'] - w['exhaustive_novel']}; {w['cpu_s']:.1f} CPU-s | |")  # fmt: skip
     print(f"| StructureMatcher pairs | {rows['fast_pairs']} | {rows['exhaustive_pairs']} | "
           f"{rows['exhaustive_pairs'] / max(rows['fast_pairs'], 1):.0f}x fewer |")  # fmt: skip
     print(f"| CPU time, 1 process (reading the CIFs included) | {cpu_fast1:.1f} s (wall {t_fast1:.1f} s) | "

@@ -22,6 +22,7 @@ TEXT_SUFFIXES = {".md", ".py", ".toml", ".sh", ".json", ".jsonl", ".txt", ".cfg"
 SCANNED = ("README.md", "CHANGELOG.md", "DEVELOPERS.md", "docs/", "benchmarks/", "examples/", "index/", "training/",
            "crystalsearch/", "tests/", ".ci/")  # fmt: skip
 THIS = Path(__file__).resolve()
+VENDORED = ("crystalsearch/html/static/3Dmol",)  # other projects' files shipped as they are (with their licence)
 
 # -- words about how the work was organised, not about the product ------------------------------------------------
 PROCESS = re.compile(
@@ -71,7 +72,8 @@ def _tracked() -> list[Path]:
         files = [p for s in SCANNED for p in ((ROOT / s).rglob("*") if s.endswith("/") else [ROOT / s])]
     else:
         files = [ROOT / line for line in out.stdout.splitlines()]
-    return [p for p in files if p.is_file() and p.suffix in TEXT_SUFFIXES and p.resolve() != THIS]
+    return [p for p in files if p.is_file() and p.suffix in TEXT_SUFFIXES and p.resolve() != THIS
+            and not _rel(p).startswith(VENDORED)]  # fmt: skip
 
 
 def _rel(path: Path) -> str:

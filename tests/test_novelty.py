@@ -269,3 +269,107 @@ def test_similar_known_shows_the_verdict_in_its_own_column(catalog: Catalog, rec
     sims = [h.similarity for h in result.hits]
     assert sims == sorted(sims, reverse=True) and result.known_as == ("mp-5986",)
     assert result.to_dict()["known"]["material_id"] == "mp-5986"
+
+
+# --- identity under noise ------------------------------------------------------------------------------
+def _as_candidate(label: str, structure: Any, criterion: MatchCriterion) -> Any:
+    from crystalsearch.data.entries import structure_to_json
+    from crystalsearch.identity.known import query_key
+    from crystalsearch.identity.novelty import Candidate
+
+    key = query_key(structure, symprec=criterion.symprec)
+    text = structure_to_json(structure.lattice.matrix, [s.specie.symbol for s in structure], structure.frac_coords)
+    return Candidate(label, "novel", key.formula, key.spacegroup, structure=text)
+
+
+NOISY = ("mp-2998", "mp-5986", "mp-5020", "mp-5777", "mp-2657", "mp-22862", "mp-1143", "mp-2133")
+
+
+def test_duplicates_found_through_noise_and_polymorphs_kept_apart(records: dict[str, Any]) -> None:
+    """Two copies of each material, rotated, re-celled and moved by up to 0.04 Å (noise that lowers the space
+    group spglib finds, differently for the two): every second copy is a duplicate of the first, and BaTiO3's
+    four polymorphs (which StructureMatcher alone merges) stay four materials."""
+    from crystalsearch.identity.novelty import group_duplicates
+
+    criterion = MatchCriterion()
+    firsts, seconds = [], []
+    for n, mid in enumerate(NOISY):
+        s = records[mid].structure
+        firsts.append(_as_candidate(f"{mid}#a", moved(disguised(s, n), np.random.default_rng(n), 0.02), criterion))
+        second = moved(disguised(s, 50 + n), np.random.default_rng(50 + n), 0.02)
+        seconds.append(_as_candidate(f"{mid}#b", second, criterion))
+    lowered = sum(1 for a, b in zip(firsts, seconds) if a.spacegroup != b.spacegroup)
+    assert lowered >= 2  # the noise path is exercised: the two copies' space groups differ at symprec 0.1
+    grouped = {c.label: c for c in group_duplicates(firsts + seconds, criterion)}
+    assert all(grouped[f"{mid}#b"].duplicate_of == f"{mid}#a" for mid in NOISY), grouped
+    assert all(grouped[f"{mid}#a"].duplicate_of is None for mid in NOISY)
+    strict = {c.label: c for c in group_duplicates(firsts + seconds, MatchCriterion(noise_symprec=None))}
+    assert sum(1 for mid in NOISY if strict[f"{mid}#b"].duplicate_of is None) >= 1  # what the noise rule fixes
+
+
+def test_known_candidates_group_by_their_entry(tmp_path: Path, index_dir: Path, records: dict[str, Any]) -> None:
+    from pymatgen.io.cif import CifWriter
+
+    folder = tmp_path / "noisy"
+    folder.mkdir()
+    for n in range(4):
+        copy = moved(disguised(records["mp-2657"].structure, 20 + n), np.random.default_rng(n), 0.03)
+        CifWriter(copy).write_file(folder / f"tio2_{n}.cif")
+    report = check_novelty([str(folder)], index=str(index_dir))
+    by = {Path(c.label).name: c for c in report.candidates}
+    assert {c.material_id for c in by.values()} == {"mp-2657"}
+    assert [by[f"tio2_{n}.cif"].duplicate_of for n in range(4)] == [None] + [str(folder / "tio2_0.cif")] * 3
+
+
+def test_similar_ranks_a_noisy_copy_first(catalog: Catalog, records: dict[str, Any]) -> None:
+    """A copy whose space group (and prototype label) noise lowered keeps the catalog's label for the ranking,
+    and its own entry ranks first (the hits stay in similarity order; the verdict marks the same material)."""
+    from crystalsearch.catalog.catalog import _prototype_of
+
+    changed = 0
+    for n, mid in enumerate(("mp-2657", "mp-5986", "mp-2998", "mp-5777")):
+        copy = moved(disguised(records[mid].structure, n), np.random.default_rng(n), 0.03)
+        own = catalog.db.materials([catalog.row_of(mid)])[catalog.row_of(mid)].prototype
+        changed += _prototype_of(copy) != own
+        assert catalog._query_prototype(copy, records[mid].reduced_formula) == own, mid
+        (result,) = catalog.search([copy], k=3, known=True)
+        assert result.hits[0].material_id == mid and result.hits[0].same_structure, (mid, result.hits)
+    assert changed >= 1  # at least one copy lost its label at symprec 0.1
+
+
+def test_novelty_report_json_and_chart(tmp_path: Path, index_dir: Path, records: dict[str, Any]) -> None:
+    folder = tmp_path / "cands"
+    write_candidates(folder, records)
+    out = tmp_path / "report.json"
+    result = CliRunner().invoke(app, ["novelty", str(folder), "--index", str(index_dir), "--report", str(out)])
+    assert result.exit_code == 2  # the broken file is an error row, the batch went on
+    data = json.loads(out.read_text())
+    overall = data["overall"]
+    assert (overall["candidates"], overall["valid"], overall["unique"]) == (7, 6, 5)
+    assert (overall["novel"], overall["unique_and_novel"]) == (1, 1) and overall["unique_rate"] == round(5 / 7, 6)
+    assert data["by_element"]["Rb"]["unique_and_novel"] == 1 and data["by_element"]["Ba"]["unique"] == 2
+    assert data["by_spacegroup"]["221"]["candidates"] == 2 and data["criterion"]["stol"] == 0.3
+    png = out.with_suffix(".png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 2000
+
+
+def test_several_reference_indexes(tmp_path: Path, index_dir: Path, records: dict[str, Any]) -> None:
+    """A second index (one's own DFT set: here RbCl, absent from the first) turns its material known; the
+    first index's verdicts stand."""
+    from pymatgen.io.cif import CifWriter
+
+    rb = records["mp-22862"].structure.copy()
+    rb.replace_species({"Na": "Rb"})
+    own = tmp_path / "own"
+    build_index(entries_from_structures([("my-RbCl", rb)], source="test"), encoder=Encoder.random(seed=0), out=own,
+                progress=False)  # fmt: skip
+    folder = tmp_path / "cands"
+    write_candidates(folder, records)
+    CifWriter(disguised(rb, 9)).write_file(folder / "g_rbcl_again.cif")
+    runner = CliRunner()
+    result = runner.invoke(app, ["novelty", str(folder), "--index", str(index_dir), "--index", str(own), "--json"])
+    data = json.loads(result.stdout)
+    rows = {Path(r["query"]).name: r for r in data["results"]}
+    assert rows["d_rbcl.cif"]["status"] == "known" and rows["d_rbcl.cif"]["material_id"] == "my-RbCl"
+    assert rows["g_rbcl_again.cif"]["duplicate_of"].endswith("d_rbcl.cif")
+    assert rows["a_batio3.cif"]["material_id"] == "mp-2998" and data["novel"] == 0 and data["known"] == 5

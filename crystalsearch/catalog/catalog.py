@@ -351,7 +351,7 @@ class Catalog:
             vectors = self.represent([s for _, _, s in pending])
             for (slot, label, structure), v in zip(pending, vectors):
                 formula = str(structure.composition.reduced_formula)
-                slots[slot] = _Query(label, v, None, structure, formula, _prototype_of(structure))
+                slots[slot] = _Query(label, v, None, structure, formula, self._query_prototype(structure, formula))
         return slots
 
     def _views(self, query: QueryInput, hits: Sequence[Hit]) -> dict[str, dict[str, Any]]:
@@ -365,6 +365,26 @@ class Catalog:
             own = self.structure(query.strip()) if self.row_of(query.strip()) is not None else read_structure(query)
         return {"query": structure_view(own), **{h.material_id: structure_view(self.structure(h.material_id))
                                                  for h in hits}}  # fmt: skip
+
+    def _query_prototype(self, structure: Structure, formula: str) -> str:
+        """The prototype label of a query, robust to noise: the label at ``symprec`` 0.1 Å when an indexed
+        material of the same formula carries it, else the first label at the noise tolerances
+        (:meth:`~crystalsearch.structure.matching.MatchCriterion.noise_tolerances`) that one carries (sites
+        moved by a few hundredths of an Å lower the space group spglib finds, and the label with it); else the
+        label at 0.1 Å."""
+        from crystalsearch.structure.matching import MatchCriterion
+
+        strict = _prototype_of(structure)
+        rows = self.db.ids_with_formula(formula)
+        rows = rows[rows < len(self)]
+        labels = {m.prototype for m in self.db.materials(rows.tolist()).values()} if rows.size else set()
+        if not labels or strict in labels:
+            return strict
+        for tol in MatchCriterion().noise_tolerances():
+            label = _prototype_of(structure, symprec=tol)
+            if label in labels:
+                return label
+        return strict
 
     def _indexed_query(self, material_id: str, row: int) -> _Query:
         m = self.db.materials([row])[row]
@@ -388,10 +408,11 @@ class Catalog:
         )  # fmt: skip
 
 
-def _prototype_of(structure: Structure) -> str:
+def _prototype_of(structure: Structure, *, symprec: float = 0.1) -> str:
     from crystalsearch.structure.prototype import symmetry_label
 
-    return symmetry_label(structure.lattice.matrix, structure.frac_coords, np.array(structure.atomic_numbers)).prototype
+    numbers = np.array(structure.atomic_numbers)
+    return symmetry_label(structure.lattice.matrix, structure.frac_coords, numbers, symprec=symprec).prototype
 
 
 def _looks_like_path(text: str) -> bool:

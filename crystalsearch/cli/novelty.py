@@ -21,6 +21,7 @@ EXAMPLES = examples(
     "crystalsearch novelty 'run1/*.cif' batch.json --csv novelty.csv",
     "crystalsearch novelty generated/ --workers 2 --journal novelty.jsonl   # resumable",
     "crystalsearch novelty x.cif --stol 0.5 --symprec 0.01 --json",
+    "crystalsearch novelty generated/ --report report.json   # + report.png: valid/unique/novel rates",
 )
 
 
@@ -43,6 +44,16 @@ def write_csv(report: NoveltyReport, path: str) -> None:
     finally:
         if fh is not sys.stdout:
             fh.close()
+
+
+def write_report(report: NoveltyReport, path: Path) -> None:
+    """The JSON report (:func:`crystalsearch.identity.novelty_report.summarise`) and its PNG chart."""
+    from crystalsearch.atomic import atomic_write_json
+    from crystalsearch.identity.novelty_report import summarise, write_chart
+
+    figures = summarise(report)
+    atomic_write_json(path, figures)
+    write_chart(figures, path.with_suffix(".png"))
 
 
 def render(report: NoveltyReport) -> None:
@@ -79,7 +90,12 @@ def novelty(
         help="Structure files (CIF, POSCAR, JSON; multi-structure CIF and JSON "
         "files count each structure), folders (searched recursively) or globs.",
     ),
-    index: str = typer.Option("default", "--index", help="Index folder (default: the shipped/cached index)."),
+    index: list[str] = typer.Option(
+        ["default"],
+        "--index",
+        help="Reference index folder (default: the shipped/cached index); repeat it to check against several "
+        "at once (e.g. --index default --index my_dft_index): known in any is known.",
+    ),
     workers: int = typer.Option(
         0, "--workers", "-j", min=0, help="Processes reading and checking candidates (0: as many as CPUs, up to 4)."
     ),
@@ -111,6 +127,13 @@ def novelty(
     csv_path: str | None = typer.Option(
         None, "--csv", metavar="FILE", help="Also write the rows as CSV ('-': stdout)."
     ),
+    report_path: Path | None = typer.Option(
+        None,
+        "--report",
+        metavar="FILE",
+        help="Also write the figures a paper reports (counts and rates of valid, unique, novel, unique and "
+        "novel; by space group and element; the criterion) as JSON, and a bar chart next to it (.png).",
+    ),
 ) -> None:
     """Tell which CANDIDATES are duplicates of each other, which are known materials of the index (with the
     matching id) and which are novel.
@@ -130,10 +153,13 @@ def novelty(
     criterion = MatchCriterion(symprec=symprec, ltol=ltol, stol=stol, angle_tol=angle_tol, max_pairs=max_pairs,
                                noise_symprec=noise_symprec or None)  # fmt: skip
     show_progress = sys.stderr.isatty() and not json_out
-    report = check_novelty(candidates, index=index, criterion=criterion, workers=workers, journal=journal,
+    reference = index if len(index) > 1 else index[0]
+    report = check_novelty(candidates, index=reference, criterion=criterion, workers=workers, journal=journal,
                            progress=show_progress)  # fmt: skip
     if csv_path:
         write_csv(report, csv_path)
+    if report_path is not None:
+        write_report(report, report_path)
     if json_out:
         units = {"rms_angstrom": "Å (RMS displacement at the catalog material's volume per atom)",
                  "rms": "pymatgen's RMS displacement / (V/n)^1/3"}  # fmt: skip

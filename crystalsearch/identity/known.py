@@ -16,8 +16,10 @@ Fast by construction, each step only on what the previous one left:
    space group (the index's ``spacegroup_number`` column, computed with the same spglib tolerance; other
    tolerances recompute the catalog side);
 2. the survivors ranked by embedding similarity (cosine of the index's vectors), same prototype label first;
-3. StructureMatcher on at most ``max_pairs`` of them, in that order; if none matches, the same with the
-   query's space group at looser tolerances (``noise_symprec``, below).
+3. StructureMatcher on at most ``max_pairs`` of them, in that order; if none matches, or the best match is
+   farther than :data:`SETTLED_RMS_ANGSTROM` (a polymorph seen through noise may match too), the same with
+   the query's space group at looser tolerances (``noise_symprec``, below; each computed only when needed),
+   the closest match winning.
 
 Inputs are reduced once each (Niggli, then primitive; spglib's primitive cell when pymatgen's primitive
 search is defeated by noise) and compared with ``skip_structure_reduction``.
@@ -29,6 +31,7 @@ by (V/n)^1/3, volumes scaled) and, for reading, in Å at the catalog entry's vol
 
 from __future__ import annotations
 
+import dataclasses
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -42,6 +45,7 @@ from crystalsearch.structure.matching import (
     QueryKey,
     Verdict,
     fit_rms,
+    noise_spacegroups,
     query_key,
     reduce_structure,
     same_material,
@@ -53,7 +57,12 @@ if TYPE_CHECKING:
     from crystalsearch.catalog.reader import MaterialRow
 
 __all__ = ["KnownChecker", "Match", "MatchCriterion", "QueryKey", "Verdict", "fit_rms", "matching_rows",
-           "query_key", "reduce_structure", "same_material"]  # fmt: skip
+           "noise_spacegroups", "query_key", "reduce_structure", "same_material"]  # fmt: skip
+
+
+SETTLED_RMS_ANGSTROM = 0.01  # a match this close settles the verdict; a farther one may be a polymorph seen
+# through noise (a cubic BaTiO3 copy moved by 0.05 Å is P4mm at 0.1 Å and matches P4mm BaTiO3): then the space
+# groups at the noise tolerances are tried too and the closest match wins
 
 
 @dataclass(frozen=True)
@@ -85,7 +94,8 @@ class KnownChecker:
             return structure_from_json(self.catalog.db.structures([row])[row])
         s = self._structures.get(row)
         if s is None:
-            s = reduce_structure(structure_from_json(self.catalog.db.structures([row])[row]))
+            text = self.catalog.db.structures([row])[row]
+            s = reduce_structure(structure_from_json(text), symprec=self.criterion.symprec)  # spglib first: faster
             self._structures[row] = s
             if len(self._structures) > self._cache:
                 self._structures.popitem(last=False)
@@ -125,9 +135,17 @@ class KnownChecker:
         order = np.lexsort((rows, -sims, proto))
         return [_Candidate(int(rows[i]), float(sims[i]), keep[i]) for i in order]
 
-    def check(self, structure: Structure, vector: np.ndarray | None = None, *, key: QueryKey | None = None) -> Verdict:
+    def check(
+        self,
+        structure: Structure,
+        vector: np.ndarray | None = None,
+        *,
+        key: QueryKey | None = None,
+        loose: tuple[int, ...] | None = None,
+    ) -> Verdict:
         """The verdict on one structure (``vector``: its representation laid out like the index's rows, for
-        the ranking; without it, catalog order)."""
+        the ranking; without it, catalog order). ``key``, ``loose``: its :func:`query_key` and
+        :func:`noise_spacegroups` where already computed."""
         c = self.criterion
         key = key or query_key(structure, symprec=c.symprec)
         same = self.same_formula(key.formula)
@@ -137,9 +155,14 @@ class KnownChecker:
         reduced: list[Structure] = []
         pairs = 0
         notes = []
-        steps: list[tuple[int, str]] = [(key.spacegroup, "")]
-        while steps:
-            spacegroup, how = steps.pop(0)
+        tolerances = list(zip(c.noise_tolerances(), loose)) if loose is not None else None
+        seen: set[int] = set()
+        done: set[float] = set()
+        step: tuple[int, str] | None = (key.spacegroup, "")
+        found: Verdict | None = None
+        while step is not None:
+            spacegroup, how = step
+            seen.add(spacegroup)
             ranked = self.candidates(same, spacegroup, vector, key.prototype if not how else "")
             tried = ranked[: c.max_pairs]
             if tried and not reduced:
@@ -152,20 +175,41 @@ class KnownChecker:
                 why += ", StructureMatcher match"
                 if len(matches) > 1:
                     why += f"; the catalog holds {len(matches)} entries of this material"
-                return Verdict(key.formula, spacegroup, tuple(matches), why, pairs, key.prototype)
+                if found is None or matches[0].rms < found.matches[0].rms:
+                    found = Verdict(key.formula, spacegroup, tuple(matches), why, pairs, key.prototype)
+                if found.matches[0].rms_angstrom <= SETTLED_RMS_ANGSTROM or c.noise_symprec is None:
+                    break
+                step = self._next_step(structure, key, seen, done, tolerances)
+                continue
             skipped = f" ({len(ranked) - len(tried)} less similar not compared)" if len(ranked) > len(tried) else ""
             notes.append(
                 f"{len(ranked)} in space group {spacegroup}{how}" + (f", none matching{skipped}" if ranked else "")
             )
-            if not how:
-                seen = {spacegroup}
-                for tol in c.noise_tolerances():
-                    loose = query_key(structure, symprec=tol).spacegroup
-                    if loose not in seen:
-                        seen.add(loose)
-                        steps.append((loose, f" (at symprec {tol:g}; {spacegroup} at {c.symprec:g})"))
+            step = self._next_step(structure, key, seen, done, tolerances)
+        if found is not None:
+            return dataclasses.replace(found, pairs=pairs)
         why = f"{len(same)} catalog material(s) with formula {key.formula}: " + "; ".join(notes)
         return Verdict(key.formula, key.spacegroup, (), why, pairs, key.prototype)
+
+    def _next_step(
+        self,
+        structure: Structure,
+        key: QueryKey,
+        seen: set[int],
+        done: set[float],
+        given: list[tuple[float, int]] | None,
+    ) -> tuple[int, str] | None:
+        """The next space group to try: the query's at the next looser tolerance that gives a new one (each
+        computed only when the previous ones matched nothing), or None."""
+        c = self.criterion
+        for i, tol in enumerate(c.noise_tolerances()):
+            if tol in done:
+                continue
+            done.add(tol)
+            number = given[i][1] if given is not None and i < len(given) else _spacegroup_at(structure, tol)
+            if number not in seen:
+                return number, f" (at symprec {tol:g}; {key.spacegroup} at {c.symprec:g})"
+        return None
 
     def _compare(self, reduced: Structure, cand: _Candidate) -> Match | None:
         rms = fit_rms(reduced, self.structure(cand.row, reduced=True), self.criterion, reduced=True)
@@ -173,6 +217,13 @@ class KnownChecker:
             return None
         scale = float(cand.material.volume_per_atom) ** (1 / 3)
         return Match(cand.material.material_id, rms, rms * scale, cand.similarity, cand.row)
+
+
+def _spacegroup_at(structure: Structure, symprec: float) -> int:
+    from crystalsearch.structure.symmetry import symmetry_of
+
+    numbers = np.array([site.specie.Z for site in structure], dtype=np.int64)
+    return symmetry_of(structure.lattice.matrix, structure.frac_coords, numbers, symprec=symprec).number
 
 
 def matching_rows(

@@ -8,8 +8,10 @@ StructureMatcher match) for both questions.
 Fast by construction: exact keys first (reduced formula, then space group, in SQL and dictionaries), the
 embeddings to rank what remains, StructureMatcher only on the few pairs that survive. Candidates are read,
 labelled and checked against the catalog in ``workers`` processes (chunks of files, a progress bar on
-stderr); then candidates sharing formula and space group are grouped with StructureMatcher (each compared
-with the representatives of its key, the most similar first).
+stderr); then duplicates among candidates are found (:mod:`crystalsearch.identity.duplicates`: by the
+catalog entry they are known as, else with StructureMatcher within their reduced formula, space groups
+compared with the same noise tolerances as the catalog check). Several reference indexes can be given at
+once; :mod:`crystalsearch.identity.novelty_report` turns a report into the figures a paper publishes.
 
 Resumable: with a ``journal`` (JSON lines), every finished file is recorded under its name and the SHA-256
 of its content; a re-run with the same journal, index and criterion skips those files (a changed file is
@@ -33,8 +35,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from crystalsearch.errors import InputError
+from crystalsearch.identity.duplicates import group_duplicates
 from crystalsearch.identity.journal import Journal, journal_header, read_journal, warn
-from crystalsearch.identity.known import KnownChecker, MatchCriterion, fit_rms, query_key, reduce_structure
+from crystalsearch.identity.known import KnownChecker, MatchCriterion, Verdict, query_key
 
 if TYPE_CHECKING:
     from pymatgen.core import Structure
@@ -42,7 +45,7 @@ if TYPE_CHECKING:
     from crystalsearch.identity.catalog import Catalog
     from crystalsearch.io.sources import Source
 
-__all__ = ["Candidate", "NoveltyReport", "check_novelty"]
+__all__ = ["Candidate", "NoveltyReport", "check_novelty", "group_duplicates"]
 
 
 @dataclass(frozen=True)
@@ -66,9 +69,10 @@ class Candidate:
     pairs: int = 0  # StructureMatcher comparisons against the catalog
     vector: np.ndarray | None = field(default=None, repr=False, compare=False)
     structure: str | None = field(default=None, repr=False, compare=False)  # compact JSON, for the grouping
+    loose: tuple[int, ...] | None = None  # space groups at the noise tolerances where computed (for the grouping)
 
     def to_dict(self) -> dict[str, Any]:
-        out = {k: v for k, v in asdict(self).items() if k not in ("vector", "structure")}
+        out = {k: v for k, v in asdict(self).items() if k not in ("vector", "structure", "loose")}
         out["matches"] = list(self.matches)
         out["unique"] = self.duplicate_of is None and self.status != "error"
         if self.rms_angstrom is not None:
@@ -97,6 +101,9 @@ class Candidate:
             raise ValueError(f"status {data.get('status')!r}")
         if vector is not None and not isinstance(vector, str):
             raise TypeError("vector must be base64 text")
+        if data.get("loose") is not None and not isinstance(data["loose"], list):
+            raise TypeError("loose must be a list")
+        data["loose"] = None if data.get("loose") is None else tuple(data["loose"])
         vec = None if vector is None else np.frombuffer(base64.b64decode(vector, validate=True), dtype=np.float32)
         return cls(**data, vector=vec)
 
@@ -160,12 +167,39 @@ class NoveltyReport:
 _STATE: dict[str, Any] = {}
 
 
-def _init_worker(index: str, criterion: MatchCriterion) -> None:
+def _init_worker(indexes: tuple[str, ...], criterion: MatchCriterion) -> None:
     from crystalsearch.identity.catalog import Catalog
 
     # a forked worker reuses the encoder its parent loaded; the index and database are opened afresh
-    catalog = Catalog.open(index, encoder=_STATE.get("encoder"), verify="none", progress=False)
-    _STATE.update(catalog=catalog, checker=KnownChecker(catalog, criterion))
+    catalog = Catalog.open(indexes[0], encoder=_STATE.get("encoder"), verify="none", progress=False)
+    others = [Catalog.open(i, verify="none", progress=False) for i in indexes[1:]]
+    _STATE.update(catalog=catalog, checker=KnownChecker(catalog, criterion),
+                  others=[(c, KnownChecker(c, criterion)) for c in others])  # fmt: skip
+
+
+def _close_worker() -> None:
+    _STATE.pop("catalog").close()
+    for catalog, _ in _STATE.pop("others", []):
+        catalog.close()
+
+
+def _other_verdicts(structure: Structure, vector: np.ndarray, key: Any, first: Verdict) -> Verdict:
+    """``first`` (the first index's verdict) combined with those of the other reference indexes: every match,
+    closest first (an index with another encoder ranks its entries in stored order)."""
+    import dataclasses
+
+    catalog: Catalog = _STATE["catalog"]
+    verdicts = [first]
+    for other, checker in _STATE.get("others", []):
+        same = other.manifest.encoder.hash == catalog.manifest.encoder.hash
+        verdicts.append(checker.check(structure, vector if same else None, key=key))
+    known = sorted((v for v in verdicts if v.known), key=lambda v: v.matches[0].rms)
+    if not known:
+        return dataclasses.replace(
+            first, reason="; ".join(v.reason for v in verdicts), pairs=sum(v.pairs for v in verdicts)
+        )
+    matches = tuple(sorted((m for v in known for m in v.matches), key=lambda m: m.rms))
+    return dataclasses.replace(known[0], matches=matches, pairs=sum(v.pairs for v in verdicts))
 
 
 def _read(source: Source) -> list[tuple[str, Structure | Exception]]:
@@ -207,6 +241,7 @@ def _check_sources(sources: Sequence[Source]) -> list[tuple[str, str, list[Candi
             try:
                 key = query_key(s, symprec=checker.criterion.symprec)
                 v = checker.check(s, vec, key=key)
+                v = _other_verdicts(s, vec, key, v) if _STATE.get("others") else v
             except (ValueError, ArithmeticError, RuntimeError) as exc:  # one odd structure must not stop a batch
                 found.append(Candidate(label, "error", reason=f"{label}: could not be checked ({exc})"))
                 continue
@@ -246,7 +281,7 @@ def _digest(source: Source) -> str:
 def check_novelty(
     candidates: Sequence[str | os.PathLike[str]],
     *,
-    index: str | os.PathLike[str] = "default",
+    index: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] = "default",
     criterion: MatchCriterion = MatchCriterion(),
     workers: int = 1,
     chunk_files: int = 32,
@@ -256,15 +291,20 @@ def check_novelty(
 ) -> NoveltyReport:
     """Unique, known and novel candidates among files, folders, globs and multi-structure files.
 
+    ``index``: one reference index or several (e.g. the default catalog and an index built from one's own DFT
+    set): a candidate is known when it matches an entry of any, and lists the matches of all, closest first.
     ``notify`` gets warning lines (a torn last line of the journal dropped); default: standard error.
     """
     from crystalsearch.catalog.build import _bar
     from crystalsearch.identity.catalog import Catalog
     from crystalsearch.io.sources import expand_sources
 
-    with Catalog.open(index, progress=bool(progress)) as catalog:
-        folder = str(catalog.path)
-        header = journal_header(catalog, criterion)
+    folders, headers = [], []
+    for one in [index] if isinstance(index, (str, os.PathLike)) else list(index):
+        with Catalog.open(one, progress=bool(progress)) as catalog:
+            folders.append(str(catalog.path))
+            headers.append(journal_header(catalog, criterion))
+    header = headers[0] if len(headers) == 1 else {**headers[0], "index": [h["index"] for h in headers]}
     entries = list(expand_sources([os.fspath(c) for c in candidates]))
     sources = [e for e in entries if not isinstance(e, InputError)]
     kept = read_journal(journal, header, notify=notify or warn, load=_load_candidate) if journal is not None else []
@@ -281,7 +321,7 @@ def check_novelty(
     chunks = [pending[i : i + chunk_files] for i in range(0, len(pending), chunk_files)]
     try:
         with _bar(progress, len(pending), "checking candidates") as advance:
-            for source_id, digest, found in _run(chunks, folder, criterion, workers):
+            for source_id, digest, found in _run(chunks, tuple(folders), criterion, workers):
                 results[source_id] = found
                 log.write({"source": source_id, "sha256": digest, "candidates": [c.to_journal() for c in found]})
                 advance(1)
@@ -294,19 +334,19 @@ def check_novelty(
         else:
             ordered.extend(results[e.source_id])
     grouped = group_duplicates(ordered, criterion, workers=workers)
-    return NoveltyReport(tuple(grouped), folder, criterion, len(sources) - len(pending))
+    return NoveltyReport(tuple(grouped), " + ".join(folders), criterion, len(sources) - len(pending))
 
 
 def _run(
-    chunks: list[list[Source]], folder: str, criterion: MatchCriterion, workers: int
+    chunks: list[list[Source]], folders: tuple[str, ...], criterion: MatchCriterion, workers: int
 ) -> Iterator[tuple[str, str, list[Candidate]]]:
     if workers <= 1 or len(chunks) <= 1:
-        _init_worker(folder, criterion)
+        _init_worker(folders, criterion)
         try:
             for chunk in chunks:
                 yield from _check_sources(chunk)
         finally:
-            _STATE.pop("catalog").close()
+            _close_worker()
         return
     import multiprocessing
 
@@ -317,62 +357,9 @@ def _run(
     if method == "fork":
         from crystalsearch.identity.catalog import Catalog
 
-        with Catalog.open(folder, verify="none", progress=False) as catalog:
+        with Catalog.open(folders[0], verify="none", progress=False) as catalog:
             _STATE["encoder"] = catalog.encoder
-    with context.Pool(workers, initializer=_init_worker, initargs=(folder, criterion)) as pool:
+    with context.Pool(workers, initializer=_init_worker, initargs=(folders, criterion)) as pool:
         for found in pool.imap_unordered(_check_sources, chunks):
             yield from found
     _STATE.pop("encoder", None)
-
-
-def group_duplicates(
-    candidates: Sequence[Candidate], criterion: MatchCriterion, *, workers: int = 1
-) -> list[Candidate]:
-    """Mark each candidate that is the same material as an earlier one (``duplicate_of``, the verdict of the
-    earlier one). Only candidates with the same formula and space group are compared (groups in ``workers``
-    processes), each with at most ``criterion.max_pairs`` representatives of its key, the most similar first."""
-    import dataclasses
-
-    out = list(candidates)
-    groups: dict[tuple[str | None, int | None], list[int]] = {}
-    for i, c in enumerate(out):
-        if c.status != "error" and c.structure is not None:
-            groups.setdefault((c.formula, c.spacegroup), []).append(i)
-    tasks = [[(i, str(out[i].structure), out[i].vector) for i in idx] for idx in groups.values() if len(idx) > 1]
-    if workers > 1 and len(tasks) > 1:
-        import multiprocessing
-
-        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-        with multiprocessing.get_context(method).Pool(workers) as pool:
-            found = pool.starmap(_group, [(task, criterion) for task in tasks], chunksize=8)
-    else:
-        found = [_group(task, criterion) for task in tasks]
-    for pairs in found:
-        for i, j in pairs:
-            rep = out[j]
-            out[i] = dataclasses.replace(
-                out[i], status=rep.status, material_id=rep.material_id, rms_angstrom=rep.rms_angstrom,
-                matches=rep.matches, duplicate_of=rep.label, reason=f"duplicate of candidate {rep.label}; {rep.reason}",
-            )  # fmt: skip
-    return out
-
-
-def _group(items: list[tuple[int, str, np.ndarray | None]], criterion: MatchCriterion) -> list[tuple[int, int]]:
-    """(duplicate, representative) pairs among one key's candidates, greedily in input order."""
-    from crystalsearch.data.entries import structure_from_json
-
-    reps: list[tuple[int, Structure, np.ndarray | None]] = []
-    pairs = []
-    for i, text, vector in items:
-        s = reduce_structure(structure_from_json(text), symprec=criterion.symprec)
-        order = list(range(len(reps)))
-        if vector is not None:
-            sims = [0.0 if v is None else float(np.dot(vector, v)) for _, _, v in reps]
-            order = sorted(order, key=lambda k: -sims[k])
-        for k in order[: criterion.max_pairs]:
-            if fit_rms(s, reps[k][1], criterion, reduced=True) is not None:
-                pairs.append((i, reps[k][0]))
-                break
-        else:
-            reps.append((i, s, vector))
-    return pairs

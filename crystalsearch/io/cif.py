@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from crystalsearch.errors import InputError
 from crystalsearch.io.checks import check_cell_parameters
+from crystalsearch.io.cif_fast import fast_structure
 
 if TYPE_CHECKING:
     from pymatgen.core import Structure
@@ -237,6 +238,7 @@ def iter_cif_blocks(text: str, *, source: str) -> Iterator[tuple[str, Structure 
             if isinstance(parsed_block, InputError):
                 raise InputError(block_id, parsed_block.reason)
             _precheck(parsed_block, source=block_id)
-            yield block_id, _parse_block(chunk, source=block_id)
+            fast = fast_structure(parsed_block)
+            yield block_id, fast if fast is not None else _parse_block(chunk, source=block_id)
         except InputError as err:
             yield block_id, err

@@ -25,8 +25,8 @@ if TYPE_CHECKING:
     from pymatgen.analysis.structure_matcher import StructureMatcher
     from pymatgen.core import Structure
 
-__all__ = ["Match", "MatchCriterion", "QueryKey", "Verdict", "fit_rms", "query_key", "reduce_structure",
-           "same_material"]  # fmt: skip
+__all__ = ["Match", "MatchCriterion", "QueryKey", "Verdict", "fit_rms", "noise_spacegroups", "query_key",
+           "reduce_structure", "same_material"]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -98,6 +98,16 @@ def query_key(structure: Structure, *, symprec: float = 0.1) -> QueryKey:
     return QueryKey(str(structure.composition.reduced_formula), label.number, label.prototype)
 
 
+def noise_spacegroups(structure: Structure, criterion: MatchCriterion) -> tuple[int, ...]:
+    """The space groups spglib finds at the criterion's looser tolerances (:meth:`MatchCriterion.noise_tolerances`,
+    in order; empty when ``noise_symprec`` is off): where noise has lowered the one found at ``symprec``."""
+    from crystalsearch.structure.symmetry import symmetry_of
+
+    numbers = np.array([site.specie.Z for site in structure], dtype=np.int64)
+    lattice, frac = structure.lattice.matrix, structure.frac_coords
+    return tuple(symmetry_of(lattice, frac, numbers, symprec=tol).number for tol in criterion.noise_tolerances())
+
+
 @dataclass(frozen=True)
 class Match:
     """One catalog entry that is the same material as the query."""
@@ -154,14 +164,27 @@ def reduce_structure(structure: Structure, *, symprec: float | None = None) -> S
 
     Reduced once per structure here and passed with ``skip_structure_reduction``: pymatgen's own cache of
     reduced structures compares a hit site by site (quadratic in the number of sites), which dominated.
-    ``symprec`` (for inputs, which may be noisy): when spglib's primitive cell at ``symprec`` has fewer sites
-    than pymatgen's, spglib's (positions not idealised) is used: sites moved by a few hundredths of an Å
+    A cell of one formula unit is primitive already (only Niggli-reduced). ``symprec`` (for inputs, which may
+    be noisy): spglib's primitive cell at ``symprec`` (positions not idealised) is used when it has one
+    formula unit (no cell is smaller, pymatgen's slower search is skipped) or fewer sites than pymatgen's:
+    sites moved by a few hundredths of an Å
     defeat pymatgen's primitive search on conventional cells (the hexagonal cell of R-3m SmSI stays 18 sites
     instead of 6), and StructureMatcher, which compares primitive cells only, then never matches.
     """
+    floor = _formula_units_floor(structure)
+    if len(structure) == floor:  # one formula unit: already primitive, no search needed
+        return structure.get_reduced_structure(reduction_algo="niggli")
+    spglib_cell = _spglib_primitive(structure, symprec) if symprec is not None else None
+    if spglib_cell is not None and len(spglib_cell) == floor:  # no smaller cell exists: pymatgen's search not needed
+        return spglib_cell
     reduced = structure.get_reduced_structure(reduction_algo="niggli").get_primitive_structure()
-    if symprec is None or len(reduced) == _formula_units_floor(structure):
+    if spglib_cell is None or len(reduced) <= len(spglib_cell):
         return reduced
+    return spglib_cell
+
+
+def _spglib_primitive(structure: Structure, symprec: float) -> Structure | None:
+    """spglib's primitive cell at ``symprec`` (positions not idealised), Niggli-reduced; None where it fails."""
     import spglib
     from pymatgen.core import Element, Lattice, Structure
 
@@ -170,8 +193,8 @@ def reduce_structure(structure: Structure, *, symprec: float | None = None) -> S
         found = spglib.standardize_cell(cell, to_primitive=True, no_idealize=True, symprec=symprec)  # type: ignore[arg-type]
     except (spglib.SpglibError, ValueError, TypeError):
         found = None
-    if found is None or len(found[2]) >= len(reduced):
-        return reduced
+    if found is None:
+        return None
     lattice, frac, numbers = found
     primitive = Structure(Lattice(lattice), [Element.from_Z(int(z)) for z in numbers], frac)
     return primitive.get_reduced_structure(reduction_algo="niggli")
