@@ -66,14 +66,21 @@ def load_ensemble_config(prop: str, path: str | Path | None = None, *, sets: Ite
 
 
 def train_ensemble(
-    config: EnsembleConfig, out: Path, *, command: str = "", log: Callable[[str], None] = print
+    config: EnsembleConfig,
+    out: Path,
+    *,
+    command: str = "",
+    log: Callable[[str], None] = print,
+    start_choice: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Train (or resume) the members of ``config`` into ``out/seed<k>``; returns a summary per member."""
+    """Train (or resume) the members of ``config`` into ``out/seed<k>``; returns a summary per member.
+    ``start_choice``: the start recommendation (:class:`crystalsearch.train.start.StartChoice` as a dict) recorded on
+    every member's card and metadata."""
     import torch
 
     from crystalsearch.data import datasets
     from crystalsearch.model.embed import flush_denormal, select_device
-    from crystalsearch.train.card import hardware_of
+    from crystalsearch.train.card import hardware_of, start_note
     from crystalsearch.train.finetune import (
         FinetuneResult,
         TargetTransform,
@@ -145,8 +152,10 @@ def train_ensemble(
             )  # fmt: skip
             history = warm_history(ft.warm_start, seed) if ft.warm_start else []
             extra = protocol_note(split.to_dict()) + history_note(history, transform=transform.to_dict())
+            extra += start_note(start_choice) if start_choice else ""
             save_finetuned(result, folder, cfg, command=command or None, extra_card=extra,
-                           metadata={"protocol": split.to_dict(), "history": history})  # fmt: skip
+                           metadata={"protocol": split.to_dict(), "history": history,
+                                     **({"start": start_choice} if start_choice else {})})  # fmt: skip
             for partial in partials.values():
                 partial.unlink(missing_ok=True)
             members.append({"seed": seed, "checkpoint": str(folder), "epochs_run": epochs, "lr": best_lr,
