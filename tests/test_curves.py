@@ -95,3 +95,38 @@ def test_curves_run_end_to_end_resume_and_report(tmp_path: Path) -> None:
     assert summary["melting_temperature"]["sizes"]["25"]["paired"]["n"] == 2
     assert json.loads((tmp_path / "ref.json").read_text())["properties"]["melting_temperature"]["sizes"]
     assert np.isfinite(summary["melting_temperature"]["sizes"]["50"]["methods"]["blend"]["mean"])
+    from typer.testing import CliRunner
+
+    from crystalsearch.cli import app
+
+    page = tmp_path / "page.md"
+    result = CliRunner().invoke(
+        app,
+        [
+            "evaluate",
+            "curves",
+            "--report-only",
+            "-p",
+            "melting_temperature",
+            "--sizes",
+            "25,50,100",
+            "--seeds",
+            "2",
+            "--out",
+            str(tmp_path),
+            "--report",
+            str(page),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "melting_temperature 100: not run" in page.read_text()  # a partial run says what is missing
+
+
+def test_sizes_option_reads_all_and_refuses_nonsense() -> None:
+    from crystalsearch.cli.evaluate_curves import parse_sizes
+    from crystalsearch.errors import InputError
+
+    assert parse_sizes("all,100,25,100") == (25, 100, 0)
+    for bad in ("5", "ten", ""):
+        with pytest.raises(InputError, match="--sizes"):
+            parse_sizes(bad)

@@ -41,6 +41,11 @@ crystalsearch evaluate curves --out runs/curves --report docs/learning-curves.md
 
 Every cell, with its settings, chosen learning rate, epochs and times: `learning-curves/curves.json`.
 
+What the commands do with it: `crystalsearch train finetune` and `train heads` print the start these curves
+recommend for the number of labels given (`crystalsearch/data/learning_curves.json`, written with
+`--reference`): the random start only where it beat the pretrained one by more than the seed spread at the
+nearest measured size, else the pretrained default; `--from` overrides, and the model card records both.
+
 """
 
 
@@ -92,6 +97,18 @@ def _table(prop: str, info: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def _overview(summary: Mapping[str, Any]) -> list[str]:
+    sizes = sorted({s for info in summary.values() for s in info["sizes"]}, key=lambda s: 1e9 if s == "all" else int(s))
+    lines = ["| property (unit) | " + " | ".join(sizes) + " |", "|---|" + "---|" * len(sizes)]
+    for prop, info in summary.items():
+        row = []
+        for s in sizes:
+            p = info["sizes"].get(s, {}).get("paired")
+            row.append("—" if p is None else f"{p['mean']:+.3g} ± {p['std']:.2g} ({p['wins']}/{p['n']})")
+        lines.append(f"| {prop} ({info['unit']}) | " + " | ".join(row) + " |")
+    return lines
+
+
 def _times(summary: Mapping[str, Any]) -> list[str]:
     sizes = sorted({s for info in summary.values() for s in info["sizes"]}, key=lambda s: 1e9 if s == "all" else int(s))
     lines = ["| method | " + " | ".join(sizes) + " |", "|---|" + "---|" * len(sizes)]
@@ -105,6 +122,12 @@ def _times(summary: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def _pool(prop: str) -> int:
+    from crystalsearch.train.protocol import protocol_split
+
+    return len(protocol_split(prop).train)
+
+
 def _missing(rows: list[dict[str, Any]], config: CurvesConfig) -> list[str]:
     have = {(r["property"], r["size"]) for r in rows}
     counts: dict[tuple[str, str], int] = {}
@@ -116,6 +139,8 @@ def _missing(rows: list[dict[str, Any]], config: CurvesConfig) -> list[str]:
         for size in map(size_label, config.sizes):
             n = counts.get((prop, size), 0)
             if (prop, size) not in have:
+                if size != "all" and int(size) >= _pool(prop):
+                    continue  # larger than the train part: its "all" point stands for it
                 out.append(f"{prop} {size}: not run")
             elif n < full:
                 out.append(f"{prop} {size}: {n} of {full} cells")
@@ -136,6 +161,8 @@ def markdown(summary: Mapping[str, Any], *, config: CurvesConfig, figures: Mappi
     """The learning-curves page (the tables, the verdicts, the figures, what is missing)."""
     parts = [*HEADER.format(seeds=len(config.seeds)).splitlines(), "## Verdicts", ""]
     parts += [f"- **{prop}**: {info['verdict']}" for prop, info in summary.items()]
+    parts += ["", "## Random start minus pretrained start, test MAE paired by seed (mean ± std, pretrained wins)",
+              "", *_overview(summary)]  # fmt: skip
     for prop, info in summary.items():
         fig = os.path.relpath(figures[prop], relative_to)
         parts += ["", f"## {prop.replace('_', ' ')} (test MAE, {info['unit']}; mean ± std over seeds (n))", "",

@@ -66,6 +66,10 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     for info in by_prop.values():
         info["sizes"] = dict(sorted(info["sizes"].items(), key=lambda kv: _size_order(kv[0])))
         info.update(crossing(info["sizes"]))
+        worse = [s for s, e in info["sizes"].items() if hurts(e.get("paired"))]
+        info["random_better_at"] = worse
+        if worse:
+            info["verdict"] += f"; random init beats it by more than the seed spread at {', '.join(worse)} labels"
     return dict(by_prop)
 
 
@@ -74,6 +78,11 @@ def pays(paired: dict[str, Any] | None) -> bool | None:
     if not paired or paired["n"] < 2:
         return None
     return bool(paired["mean"] > paired["std"])
+
+
+def hurts(paired: dict[str, Any] | None) -> bool:
+    """Random init beats pretraining by more than the seed spread."""
+    return bool(paired and paired["n"] >= 2 and -paired["mean"] > paired["std"])
 
 
 def crossing(sizes: dict[str, dict[str, Any]]) -> dict[str, Any]:
