@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from crystalsearch.evaluate.curves import CurvesConfig
 
 REFERENCE_VERSION = 1
+NOTES = "notes.md"  # the run's own notes (machine, load, what was left for later), shown in the report
 
 
 def _stats(values: list[float]) -> dict[str, float]:
@@ -128,7 +129,8 @@ def reference_data(summary: dict[str, Any]) -> dict[str, Any]:
 
 def write_outputs(out: Path, *, config: CurvesConfig, report: Path, reference: Path | None = None) -> dict[str, Any]:
     """``curves.json``, one PNG per property and the markdown ``report`` (figures and JSON in the folder named
-    after it); with ``reference``, the compact recommendation data too. Returns the summary."""
+    after it; ``out/notes.md``, when present, as its run notes); with ``reference``, the compact recommendation
+    data too. Returns the summary."""
     from crystalsearch.atomic import atomic_write_json, atomic_write_text
     from crystalsearch.evaluate.curves_render import markdown, plot
 
@@ -138,7 +140,9 @@ def write_outputs(out: Path, *, config: CurvesConfig, report: Path, reference: P
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_json(folder / "curves.json", {"summary": summary, "cells": rows})
     figures = {prop: plot(prop, info, folder / f"{prop}.png") for prop, info in summary.items()}
-    atomic_write_text(report, markdown(summary, config=config, figures=figures, rows=rows, relative_to=report.parent))
+    notes = (out / NOTES).read_text() if (out / NOTES).is_file() else ""
+    text = markdown(summary, config=config, figures=figures, rows=rows, relative_to=report.parent, notes=notes)
+    atomic_write_text(report, text)
     if reference is not None:
         atomic_write_json(reference, reference_data(summary))
     return summary
