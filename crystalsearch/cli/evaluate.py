@@ -32,12 +32,15 @@ DEVICE_HELP = "cpu, cuda, cuda:N or auto."
 def register(app: typer.Typer) -> None:
     """Attach the `evaluate` command group (with `evaluate retrieval`)."""
     from crystalsearch.cli.evaluate_calibration import register as register_calibration
+    from crystalsearch.cli.evaluate_curves import register as register_curves
     from crystalsearch.cli.evaluate_retrieval import register as register_retrieval
 
     if "retrieval" not in {c.name for c in evaluate_app.registered_commands}:
         register_retrieval(evaluate_app)
     if "calibration" not in {c.name for c in evaluate_app.registered_commands}:
         register_calibration(evaluate_app)
+    if "curves" not in {c.name for c in evaluate_app.registered_commands}:
+        register_curves(evaluate_app)
     app.add_typer(evaluate_app, name="evaluate")
 
 

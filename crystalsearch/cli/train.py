@@ -82,7 +82,18 @@ def finetune(
         "--property",
         help="bulk_modulus, shear_modulus, thermal_conductivity, melting_temperature, formation_energy or band_gap.",
     ),  # fmt: skip
-    init: str = typer.Option("default", "--from", help="default | random | crystalclr | crystalclr_cs | PATH."),
+    init: str = typer.Option(
+        "auto",
+        "--from",
+        help="auto (what the learning curves recommend for this many labels) "
+        "| default | random | crystalclr | crystalclr_cs | PATH.",
+    ),  # fmt: skip
+    labels: Path | None = typer.Option(
+        None,
+        "--labels",
+        help="CSV of structure (file path or MP id) and value: train "
+        "on your own labels (calibrated intervals when the set is large enough).",
+    ),
     config: str | None = typer.Option(
         None, "--config", help="Shipped config name or TOML path (its [finetune] section is used)."
     ),  # fmt: skip
@@ -94,21 +105,29 @@ def finetune(
     sets: list[str] = typer.Option([], "--set", help=SET_HELP),
     json_out: bool = typer.Option(False, "--json", help="Print the results as JSON."),
 ) -> None:
-    """Fine-tune the encoder plus a regression head on one property (lr chosen on validation)."""
+    """Fine-tune the encoder plus a regression head on one property (lr chosen on validation); the start
+    (pretrained or random) is the learning curves' recommendation for the number of labels unless --from is given."""
+    from crystalsearch.cli.train_labels import choose_start, labels_command
     from crystalsearch.cli.train_plan import resolve_config
+    from crystalsearch.train.card import start_note
     from crystalsearch.train.config import FinetuneConfig, load_config
     from crystalsearch.train.finetune import describe, property_spec, save_finetuned, with_seed
     from crystalsearch.train.finetune import finetune as run_finetune
 
     property_spec(prop)
-    overrides = {"property": prop, "init": init, "epochs": epochs, "device": device, "max_structures": max_structures}
+    overrides = {"property": prop, "epochs": epochs, "device": device, "max_structures": max_structures}
     path = resolve_config(config) if config else None
     cfg = load_config(FinetuneConfig, path, overrides=overrides, sets=sets)
     folder = out or Path("runs") / "finetune" / prop
+    if labels is not None:
+        labels_command(cfg, labels=labels, init=init, sets=sets, seeds=seeds, out=folder, json_out=json_out)
+        return
+    cfg, choice = choose_start(cfg, init=init, sets=sets, quiet=json_out)
     rows = []
     for seed in range(cfg.seed, cfg.seed + seeds):
         result = run_finetune(with_seed(cfg, seed), show_progress=not json_out)
-        saved = save_finetuned(result, folder / f"seed{seed}", with_seed(cfg, seed))
+        saved = save_finetuned(result, folder / f"seed{seed}", with_seed(cfg, seed), extra_card=start_note(choice),
+                               metadata={"start": choice})  # fmt: skip
         rows.append({**describe(result), "seed": seed, "checkpoint": str(saved)})
         if not json_out:
             head = f"seed {seed}: lr {result.lr:g}, {result.epochs_run} epochs, val MAE {result.val_mae:.4g}, "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shlex
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import typer
@@ -27,20 +28,34 @@ def heads(
     config: Path | None = typer.Option(
         None, "--config", help="TOML with [heads] / [heads.PROPERTY] (default: the shipped heads.toml)."
     ),  # fmt: skip
+    init: str = typer.Option(
+        "auto",
+        "--from",
+        help="auto (the learning curves' recommendation for this many "
+        "labels) | default | random | PATH; --set init=... also names it.",
+    ),  # fmt: skip
     sets: list[str] = typer.Option([], "--set", help=SET_HELP),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Train (or resume) a seed ensemble on the property's protocol split: same train/val for every member,
-    calibration and test parts never seen."""
+    calibration and test parts never seen. The start (pretrained or random) is the learning curves'
+    recommendation for the number of training + validation labels unless --from or --set init= names one."""
     from crystalsearch.cli.schema import response
+    from crystalsearch.cli.train_labels import given_start, resolve_start
     from crystalsearch.train.ensemble import load_ensemble_config, train_ensemble
     from crystalsearch.train.finetune import property_spec
+    from crystalsearch.train.start import labels_for_heads
 
     spec = property_spec(prop)
     cfg = load_ensemble_config(prop, config, sets=sets)
     command = " ".join(shlex.quote(a) for a in ["crystalsearch", *sys.argv[1:]])
     log = (lambda _m: None) if json_out else (lambda m: console.print(m, highlight=False))
-    summary = train_ensemble(cfg, out, command=command, log=log)
+    choice = None
+    if not cfg.finetune.warm_start:  # a continued ensemble keeps its members' start
+        n_labels = labels_for_heads(prop, cfg.max_train)
+        start, choice = resolve_start(prop, n_labels, given=given_start(init, sets), quiet=json_out)
+        cfg = replace(cfg, finetune=replace(cfg.finetune, init=start))
+    summary = train_ensemble(cfg, out, command=command, log=log, start_choice=choice)
     if json_out:
         print_json(response("train heads", summary.pop("members"), units={"mae": spec.unit}, **summary))
 

@@ -220,3 +220,14 @@ with a CGCNN regression head.
 {command}
 ```
 """
+
+
+def start_note(choice: Mapping[str, Any]) -> str:
+    """Model-card paragraph on where fine-tuning started (``choice``: a
+    :class:`~crystalsearch.train.start.StartChoice` as a dict): the start used and what the learning curves
+    recommend for this many labels."""
+    used = choice.get("chosen") or choice["start"]
+    return (
+        f"\nStart: `{used}`. For {choice['n_labels']:,} labels the learning curves (docs/learning-curves.md) "
+        f"recommend the {choice['start']} start: {choice['basis']}.\n"
+    )

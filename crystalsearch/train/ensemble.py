@@ -91,9 +91,16 @@ class _Prepared:
 
 
 def train_ensemble(
-    config: EnsembleConfig, out: Path, *, command: str = "", log: Callable[[str], None] = print
+    config: EnsembleConfig,
+    out: Path,
+    *,
+    command: str = "",
+    log: Callable[[str], None] = print,
+    start_choice: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Train (or resume) the members of ``config`` into ``out/seed<k>``; returns a summary per member."""
+    """Train (or resume) the members of ``config`` into ``out/seed<k>``; returns a summary per member.
+    ``start_choice``: the start recommendation (:class:`crystalsearch.train.start.StartChoice` as a dict) recorded on
+    every member's card and metadata."""
     import torch
 
     from crystalsearch.model.embed import select_device
@@ -112,7 +119,11 @@ def train_ensemble(
                 log(f"{config.property} seed {seed}: done before ({folder}), kept")
                 members.append({"seed": seed, "checkpoint": str(folder), "resumed": True})
                 continue
-            members.append(_train_member(config, data, seed=seed, out=out, device=device, command=command, log=log))
+            members.append(
+                _train_member(
+                    config, data, seed=seed, out=out, device=device, command=command, log=log, start_choice=start_choice
+                )
+            )
     finally:
         torch.set_num_threads(threads)
     return {"property": config.property, "split": data.split.to_dict(), "members": members,
@@ -144,11 +155,12 @@ def _prepare(config: EnsembleConfig, log: Callable[[str], None]) -> _Prepared:
 
 
 def _train_member(config: EnsembleConfig, data: _Prepared, *, seed: int, out: Path, device: torch.device,
-                  command: str, log: Callable[[str], None]) -> dict[str, Any]:  # fmt: skip
+                  command: str, log: Callable[[str], None],
+                  start_choice: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
     """Train member ``seed`` at each learning rate of the grid (each resuming from its per-epoch loop state),
     keep the one with the lowest val MAE as ``out/seed<seed>`` and remove the loop states."""
     from crystalsearch.model.embed import flush_denormal
-    from crystalsearch.train.card import hardware_of
+    from crystalsearch.train.card import hardware_of, start_note
     from crystalsearch.train.finetune import (
         FinetuneResult,
         _train_one,
@@ -190,8 +202,10 @@ def _train_member(config: EnsembleConfig, data: _Prepared, *, seed: int, out: Pa
     )  # fmt: skip
     history = warm_history(ft.warm_start, seed) if ft.warm_start else []
     extra = protocol_note(split.to_dict()) + history_note(history, transform=data.transform.to_dict())
+    extra += start_note(start_choice) if start_choice else ""
     save_finetuned(result, folder, cfg, command=command or None, extra_card=extra,
-                   metadata={"protocol": split.to_dict(), "history": history})  # fmt: skip
+                   metadata={"protocol": split.to_dict(), "history": history,
+                             **({"start": start_choice} if start_choice else {})})  # fmt: skip
     for partial in partials.values():
         partial.unlink(missing_ok=True)
     log(f"{config.property} seed {seed}: {epochs} epochs, val MAE {val_mae:.4g}, member test MAE "

@@ -1,0 +1,224 @@
+"""A head from a user's own labels: ``crystalsearch train finetune --property P --labels my.csv``.
+
+The CSV has two columns, a structure (a file path, relative to the CSV's folder, or a Materials Project id
+resolved from the shipped data) and a value of property ``P`` in its registry unit; a header row is allowed.
+Rows that cannot be used (unreadable structure, unknown id, a value that is not a positive/finite number where
+the head needs one) are reported one line each and skipped.
+
+The labels are split once (seeded): a validation part (:data:`VAL_FRACTION`: learning rate, early stopping),
+and — when the set is large enough to give at least :data:`MIN_CALIBRATION` materials — a calibration part
+(:data:`CALIB_FRACTION`) that no member trains or stops on. With it the folder gets a split-conformal
+``calibration.json`` (absolute score: interval widths from the calibration residuals), so ``crystalsearch
+predict --heads OUT`` gives calibrated intervals, and the calibration part's MAE is an honest error estimate.
+Without it the head has no interval and its only error estimate is the (optimistic) validation MAE; the
+summary says so. The start (pretrained or random) follows the learning curves unless given.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from crystalsearch.errors import InputError
+
+if TYPE_CHECKING:
+    from crystalsearch.data.records import Record
+    from crystalsearch.train.config import FinetuneConfig
+
+VAL_FRACTION = 0.2
+CALIB_FRACTION = 0.15
+MIN_CALIBRATION = 20
+MIN_LABELS = 10
+
+
+@dataclass
+class LabelSet:
+    """Usable rows of a labels CSV (``records``: structures as dataset records) and the skipped rows' reasons."""
+
+    path: Path
+    ids: list[str] = field(default_factory=list)
+    records: list[Record] = field(default_factory=list)
+    values: list[float] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+def _record(source: str, structure: Any) -> Record:
+    from crystalsearch.data.records import Record
+
+    species = tuple(str(site.specie) for site in structure)
+    return Record(material_id=source, formula=structure.composition.reduced_formula,
+                  lattice=np.asarray(structure.lattice.matrix, dtype=np.float64), species=species,
+                  frac_coords=np.asarray(structure.frac_coords, dtype=np.float64), properties={})  # fmt: skip
+
+
+def _structure(item: str, folder: Path) -> Any:
+    from crystalsearch.io.readers import read_structure
+
+    path = Path(item).expanduser()
+    path = path if path.is_absolute() else folder / path
+    return read_structure(path if path.exists() else item)
+
+
+def read_labels(path: Path, *, log_target: bool) -> LabelSet:
+    """Rows of ``path`` (see the module docstring); a missing file or no usable row is an InputError."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(str(path), "labels file not found")
+    out = LabelSet(path)
+    with open(path, newline="") as fh:
+        rows = [r for r in csv.reader(fh) if r and any(c.strip() for c in r) and not r[0].startswith("#")]
+    for line, row in enumerate(rows, 1):
+        if len(row) < 2:
+            out.skipped.append(f"{path}:{line}: expected two columns (structure, value), got {len(row)}")
+            continue
+        item, text = row[0].strip(), row[1].strip()
+        try:
+            value = float(text)
+        except ValueError:
+            if line > 1:
+                out.skipped.append(f"{path}:{line}: value {text!r} is not a number")
+            continue  # the header
+        if not math.isfinite(value) or (log_target and value <= 0):
+            why = "must be > 0" if log_target else "not finite"
+            out.skipped.append(f"{path}:{line}: value {text} unusable ({why})")
+            continue
+        try:
+            structure = _structure(item, path.parent)
+        except InputError as exc:
+            out.skipped.append(f"{path}:{line}: {exc}")
+            continue
+        out.ids.append(item)
+        out.records.append(_record(item, structure))
+        out.values.append(value)
+    if len(out.values) < MIN_LABELS:
+        raise InputError(str(path), f"{len(out.values)} usable labels (at least {MIN_LABELS} needed)")
+    return out
+
+
+def split_labels(n: int, *, seed: int) -> dict[str, np.ndarray]:
+    """Seeded ``train``/``val``/``calib`` parts of ``n`` labels (``calib`` empty when it would hold fewer than
+    :data:`MIN_CALIBRATION`)."""
+    rng = np.random.default_rng([seed, n])
+    order = rng.permutation(n)
+    n_calib = int(round(CALIB_FRACTION * n))
+    n_calib = n_calib if n_calib >= MIN_CALIBRATION else 0
+    n_val = max(2, int(round(VAL_FRACTION * n)))
+    parts = {"calib": order[:n_calib], "val": order[n_calib : n_calib + n_val], "train": order[n_calib + n_val :]}
+    return {k: np.sort(v) for k, v in parts.items()}
+
+
+def calibration_threshold() -> int:
+    """The smallest number of labels that holds out a calibration part."""
+    return next(n for n in range(MIN_LABELS, 100_000) if int(round(CALIB_FRACTION * n)) >= MIN_CALIBRATION)
+
+
+def train_on_labels(labels: LabelSet, config: FinetuneConfig, *, seeds: int, out: Path, start: dict[str, Any],
+                    log: Callable[[str], None] = print) -> dict[str, Any]:  # fmt: skip
+    """Fine-tune ``seeds`` members on the labels into ``out/seed<k>`` and, where there is a calibration part,
+    calibrate the ensemble into ``out``; returns the summary."""
+    from crystalsearch.data.properties import PROPERTIES
+    from crystalsearch.train.finetune import init_graph
+
+    spec = PROPERTIES[config.property]
+    y = np.asarray(labels.values, dtype=np.float64)
+    parts = split_labels(len(y), seed=config.seed)
+    graph = init_graph(config.init)
+    store = graph.store_for_records(labels.records)
+    members, preds = [], []
+    for seed in range(config.seed, config.seed + seeds):
+        result, member = _member(store, y, parts, replace(config, seed=seed), graph=graph, labels=labels,
+                                 out=out, start=start)  # fmt: skip
+        members.append(member)
+        preds.append(result)
+        log(f"seed {seed}: lr {member['lr']:g}, {member['epochs_run']} epochs, val MAE {member['val_mae']:.4g} "
+            f"{spec.unit} -> {member['checkpoint']}")  # fmt: skip
+    summary: dict[str, Any] = {
+        "labels": str(labels.path),
+        "n_labels": len(y),
+        "skipped": labels.skipped,
+        "n_train": len(parts["train"]),
+        "n_val": len(parts["val"]),
+        "n_calib": len(parts["calib"]),
+        "members": members,
+        "out": str(out),
+        "start": start,
+    }
+    summary.update(_calibrate(np.array(preds), y, parts["calib"], prop=config.property, log_target=spec.log, out=out))
+    return summary
+
+
+def _member(store: Any, y: np.ndarray, parts: dict[str, np.ndarray], config: FinetuneConfig, *, graph: Any,
+            labels: LabelSet, out: Path, start: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:  # fmt: skip
+    """One member: every learning rate with early stopping on ``val``; saved with its card; its predictions on
+    the calibration part (units)."""
+    import torch
+
+    from crystalsearch.data.properties import PROPERTIES
+    from crystalsearch.model.embed import select_device
+    from crystalsearch.train.card import hardware_of, start_note
+    from crystalsearch.train.finetune import (
+        FinetuneResult,
+        TargetTransform,
+        _train_one,
+        init_model,
+        predict_store,
+        save_finetuned,
+    )  # fmt: skip
+
+    spec = PROPERTIES[config.property]
+    device = select_device(None if config.device == "auto" else config.device)
+    log_t = spec.log if config.log_target == "auto" else config.log_target == "yes"
+    transform = TargetTransform.fit(y[parts["train"]], log=log_t)
+    t0 = time.perf_counter()
+    runs = {lr: _train_one(init_model(config.init, seed=config.seed), store, y, parts["train"], parts["val"],
+                           transform=transform, config=config, lr=lr, device=device,
+                           rng=np.random.default_rng([config.seed, 7])) for lr in config.lrs}  # fmt: skip
+    best = min(runs, key=lambda lr: runs[lr][1])
+    model, val_mae, epochs = runs[best]
+    held = parts["calib"] if len(parts["calib"]) else parts["val"]
+    pred = transform.inverse(predict_store(model, store, held, device=device))
+    result = FinetuneResult(
+        property=config.property, init=config.init, lr=best, epochs_run=epochs, val_mae=val_mae,
+        test_mae=float(np.mean(np.abs(pred - y[held]))), unit=spec.unit, n_train=len(parts["train"]),
+        n_val=len(parts["val"]), n_test=len(held), wall_time_s=time.perf_counter() - t0,
+        lr_grid={lr: r[1] for lr, r in runs.items()}, model=model.cpu(), transform=transform, test_predictions=pred,
+        test_indices=held, graph=graph, hardware=hardware_of(torch.device("cpu") if device.type == "cpu" else device),
+    )  # fmt: skip
+    note = (
+        f"\nTrained on the labels in `{labels.path.name}` ({len(y)} usable, {len(labels.skipped)} skipped); "
+        f"the 'test' MAE above is on the {'calibration' if len(parts['calib']) else 'validation'} part.\n"
+    )
+    folder = save_finetuned(result, out / f"seed{config.seed}", config, extra_card=note + start_note(start),
+                            metadata={"labels": str(labels.path), "start": start, "n_labels": len(y)})  # fmt: skip
+    return pred, {"seed": config.seed, "checkpoint": str(folder), "lr": best, "epochs_run": epochs,
+                  "val_mae": val_mae, "held_out_mae": result.test_mae}  # fmt: skip
+
+
+def _calibrate(preds: np.ndarray, y: np.ndarray, calib: np.ndarray, *, prop: str, log_target: bool,
+               out: Path) -> dict[str, Any]:  # fmt: skip
+    """Split-conformal calibration of the ensemble on the calibration part (absolute score), or why not."""
+    if not len(calib):
+        return {"calibrated": False, "calibration_note": (
+            f"{len(y)} labels are too few to hold out a calibration part ({MIN_CALIBRATION} materials needs "
+            f"{calibration_threshold()} labels): the head predicts without a calibrated interval, and its only "
+            "error estimate is the validation MAE (optimistic: the learning rate and the stopping epoch were "
+            "chosen on it)")}  # fmt: skip
+    from crystalsearch.predict.conformal import Calibration, save_calibration
+
+    point = preds.mean(axis=0)
+    cal = Calibration.fit(prop=prop, log=log_target, score="absolute", point=point, members=preds, y=y[calib],
+                          split={"labels": len(y), "n_calib": len(calib)})  # fmt: skip
+    save_calibration(out, cal)
+    mae = float(np.mean(np.abs(point - y[calib])))
+    q = cal.quantile(0.9)
+    return {"calibrated": True, "calibration_mae": mae, "calibration_note": (
+        f"calibrated on {len(calib)} held-out materials (ensemble MAE there {mae:.4g}); 90% intervals "
+        f"{'unbounded: too few calibration materials for 90%' if math.isinf(q) else 'from the calibration residuals'}"
+        f"; `crystalsearch predict --heads {out}` gives them")}  # fmt: skip

@@ -1,0 +1,132 @@
+"""Learning curves (evaluate curves) and the start recommendation they feed (train finetune / train heads)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from crystalsearch.evaluate.curves import CurvesConfig, draw, fit_val, journal, run_curves
+from crystalsearch.evaluate.curves_report import crossing, reference_data, summarise, write_outputs
+from crystalsearch.train.start import load_reference, recommend_start
+
+
+def test_training_sets_are_nested_and_come_from_the_protocol_train_part() -> None:
+    from crystalsearch.train.protocol import protocol_split
+
+    split = protocol_split("melting_temperature")
+    orders = {s: draw(split.train, s) for s in range(3)}
+    for order in orders.values():
+        assert sorted(order.tolist()) == split.train.tolist()  # a shuffle of the train part, nothing else
+        assert set(order[:25]) <= set(order[:50]) <= set(order[:100])
+        assert not set(order) & set(split.test.tolist())
+    assert orders[0][:25].tolist() != orders[1][:25].tolist()
+    assert draw(split.train, 0).tolist() == orders[0].tolist()  # seeded
+
+
+def test_validation_part_keeps_formulas_together_and_uses_a_fifth() -> None:
+    from crystalsearch.data import datasets
+    from crystalsearch.train.protocol import protocol_split
+
+    ds = datasets.load("melting_temperature")
+    chosen = draw(protocol_split("melting_temperature", dataset=ds).train, 0)[:100]
+    groups = [ds.records[int(i)].reduced_formula for i in chosen]
+    fit, val = fit_val(chosen, seed=0, groups=groups)
+    assert sorted([*fit, *val]) == sorted(chosen) and not set(fit) & set(val)
+    assert 15 <= len(val) <= 25
+    formula = {int(i): ds.records[int(i)].reduced_formula for i in chosen}
+    assert not {formula[int(i)] for i in fit} & {formula[int(i)] for i in val}
+
+
+def _row(prop: str, size: str, seed: int, method: str, mae: float) -> dict[str, Any]:
+    n = 10**6 if size == "all" else int(size)
+    return {"property": prop, "size": size, "n_labels": n, "seed": seed, "method": method, "mae": mae, "unit": "K",
+            "wall_time_s": 1.0}  # fmt: skip
+
+
+def test_crossing_point_is_where_the_paired_gain_falls_inside_the_seed_spread() -> None:
+    rows = []
+    for seed in range(5):
+        for size, gain in (("25", 30.0 + seed), ("100", 10.0 + seed), ("500", (-1) ** seed * 5.0)):
+            rows += [_row("p", size, seed, "finetune_pretrained", 100.0), _row("p", size, seed, "finetune_random",
+                                                                                100.0 + gain)]  # fmt: skip
+    summary = summarise(rows)["p"]
+    assert summary["sizes"]["25"]["paired"]["wins"] == 5
+    assert summary["pays_below"] == "500" and "below 500 labels" in summary["verdict"]
+    assert crossing({"25": summary["sizes"]["500"]})["verdict"].startswith("pretraining does not beat")
+    ref = reference_data(summarise(rows))["properties"]["p"]["sizes"]
+    assert [r["n_labels"] for r in ref] == [25, 100, 500] and ref[0]["diff_mean"] == pytest.approx(32.0)
+
+
+def test_recommendation_follows_the_curves_and_prefers_the_default_within_noise() -> None:
+    ref = {"properties": {"a": {"unit": "K", "sizes": [
+        {"size": "25", "n_labels": 25, "pretrained": 50.0, "random": 40.0, "diff_mean": -10.0, "diff_std": 2.0,
+         "seeds": 5},
+        {"size": "500", "n_labels": 500, "pretrained": 20.0, "random": 21.0, "diff_mean": 1.0, "diff_std": 3.0,
+         "seeds": 5}]}}}  # fmt: skip
+    assert recommend_start("a", 30, reference=ref).start == "random"
+    within = recommend_start("a", 2000, reference=ref)
+    assert within.start == "pretrained" and within.init == "default" and "within the seed spread" in within.basis
+    assert recommend_start("b", 30, reference=ref).start == "random"  # no curve: the measured properties vote
+    shipped = load_reference()
+    assert shipped["properties"] and all(p["sizes"] for p in shipped["properties"].values())
+
+
+@pytest.mark.slow
+def test_curves_run_end_to_end_resume_and_report(tmp_path: Path) -> None:
+    config = CurvesConfig(properties=("melting_temperature",), sizes=(25, 50), seeds=(0, 1), passes=100,
+                          min_epochs=2, max_epochs=2, patience=2, lrs=(1e-3,))  # fmt: skip
+    rows = run_curves(config, out=tmp_path, log=lambda _m: None)
+    assert len(rows) == 2 * 2 * 7
+    assert {r["method"] for r in rows} == set(config.methods)
+    assert all(r["mae"] > 0 and r["n_test"] == 43 for r in rows)
+    ft = [r for r in rows if r["method"] == "finetune_random"]
+    assert {r["n_labels"] for r in ft} == {25, 50} and all(r["details"]["epochs_run"] <= 2 for r in ft)
+    again = run_curves(config, out=tmp_path, log=lambda _m: None)  # every cell done: nothing refitted
+    assert [r["date"] for r in again] == [r["date"] for r in rows] and len(journal(tmp_path)) == len(rows)
+    report = tmp_path / "docs" / "curves.md"
+    summary = write_outputs(tmp_path, config=config, report=report, reference=tmp_path / "ref.json")
+    assert (tmp_path / "docs" / "curves" / "melting_temperature.png").stat().st_size > 1000
+    text = report.read_text()
+    assert "## Verdicts" in text and "melting temperature" in text and "Missing cells" not in text
+    assert summary["melting_temperature"]["sizes"]["25"]["paired"]["n"] == 2
+    assert json.loads((tmp_path / "ref.json").read_text())["properties"]["melting_temperature"]["sizes"]
+    assert np.isfinite(summary["melting_temperature"]["sizes"]["50"]["methods"]["blend"]["mean"])
+    from typer.testing import CliRunner
+
+    from crystalsearch.cli import app
+
+    page = tmp_path / "page.md"
+    result = CliRunner().invoke(
+        app,
+        [
+            "evaluate",
+            "curves",
+            "--report-only",
+            "-p",
+            "melting_temperature",
+            "--sizes",
+            "25,50,100",
+            "--seeds",
+            "2",
+            "--out",
+            str(tmp_path),
+            "--report",
+            str(page),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "melting_temperature 100: not run" in page.read_text()  # a partial run says what is missing
+
+
+def test_sizes_option_reads_all_and_refuses_nonsense() -> None:
+    from crystalsearch.cli.evaluate_curves import parse_sizes
+    from crystalsearch.errors import InputError
+
+    assert parse_sizes("all,100,25,100") == (25, 100, 0)
+    for bad in ("5", "ten", ""):
+        with pytest.raises(InputError, match="--sizes"):
+            parse_sizes(bad)

@@ -1,0 +1,101 @@
+"""`train finetune --labels my.csv` and the start recommendation printed by `train finetune` / `train heads`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from crystalsearch.cli import app
+from crystalsearch.predict.labels import calibration_threshold
+
+TINY = ["--epochs", "1", "--set", "lrs=1e-3", "--set", "compile=false", "--set", "batch_size=16", "--device", "cpu"]
+
+
+def _labels_csv(folder: Path, n: int, *, bad_rows: bool = True) -> Path:
+    """A CSV of ``n`` shipped mp_elasticity materials (MP id, bulk modulus), one as a CIF file, plus bad rows."""
+    from crystalsearch.data import datasets
+
+    ds = datasets.load("mp_elasticity")
+    y = ds.targets("bulk_modulus_vrh")
+    rows = ["structure,bulk_modulus_gpa"]
+    good = [i for i in range(len(ds)) if y[i] > 0][:n]
+    first = ds.records[good[0]]
+    first.structure.to(filename=str(folder / "first.cif"))
+    rows.append(f"first.cif,{y[good[0]]}")
+    rows += [f"{ds.records[i].material_id},{y[i]}" for i in good[1:]]
+    if bad_rows:
+        rows += ["missing.cif,12.0", f"{ds.records[good[1]].material_id},not-a-number", "mp-0000000,40"]
+    path = folder / "labels.csv"
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def test_small_label_set_trains_a_head_and_says_it_has_no_calibration_part(tmp_path: Path) -> None:
+    csv = _labels_csv(tmp_path, 30)
+    out = tmp_path / "heads"
+    result = CliRunner().invoke(app, ["train", "finetune", "--property", "bulk_modulus", "--labels", str(csv),
+                                      "--out", str(out), *TINY])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "learning curves recommend the" in text and "for 30 labels" in text
+    assert text.count("skipped ") == 3 and "missing.cif" in text and "not a number" in text
+    assert "too few to hold out a calibration part" in text and f"needs {calibration_threshold()} labels" in text
+    meta = json.loads((out / "seed0" / "model.json").read_text())["metadata"]
+    assert meta["start"]["n_labels"] == 30 and meta["start"]["chosen"] in ("default", "random")
+    assert meta["n_train"] + meta["n_val"] == 30
+    card = (out / "seed0" / "README.md").read_text()
+    assert "Start: `" in card and "learning curves" in card and "labels.csv" in card
+    assert not (out / "calibration.json").exists()
+
+
+@pytest.mark.slow
+def test_large_enough_label_set_gets_calibrated_intervals(tmp_path: Path) -> None:
+    from crystalsearch.io.readers import read_structure
+    from crystalsearch.predict.predictor import Predictor
+
+    n = calibration_threshold()
+    csv = _labels_csv(tmp_path, n, bad_rows=False)
+    out = tmp_path / "heads"
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "finetune",
+            "--property",
+            "bulk_modulus",
+            "--labels",
+            str(csv),
+            "--out",
+            str(out),
+            "--seeds",
+            "2",
+            "--from",
+            "random",
+            "--json",
+            *TINY,
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["calibrated"] is True and summary["n_calib"] >= 20 and summary["n_labels"] == n
+    assert summary["start"]["chosen"] == "random"
+    predictor = Predictor.load("bulk_modulus", folder=out)
+    assert predictor.calibration is not None and len(predictor.members) == 2
+    [pred] = predictor.predict([("first", read_structure(tmp_path / "first.cif"))])
+    assert pred.interval is not None and pred.interval[0] <= pred.value <= pred.interval[1]
+
+
+def test_heads_print_and_record_the_start(tmp_path: Path) -> None:
+    out = tmp_path / "melt"
+    result = CliRunner().invoke(app, ["train", "heads", "-p", "melting_temperature", "--out", str(out),
+                                      "--set", "seeds=1", "--set", "epochs=1", "--set", "compile=false",
+                                      "--set", "max_train=30", "--set", "device=cpu"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "learning curves recommend the" in " ".join(result.output.split())
+    meta = json.loads((out / "seed0" / "model.json").read_text())["metadata"]
+    assert meta["start"]["n_labels"] == 30 + meta["protocol"]["n_val"]
+    assert meta["finetune"]["init"] == meta["start"]["chosen"]
+    assert "Start: `" in (out / "seed0" / "README.md").read_text()
