@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from crystalsearch.catalog.build import build_index
@@ -347,3 +348,16 @@ def test_other_hosts_need_expose() -> None:
 
     result = CliRunner().invoke(app, ["app", "--host", "0.0.0.0", "--no-browser"])  # noqa: S104 - refused without --expose
     assert result.exit_code == 2 and "--expose" in result.output
+
+
+def test_map_places_a_query_at_its_most_similar_points() -> None:
+    """A map point's own vector lands near that point (within the mean distance of points from the centre)."""
+    from crystalsearch.app.explore import _pca, _unit, place
+
+    rng = np.random.default_rng(0)
+    vectors = _unit(rng.normal(size=(60, 16)).astype(np.float32))
+    axes = {"vectors": vectors, "xy": _pca(vectors)}
+    spread = float(np.mean(np.linalg.norm(axes["xy"] - axes["xy"].mean(axis=0), axis=1)))
+    for i in (0, 17, 42):
+        x, y = place(axes, vectors[i])
+        assert np.hypot(x - axes["xy"][i, 0], y - axes["xy"][i, 1]) < spread

@@ -200,7 +200,7 @@
   }
   async function drawMap() {
     const keys = state.queries.map((q) => q.key).join(",");
-    $("map-note").textContent = "computing…";
+    $("map-note").textContent = "computing… (the first map of an index takes about a minute, then it is cached)";
     const m = await api(`api/map?prop=${$("map-prop").value}&keys=${keys}`);
     if (m.error) { $("map-note").textContent = m.error; return; }
     const cv = $("map"), ctx = cv.getContext("2d"), pad = 20;
@@ -221,7 +221,7 @@
       ctx.fillStyle = "#d00"; ctx.font = "12px sans-serif"; ctx.fillText(q.label, px(q.x) + 9, py(q.y) - 6);
     });
     map = { m, px, py };
-    $("map-note").textContent = `${m.x.length.toLocaleString()} catalog materials (PCA of their representations)` +
+    $("map-note").textContent = `${m.x.length.toLocaleString()} catalog materials (${m.method === "umap" ? "UMAP" : "principal components"} of their representations)` +
       (m.queries.length ? `; ${m.queries.length} queries in red` : "; search first to place queries");
     $("map-scale").innerHTML = `colour: ${escapeHtml(m.property)} from <span style="color:${colour(0)}">■</span> ${lo} to <span style="color:${colour(1)}">■</span> ${hi} (2nd–98th percentile); grey: unknown`;
     window.__mapDrawn = m.x.length;
