@@ -323,7 +323,7 @@ def test_known_candidates_group_by_their_entry(tmp_path: Path, index_dir: Path, 
 
 def test_similar_ranks_a_noisy_copy_first(catalog: Catalog, records: dict[str, Any]) -> None:
     """A copy whose space group (and prototype label) noise lowered keeps the catalog's label for the ranking,
-    and its own entry ranks first (the hits stay in similarity order; the verdict marks the same material)."""
+    and its own entry ranks first (the verdict marks the same material and lists it first)."""
     from crystalsearch.catalog.catalog import _prototype_of
 
     changed = 0

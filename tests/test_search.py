@@ -332,9 +332,30 @@ def test_known_exact_strained_and_column_replaced(catalog: Catalog) -> None:
     assert results[3].known_as == ("mp-23193",)
     assert results[4].verdict == "novel" and results[4].known is not None and results[4].known.spacegroup != 225
     assert "0 in space group" in results[4].known.reason
-    for r in results:  # the table stays in similarity order whatever the verdict
-        sims = [h.similarity for h in r.hits]
+    for r in results:  # the same material first, then the others in similarity order
+        same = [h.same_structure for h in r.hits]
+        assert same == sorted(same, reverse=True)
+        sims = [h.similarity for h in r.hits if not h.same_structure]
         assert sims == sorted(sims, reverse=True)
+
+
+def test_known_ranks_its_own_material_first(catalog: Catalog) -> None:
+    """With a known verdict the query's own entry is listed first whatever its score, an own entry outside the
+    candidates is scored and added, and a filter that excludes it keeps it out."""
+    nacl = read_structure(EXAMPLES / "NaCl.cif")
+    (item,) = catalog._resolve([nacl], None)
+    own = catalog.row_of("mp-22862")
+    ranked = catalog._ranked(item, k=6, allowed=None, by="both", weight=None)
+    others = [x for x in ranked if x.row != own][:4]
+    demoted = [*others[:2], *(x for x in ranked if x.row == own), *others[2:]]  # own entry third
+    reordered, verdict = catalog._judged(item, demoted, k=3, allowed=None, by="both", weight=None)
+    assert verdict.best is not None and verdict.best.material_id == "mp-22862"
+    assert [x.row for x in reordered] == [own, others[0].row, others[1].row]
+    added, _ = catalog._judged(item, others, k=3, allowed=None, by="both", weight=None)  # own entry missing
+    assert added[0].row == own and added[0].score == pytest.approx(next(x.score for x in ranked if x.row == own))
+    kept_out, _ = catalog._judged(item, others, k=3, allowed=np.array([x.row for x in others]), by="both",
+                                  weight=None)  # fmt: skip
+    assert own not in [x.row for x in kept_out]
 
 
 def test_known_respects_filters_and_self_exclusion(catalog: Catalog) -> None:

@@ -30,7 +30,7 @@ from crystalsearch.catalog.filters import Filters
 from crystalsearch.catalog.manifest import DB_FILE, JOURNAL, Manifest, Verify, locked
 from crystalsearch.catalog.opening import load_consistent
 from crystalsearch.catalog.reader import MetadataReader
-from crystalsearch.catalog.results import Hit, Hits, QueryResult
+from crystalsearch.catalog.results import Hit, Hits, QueryResult, structure_views
 from crystalsearch.catalog.scoring import Scored
 from crystalsearch.data.entries import structure_from_json
 from crystalsearch.errors import CrystalSearchError, IndexFileError, InputError
@@ -208,7 +208,7 @@ class Catalog:
             raise InputError(result.query, result.error.split(": ", 1)[-1])
         shown = os.path.abspath(query) if isinstance(query, str) and _looks_like_path(query) else query
         return Hits(result.hits, query=result.query, formula=result.formula,
-                    views=functools.partial(self._views, shown, result.hits[:3]))  # fmt: skip
+                    views=functools.partial(structure_views, self, shown, result.hits[:3]))  # fmt: skip
 
     def search(
         self,
@@ -259,7 +259,9 @@ class Catalog:
                 group = self.db.ids_with_prototype(item.prototype) if item.prototype else np.zeros(0, np.int64)
                 rows = group if allowed is None else np.intersect1d(group, allowed)
             scored = self._ranked(item, k=k, allowed=rows, by=by, weight=weight)
-            known_verdict = self._verdict(item) if known else None
+            known_verdict = None
+            if known:
+                scored, known_verdict = self._judged(item, scored, k=k, allowed=rows, by=by, weight=weight)
             same = None if known_verdict is None else {m.row for m in known_verdict.matches}
             verdict = None if known_verdict is None else known_verdict.text()
             known_as = () if known_verdict is None else tuple(m.material_id for m in known_verdict.matches)
@@ -354,18 +356,6 @@ class Catalog:
                 slots[slot] = _Query(label, v, None, structure, formula, self._query_prototype(structure, formula))
         return slots
 
-    def _views(self, query: QueryInput, hits: Sequence[Hit]) -> dict[str, dict[str, Any]]:
-        """Structure views (:func:`crystalsearch.html.structure_view`) of a query and of ``hits``."""
-        from crystalsearch.html import structure_view
-        from crystalsearch.io import read_structure
-
-        if not isinstance(query, str):
-            own = query
-        else:
-            own = self.structure(query.strip()) if self.row_of(query.strip()) is not None else read_structure(query)
-        return {"query": structure_view(own), **{h.material_id: structure_view(self.structure(h.material_id))
-                                                 for h in hits}}  # fmt: skip
-
     def _query_prototype(self, structure: Structure, formula: str) -> str:
         """The prototype label of a query, robust to noise: the label at ``symprec`` 0.1 Å when an indexed
         material of the same formula carries it, else the first label at the noise tolerances
@@ -390,9 +380,10 @@ class Catalog:
         m = self.db.materials([row])[row]
         return _Query(material_id, self.vectors.vector(row), row, None, m.reduced_formula, m.prototype)
 
-    def _verdict(self, item: _Query) -> Verdict:
-        """The "is it known?" verdict of one resolved query: given by :class:`crystalsearch.Catalog`
-        (:mod:`crystalsearch.identity.catalog`), which adds verdicts to this search."""
+    def _judged(self, item: _Query, scored: list[Scored], *, k: int, allowed: np.ndarray | None, by: str,
+                weight: float | None) -> tuple[list[Scored], Verdict]:  # fmt: skip
+        """The "is it known?" verdict of one resolved query and its hits in the order it implies: given by
+        :class:`crystalsearch.Catalog` (:mod:`crystalsearch.identity.catalog`), which adds verdicts to this search."""
         raise CrystalSearchError("known verdicts need crystalsearch.Catalog (crystalsearch.identity.catalog)")
 
     def _ids(self, rows: Sequence[int]) -> list[str]:

@@ -5,13 +5,16 @@ numbers are rounded to their meaningful digits (:func:`crystalsearch.data.proper
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from crystalsearch.data.properties import property_columns, round_value
 
 if TYPE_CHECKING:
+    from pymatgen.core import Structure
+
+    from crystalsearch.catalog.catalog import Catalog
     from crystalsearch.catalog.reader import MaterialRow
     from crystalsearch.structure.matching import Verdict
 
@@ -133,3 +136,18 @@ class Hits(list):  # type: ignore[type-arg]
             for key, v in views.items()
         )
         return notebook(table + f"<div>{figures}</div>", views=bool(views))
+
+
+def structure_views(catalog: Catalog, query: Structure | str, hits: Sequence[Hit]) -> dict[str, dict[str, Any]]:
+    """Structure views (:func:`crystalsearch.html.structure_view`) of a query (a structure, an indexed id or a
+    structure file) and of ``hits`` of ``catalog``: what a notebook's :class:`Hits` display draws."""
+    from crystalsearch.html import structure_view
+    from crystalsearch.io import read_structure
+
+    if not isinstance(query, str):
+        own = query
+    else:
+        text = query.strip()
+        own = catalog.structure(text) if catalog.row_of(text) is not None else read_structure(query)
+    return {"query": structure_view(own), **{h.material_id: structure_view(catalog.structure(h.material_id))
+                                             for h in hits}}  # fmt: skip
