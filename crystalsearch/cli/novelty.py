@@ -22,6 +22,7 @@ EXAMPLES = examples(
     "crystalsearch novelty generated/ --workers 2 --journal novelty.jsonl   # resumable",
     "crystalsearch novelty x.cif --stol 0.5 --symprec 0.01 --json",
     "crystalsearch novelty generated/ --report report.json   # + report.png: valid/unique/novel rates",
+    "crystalsearch novelty generated/ --disordered            # similar elements interchangeable",
 )
 
 
@@ -123,6 +124,12 @@ def novelty(
         help="At most this many same-formula, same-space-group materials compared "
         "per candidate (the most similar first).",
     ),
+    disordered: bool = typer.Option(
+        False,
+        "--disordered",
+        help="Elements of similar atomic radius (within 30%) and electronegativity (within 1.0) are "
+        "interchangeable (MatterGen's disordered matching; classes in docs/novelty.md).",
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object (schema: docs/cli.md)."),
     csv_path: str | None = typer.Option(
         None, "--csv", metavar="FILE", help="Also write the rows as CSV ('-': stdout)."
@@ -151,7 +158,7 @@ def novelty(
 
     workers = workers or min(4, os.cpu_count() or 1)
     criterion = MatchCriterion(symprec=symprec, ltol=ltol, stol=stol, angle_tol=angle_tol, max_pairs=max_pairs,
-                               noise_symprec=noise_symprec or None)  # fmt: skip
+                               noise_symprec=noise_symprec or None, disordered=disordered)  # fmt: skip
     show_progress = sys.stderr.isatty() and not json_out
     reference = index if len(index) > 1 else index[0]
     report = check_novelty(candidates, index=reference, criterion=criterion, workers=workers, journal=journal,

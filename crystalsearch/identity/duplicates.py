@@ -35,7 +35,8 @@ def group_duplicates(candidates: Sequence[Any], criterion: MatchCriterion, *, wo
 
     Candidates known as the same catalog entry are the same material (no comparison needed); candidates known
     as different entries are different materials (the catalog tells them apart). The others are
-    compared within their reduced formula (groups in ``workers`` processes) with the space-group rule of the
+    compared within their reduced formula (their class formula when ``criterion.disordered``; groups in
+    ``workers`` processes) with the space-group rule of the
     catalog check made symmetric: first the earlier representatives in the same space group at ``symprec``,
     then, where none matched, those sharing a space group at the noise tolerances (``Candidate.loose``; noise
     lowers the group spglib finds, differently for two copies); at most ``criterion.max_pairs`` of them, the
@@ -54,7 +55,7 @@ def group_duplicates(candidates: Sequence[Any], criterion: MatchCriterion, *, wo
                 found[0].append((i, first_known[c.material_id]))
                 continue
             first_known[c.material_id] = i
-        groups.setdefault(c.formula, []).append(i)
+        groups.setdefault(None if c.formula is None else criterion.formula_key(c.formula), []).append(i)
     tasks = [[_item(i, out[i]) for i in idx] for idx in groups.values() if len(idx) > 1]
     if workers > 1 and len(tasks) > 1:
         import multiprocessing
@@ -111,7 +112,7 @@ def _group(items: list[_GroupItem], criterion: MatchCriterion) -> list[tuple[int
 
     pairs = []
     for item in items:
-        s = structure_from_json(item.structure)
+        s = criterion.view(structure_from_json(item.structure))  # classes of elements when disordered
         reduced = reduce_structure(s, symprec=criterion.symprec)
         apart = {k for k, (r, _, _) in enumerate(reps) if r.known and item.known and not r.known & item.known}
         sims = [_similarity(item.vector, r.vector) for r, _, _ in reps]

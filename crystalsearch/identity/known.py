@@ -90,12 +90,13 @@ class KnownChecker:
         checks meet the same entries again)."""
         from crystalsearch.data.entries import structure_from_json
 
+        view = self.criterion.view
         if not reduced:
-            return structure_from_json(self.catalog.db.structures([row])[row])
+            return view(structure_from_json(self.catalog.db.structures([row])[row]))
         s = self._structures.get(row)
         if s is None:
             text = self.catalog.db.structures([row])[row]
-            s = reduce_structure(structure_from_json(text), symprec=self.criterion.symprec)  # spglib first: faster
+            s = reduce_structure(view(structure_from_json(text)), symprec=self.criterion.symprec)  # spglib first
             self._structures[row] = s
             if len(self._structures) > self._cache:
                 self._structures.popitem(last=False)
@@ -112,6 +113,15 @@ class KnownChecker:
         return sg
 
     def same_formula(self, formula: str) -> list[MaterialRow]:
+        """Catalog rows of one reduced formula; with ``disordered``, ``formula`` is a class formula and the rows
+        are those of every formula it stands for (:func:`~crystalsearch.structure.interchangeable.formulas_of`)."""
+        if not self.criterion.disordered:
+            return self._rows_of(formula)
+        from crystalsearch.structure.interchangeable import formulas_of
+
+        return [m for f in formulas_of(formula) for m in self._rows_of(f)]
+
+    def _rows_of(self, formula: str) -> list[MaterialRow]:
         rows = self.catalog.db.ids_with_formula(formula)
         rows = rows[rows < len(self.catalog)]
         found = self.catalog.db.materials(rows.tolist())
@@ -145,8 +155,10 @@ class KnownChecker:
     ) -> Verdict:
         """The verdict on one structure (``vector``: its representation laid out like the index's rows, for
         the ranking; without it, catalog order). ``key``, ``loose``: its :func:`query_key` and
-        :func:`noise_spacegroups` where already computed."""
+        :func:`noise_spacegroups` where already computed (of ``criterion.view(structure)`` when ``disordered``:
+        then the formula is the class formula)."""
         c = self.criterion
+        structure = c.view(structure)
         key = key or query_key(structure, symprec=c.symprec)
         same = self.same_formula(key.formula)
         if not same:

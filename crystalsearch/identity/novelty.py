@@ -239,7 +239,7 @@ def _check_sources(sources: Sequence[Source]) -> list[tuple[str, str, list[Candi
                 found.append(Candidate(label, "error", reason=f"{label}: could not be embedded"))
                 continue
             try:
-                key = query_key(s, symprec=checker.criterion.symprec)
+                key = query_key(checker.criterion.view(s), symprec=checker.criterion.symprec)
                 v = checker.check(s, vec, key=key)
                 v = _other_verdicts(s, vec, key, v) if _STATE.get("others") else v
             except (ValueError, ArithmeticError, RuntimeError) as exc:  # one odd structure must not stop a batch
@@ -249,7 +249,7 @@ def _check_sources(sources: Sequence[Source]) -> list[tuple[str, str, list[Candi
             text = structure_to_json(s.lattice.matrix, [site.specie.symbol for site in s], s.frac_coords)
             ids = tuple(m.material_id for m in v.matches)
             found.append(
-                Candidate(label, "known" if best else "novel", key.formula, key.spacegroup,
+                Candidate(label, "known" if best else "novel", str(s.composition.reduced_formula), key.spacegroup,
                           best.material_id if best else None, best.rms_angstrom if best else None, ids, None,
                           v.reason, v.pairs, vec, text)
             )  # fmt: skip

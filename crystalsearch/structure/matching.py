@@ -44,6 +44,11 @@ class MatchCriterion:
     ``symprec``). A distorted polymorph is merged with its parent only if it is absent from the catalog and
     its distortion is below ``noise_symprec`` (BaTiO3's P4mm, R3m and Amm2 stay apart up to 0.2 Å).
     ``None``: the Materials Project's criterion to the letter.
+
+    ``disordered``: MatterGen's disordered matching: elements of one class of
+    :mod:`crystalsearch.structure.interchangeable` (similar atomic radius and electronegativity) count as
+    the same element; every step (formula, space group, StructureMatcher) sees each element replaced by its
+    class representative (:meth:`view`).
     """
 
     symprec: float = 0.1
@@ -52,6 +57,7 @@ class MatchCriterion:
     angle_tol: float = 5.0
     max_pairs: int = 16
     noise_symprec: float | None = 0.2
+    disordered: bool = False
 
     def noise_tolerances(self) -> tuple[float, ...]:
         """The looser spglib tolerances tried, in order, when nothing matches at ``symprec``."""
@@ -59,15 +65,35 @@ class MatchCriterion:
             return ()
         return (round((self.symprec + self.noise_symprec) / 2, 6), self.noise_symprec)
 
+    def view(self, structure: Structure) -> Structure:
+        """The structure as this criterion compares it: each element replaced by its class representative
+        when ``disordered`` (idempotent), else unchanged."""
+        if not self.disordered:
+            return structure
+        from crystalsearch.structure.interchangeable import to_classes
+
+        return to_classes(structure)
+
+    def formula_key(self, formula: str) -> str:
+        """The reduced formula as this criterion compares it (the class formula when ``disordered``)."""
+        if not self.disordered:
+            return formula
+        from crystalsearch.structure.interchangeable import class_formula
+
+        return class_formula(formula)
+
     def matcher(self) -> StructureMatcher:
         return _matcher(self.ltol, self.stol, self.angle_tol)
 
     def describe(self) -> dict[str, Any]:
-        return {
+        out = {
             "symprec": self.symprec, "ltol": self.ltol, "stol": self.stol, "angle_tol": self.angle_tol,
             "primitive_cell": True, "scale": True, "attempt_supercell": False, "comparator": "ElementComparator",
             "max_pairs": self.max_pairs, "noise_symprec": self.noise_symprec,
         }  # fmt: skip
+        if self.disordered:  # absent by default: journals written without the option stay valid
+            out["disordered"] = "interchangeable elements (crystalsearch.structure.interchangeable)"
+        return out
 
 
 MatcherConfig = MatchCriterion  # the name used before the space-group criterion
@@ -230,6 +256,7 @@ def fit_rms(a: Structure, b: Structure, criterion: MatchCriterion, *, reduced: b
 
 def same_material(a: Structure, b: Structure, criterion: MatchCriterion = MatchCriterion()) -> bool:
     """The criterion on two structures: same reduced formula and space group, and a StructureMatcher match."""
+    a, b = criterion.view(a), criterion.view(b)
     ka, kb = query_key(a, symprec=criterion.symprec), query_key(b, symprec=criterion.symprec)
     return (ka.formula, ka.spacegroup) == (kb.formula, kb.spacegroup) and fit_rms(a, b, criterion) is not None
 
