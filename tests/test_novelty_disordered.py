@@ -95,6 +95,16 @@ def test_substituted_copy_is_known_only_when_disordered(index_dir: Path, records
         assert not plain.check(lead).known and not loose.check(lead).known
 
 
+def test_own_formula_is_the_best_match_when_disordered(index_dir: Path, records: dict[str, Any]) -> None:
+    """Rocksalt NaCl and KCl are one material under the disordered rule, yet each is known as its own entry
+    first (the entry of its own formula before other members of the class, whatever their RMS)."""
+    with Catalog.open(index_dir, encoder=Encoder.random(seed=0)) as catalog:
+        loose = KnownChecker(catalog, DISORDERED)
+        for own, other in (("mp-22862", "mp-23193"), ("mp-23193", "mp-22862")):
+            ids = [m.material_id for m in loose.check(records[own].structure).matches]
+            assert ids[0] == own and other in ids, ids
+
+
 def test_novelty_cli_disordered(tmp_path: Path, index_dir: Path, records: dict[str, Any]) -> None:
     from pymatgen.io.cif import CifWriter
 

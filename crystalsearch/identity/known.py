@@ -158,6 +158,7 @@ class KnownChecker:
         :func:`noise_spacegroups` where already computed (of ``criterion.view(structure)`` when ``disordered``:
         then the formula is the class formula)."""
         c = self.criterion
+        real = str(structure.composition.reduced_formula)  # with ``disordered``: its own formula first
         structure = c.view(structure)
         key = key or query_key(structure, symprec=c.symprec)
         same = self.same_formula(key.formula)
@@ -172,6 +173,7 @@ class KnownChecker:
         done: set[float] = set()
         step: tuple[int, str] | None = (key.spacegroup, "")
         found: Verdict | None = None
+        found_other = True
         while step is not None:
             spacegroup, how = step
             seen.add(spacegroup)
@@ -181,13 +183,15 @@ class KnownChecker:
                 reduced.append(reduce_structure(structure, symprec=c.symprec))
             matches = [m for m in (self._compare(reduced[0], cand) for cand in tried) if m is not None]
             pairs += len(tried)
+            other = {cand.row for cand in tried if cand.material.reduced_formula != real}
             if matches:
-                matches.sort(key=lambda m: (m.rms, -m.similarity, m.row))
+                matches.sort(key=lambda m: (m.row in other, m.rms, -m.similarity, m.row))
                 why = f"same formula and space group {spacegroup}{how} as {matches[0].material_id}"
                 why += ", StructureMatcher match"
                 if len(matches) > 1:
                     why += f"; the catalog holds {len(matches)} entries of this material"
-                if found is None or matches[0].rms < found.matches[0].rms:
+                if found is None or (matches[0].row in other, matches[0].rms) < (found_other, found.matches[0].rms):
+                    found_other = matches[0].row in other
                     found = Verdict(key.formula, spacegroup, tuple(matches), why, pairs, key.prototype)
                 if found.matches[0].rms_angstrom <= SETTLED_RMS_ANGSTROM or c.noise_symprec is None:
                     break

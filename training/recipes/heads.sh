@@ -4,7 +4,7 @@
 # 1. `crystalsearch train heads` trains 3 seeds per property on the protocol's train part (settings:
 #    crystalsearch/configs/heads.toml, CPU-sized); a finished seed<k>/ is kept on rerun.
 # 2. `crystalsearch evaluate calibration --fit` measures each ensemble on its test split and writes
-#    calibration.json (+ composition.pkl when stacking helps on validation) and README.md into OUT/<property>.
+#    calibration.json (+ composition.npz and manifest.json when stacking helps on validation) and README.md into OUT/<property>.
 # 3. Ship: copy OUT/<property> over crystalsearch/models/heads/<property> (see training/results/calibration).
 # Full size (GPU): EXTRA="--set max_train=0 --set epochs=200 --set patience=20" bash training/recipes/heads.sh
 set -euo pipefail
