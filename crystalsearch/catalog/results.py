@@ -7,14 +7,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from crystalsearch.data.properties import property_columns, round_value
 
 if TYPE_CHECKING:
     from pymatgen.core import Structure
 
-    from crystalsearch.catalog.catalog import Catalog
     from crystalsearch.catalog.reader import MaterialRow
     from crystalsearch.structure.matching import Verdict
 
@@ -138,7 +137,15 @@ class Hits(list):  # type: ignore[type-arg]
         return notebook(table + f"<div>{figures}</div>", views=bool(views))
 
 
-def structure_views(catalog: Catalog, query: Structure | str, hits: Sequence[Hit]) -> dict[str, dict[str, Any]]:
+class StructureSource(Protocol):
+    """What :func:`structure_views` needs of a catalog: its structures by material id."""
+
+    def row_of(self, material_id: str) -> int | None: ...
+
+    def structure(self, material_id: str) -> Structure: ...
+
+
+def structure_views(catalog: StructureSource, query: Structure | str, hits: Sequence[Hit]) -> dict[str, dict[str, Any]]:
     """Structure views (:func:`crystalsearch.html.structure_view`) of a query (a structure, an indexed id or a
     structure file) and of ``hits`` of ``catalog``: what a notebook's :class:`Hits` display draws."""
     from crystalsearch.html import structure_view
