@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from crystalsearch.cli.common import add_command, console, examples, one_line_errors, print_error, print_json
+from crystalsearch.cli.common import add_command, console, examples, fail, one_line_errors, print_error, print_json
 
 if TYPE_CHECKING:
     from crystalsearch.identity.novelty import NoveltyReport
@@ -156,13 +156,25 @@ def novelty(
     from crystalsearch.identity.known import MatchCriterion
     from crystalsearch.identity.novelty import check_novelty
 
-    workers = workers or min(4, os.cpu_count() or 1)
+    world = int(os.environ.get("WORLD_SIZE", "1"))  # torchrun's processes (crystalsearch.distributed)
+    workers = workers or max(1, min(4, os.cpu_count() or 1) // world)
     criterion = MatchCriterion(symprec=symprec, ltol=ltol, stol=stol, angle_tol=angle_tol, max_pairs=max_pairs,
                                noise_symprec=noise_symprec or None, disordered=disordered)  # fmt: skip
     show_progress = sys.stderr.isatty() and not json_out
     reference = index if len(index) > 1 else index[0]
-    report = check_novelty(candidates, index=reference, criterion=criterion, workers=workers, journal=journal,
-                           progress=show_progress)  # fmt: skip
+    if world > 1:  # torchrun: every rank checks its share, rank 0 reports
+        from crystalsearch.identity.novelty_shard import check_novelty_sharded
+
+        if journal is not None:
+            raise fail("--journal is for one process; run without torchrun to use it")
+        sharded = check_novelty_sharded(candidates, index=reference, criterion=criterion, workers=workers,
+                                        progress=show_progress)  # fmt: skip
+        if sharded is None:
+            raise typer.Exit(0)
+        report = sharded
+    else:
+        report = check_novelty(candidates, index=reference, criterion=criterion, workers=workers, journal=journal,
+                               progress=show_progress)  # fmt: skip
     if csv_path:
         write_csv(report, csv_path)
     if report_path is not None:

@@ -278,6 +278,17 @@ def _digest(source: Source) -> str:
 
 
 # -- the batch ------------------------------------------------------------------------------------------
+@dataclass
+class _Checked:
+    """Every candidate checked against the catalog, not yet grouped: the expanded inputs in order, the
+    candidates of each checked source (only this shard's under ``shard``), the index folders."""
+
+    entries: list[Source | InputError]
+    results: dict[str, list[Candidate]]
+    folders: list[str]
+    resumed: int
+
+
 def check_novelty(
     candidates: Sequence[str | os.PathLike[str]],
     *,
@@ -295,10 +306,34 @@ def check_novelty(
     set): a candidate is known when it matches an entry of any, and lists the matches of all, closest first.
     ``notify`` gets warning lines (a torn last line of the journal dropped); default: standard error.
     """
+    checked = check_candidates(candidates, index=index, criterion=criterion, workers=workers,
+                               chunk_files=chunk_files, journal=journal, progress=progress, notify=notify)  # fmt: skip
+    return assemble(checked, criterion, workers=workers)
+
+
+def check_candidates(
+    candidates: Sequence[str | os.PathLike[str]],
+    *,
+    index: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] = "default",
+    criterion: MatchCriterion = MatchCriterion(),
+    workers: int = 1,
+    chunk_files: int = 32,
+    journal: Path | None = None,
+    progress: bool | Callable[[int], None] = False,
+    notify: Callable[[str], None] | None = None,
+    shard: tuple[int, int] | None = None,
+) -> _Checked:
+    """Read and check candidates against the catalog (the first step of :func:`check_novelty`).
+
+    ``shard``: (rank, world size): check only the sources ``i`` (in input order) with ``i % world == rank``
+    (every rank expands the same inputs); no journal then.
+    """
     from crystalsearch.catalog.build import _bar
     from crystalsearch.identity.catalog import Catalog
     from crystalsearch.io.sources import expand_sources
 
+    if shard is not None and journal is not None:
+        raise InputError(str(journal), "a journal cannot be shared by several processes (shard given)")
     folders, headers = [], []
     for one in [index] if isinstance(index, (str, os.PathLike)) else list(index):
         with Catalog.open(one, progress=bool(progress)) as catalog:
@@ -307,6 +342,8 @@ def check_novelty(
     header = headers[0] if len(headers) == 1 else {**headers[0], "index": [h["index"] for h in headers]}
     entries = list(expand_sources([os.fspath(c) for c in candidates]))
     sources = [e for e in entries if not isinstance(e, InputError)]
+    if shard is not None:
+        sources = sources[shard[0] :: shard[1]]
     kept = read_journal(journal, header, notify=notify or warn, load=_load_candidate) if journal is not None else []
     done = {(line["source"], line["sha256"]): line for line in kept}
     log = Journal(journal, header, list(done.values()))
@@ -327,14 +364,20 @@ def check_novelty(
                 advance(1)
     finally:
         log.close()
+    return _Checked(entries, results, folders, len(sources) - len(pending))
+
+
+def assemble(checked: _Checked, criterion: MatchCriterion, *, workers: int = 1) -> NoveltyReport:
+    """The report: candidates in input order (an error row for each unreadable input), then duplicates among
+    all of them (:func:`~crystalsearch.identity.duplicates.group_duplicates`)."""
     ordered: list[Candidate] = []
-    for e in entries:
+    for e in checked.entries:
         if isinstance(e, InputError):
             ordered.append(Candidate(e.source, "error", reason=str(e)))
         else:
-            ordered.extend(results[e.source_id])
+            ordered.extend(checked.results[e.source_id])
     grouped = group_duplicates(ordered, criterion, workers=workers)
-    return NoveltyReport(tuple(grouped), " + ".join(folders), criterion, len(sources) - len(pending))
+    return NoveltyReport(tuple(grouped), " + ".join(checked.folders), criterion, checked.resumed)
 
 
 def _run(
