@@ -43,7 +43,9 @@ crystalsearch evaluate curves --out runs/curves --report docs/learning-curves.md
     -p bulk_modulus,shear_modulus,melting_temperature,thermal_conductivity
 ```
 
-Every cell, with its settings, chosen learning rate, epochs and times: `learning-curves/curves.json`.
+The recipe `bash training/recipes/curves.sh` runs both in order and continues from the committed journal
+(`training/results/curves/cells.jsonl`). Every cell, with its settings, chosen learning rate, epochs and
+times: `learning-curves/curves.json`.
 
 What the commands do with it: `crystalsearch train finetune` and `train heads` print the start these curves
 recommend for the number of labels given (`crystalsearch/data/learning_curves.json`, written with
