@@ -133,31 +133,25 @@ def build_sharded(
             D.shutdown(info)
 
 
-def _gather(obj: Any, info: DistInfo) -> list[Any]:
-    if not info.enabled:
-        return [obj]
-    import torch.distributed as dist
-
-    out: list[Any] = [None] * info.world_size
-    dist.all_gather_object(out, obj)
-    return out
-
-
 def _agree(error: str | None, info: DistInfo) -> None:
     """Every rank learns every rank's error and all raise the first one together (none is left waiting)."""
-    first = next((e for e in _gather(error, info) if e), None)
+    from crystalsearch.distributed import gather_objects
+
+    first = next((e for e in gather_objects(error, info) if e), None)
     if first:
         raise CrystalSearchError(first)
 
 
 def _sharded(entries: list[Any], *, encoder: Encoder, out: Path, faiss_factory: str, progress: Progress,
              resume: bool, chunk_size: int, workers: int, info: DistInfo) -> ShardedBuild:  # fmt: skip
+    from crystalsearch.distributed import gather_objects
+
     if not entries:
         raise CrystalSearchError("nothing to index: no structures given")
     plan = build_plan(entries, encoder, chunk_size)
     work = partial_dir(out)
     error = None
-    if _gather(plan, info)[0] != plan:
+    if gather_objects(plan, info)[0] != plan:
         error = f"rank {info.rank} was given other structures than rank 0 (the plans differ); give every rank the same"
     with ExitStack() as stack:
         if info.is_main and error is None:
@@ -177,7 +171,7 @@ def _sharded(entries: list[Any], *, encoder: Encoder, out: Path, faiss_factory: 
                                 workers=workers)  # fmt: skip
         except CrystalSearchError as exc:
             error = f"rank {info.rank}: {exc}"
-        shards = tuple(_gather(stats, info))
+        shards = tuple(gather_objects(stats, info))
         _agree(error, info)
     manifest = None
     if info.is_main:  # every chunk is on disk: build_index reads and assembles them as a one-process build does

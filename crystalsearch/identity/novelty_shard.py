@@ -56,7 +56,7 @@ def check_novelty_sharded(
             shared = {sid: [c.to_journal() for c in found] for sid, found in checked.results.items()}
         except CrystalSearchError as exc:
             error = f"rank {info.rank}: {exc}" if info.rank else str(exc)
-        parts = _gather((error, shared), info)
+        parts = D.gather_objects((error, shared), info)
         first = next((e for e, _ in parts if e), None)
         if first:
             raise CrystalSearchError(first)
@@ -78,13 +78,3 @@ def merge_shares(shares: Sequence[dict[str, list[dict[str, Any]]]]) -> dict[str,
                 raise CrystalSearchError(f"{sid}: checked by two ranks (were they given other candidates?)")
             merged[sid] = [Candidate.from_journal(dict(c)) for c in found]
     return merged
-
-
-def _gather(obj: Any, info: DistInfo) -> list[Any]:
-    if not info.enabled:
-        return [obj]
-    import torch.distributed as dist
-
-    out: list[Any] = [None] * info.world_size
-    dist.all_gather_object(out, obj)
-    return out
