@@ -12,7 +12,8 @@ rotated, re-celled, moved by 0.01-0.03 Å), a quarter with one element replaced 
 a quarter unchanged. Timed, in this order: (1) pymatgen reading every file (``Structure.from_file``, one
 process: the floor any tool that reads CIFs with pymatgen pays); (2) ``check_novelty`` with ``--workers``
 processes (wall clock, reading included; the index opened once before, as a running tool has it). Peak
-resident memory of this process and of the largest worker is reported.
+resident memory of this process and of the largest worker is reported, and the peak of the sum of the
+proportional set sizes of all of them (shared pages counted once: the memory the run takes from the machine).
 """
 
 from __future__ import annotations
@@ -64,6 +65,64 @@ def write_candidates(n: int, folder: Path, seed: int) -> None:
             CifWriter(s).write_file(folder / f"c{i:06d}_{r.material_id}.cif")
 
 
+class MemorySampler:
+    """Peak memory of this process and its children, sampled every ``every`` seconds in a thread: the sum of
+    their proportional set sizes (PSS: pages shared between the forked workers counted once) and the largest
+    single resident set size."""
+
+    def __init__(self, every: float = 0.5) -> None:
+        import threading
+
+        self.every, self.peak_pss, self.peak_rss = every, 0, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> MemorySampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            pss, rss = 0, 0
+            for pid in _family(os.getpid()):
+                fields = _rollup(pid)
+                pss += fields.get("Pss", 0)
+                rss = max(rss, fields.get("Rss", 0))
+            self.peak_pss, self.peak_rss = max(self.peak_pss, pss), max(self.peak_rss, rss)
+
+
+def _family(pid: int) -> list[int]:
+    """``pid`` and its descendants (from /proc)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            children = Path(f"/proc/{p}/task/{p}/children").read_text().split()
+        except OSError:
+            continue
+        todo += [int(c) for c in children]
+    return out
+
+
+def _rollup(pid: int) -> dict[str, int]:
+    """KiB fields of /proc/PID/smaps_rollup (empty where unreadable)."""
+    try:
+        lines = Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
+    except OSError:
+        return {}
+    out = {}
+    for line in lines[1:]:
+        parts = line.split()
+        if len(parts) >= 2 and parts[1].isdigit():
+            out[parts[0].rstrip(":")] = int(parts[1])
+    return out
+
+
 def read_all(files: list[Path]) -> float:
     from pymatgen.core import Structure
 
@@ -99,7 +158,8 @@ def main() -> None:
         t_read = read_all(files)
         journal = tmp / "novelty.jsonl" if args.journal else None
         t0 = time.perf_counter()
-        report = check_novelty([str(folder)], index=index, workers=args.workers, journal=journal)
+        with MemorySampler() as memory:
+            report = check_novelty([str(folder)], index=index, workers=args.workers, journal=journal)
         t_novelty = time.perf_counter() - t0
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -109,12 +169,14 @@ def main() -> None:
             "per_candidate_ms": 1000 * t_novelty / max(len(files), 1), "summary": report.summary(),
             "peak_rss_main_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / kib,
             "peak_rss_worker_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / kib,
+            "peak_pss_total_mib": memory.peak_pss / kib, "peak_rss_largest_mib": memory.peak_rss / kib,
             "cpus": os.cpu_count(), "load_average": os.getloadavg()[0]}  # fmt: skip
     print(f"{len(files)} CIFs vs {materials} materials ({index}), {args.workers} workers on {os.cpu_count()} CPUs "
           f"(load average {rows['load_average']:.1f})")  # fmt: skip
     print(f"pymatgen reading them, 1 process: {t_read:.1f} s; novelty: {t_novelty:.1f} s; ratio {rows['ratio']:.2f}x; "
           f"{rows['per_candidate_ms']:.1f} ms per candidate")  # fmt: skip
-    print(f"peak RSS: main {rows['peak_rss_main_mib']:.0f} MiB, largest worker {rows['peak_rss_worker_mib']:.0f} MiB")
+    print(f"peak RSS: main {rows['peak_rss_main_mib']:.0f} MiB, largest worker {rows['peak_rss_worker_mib']:.0f} MiB; "
+          f"peak total PSS (main and workers, shared pages once) {rows['peak_pss_total_mib']:.0f} MiB")  # fmt: skip
     print(report.summary())
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")

@@ -15,12 +15,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from crystalsearch.identity.known import SETTLED_RMS_ANGSTROM
-from crystalsearch.structure.matching import MatchCriterion, fit_rms, noise_spacegroups, reduce_structure
+from crystalsearch.structure.cellmatch import Cell, cell_from_json
+from crystalsearch.structure.matching import MatchCriterion, fit_cells, noise_spacegroups, reduce_cell
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
-
-    from pymatgen.core import Structure
 
 
 __all__ = ["group_duplicates"]
@@ -91,46 +90,50 @@ class _GroupItem:
 
 def _group(items: list[_GroupItem], criterion: MatchCriterion) -> list[tuple[int, int]]:
     """(duplicate, representative) pairs among one formula's candidates, greedily in input order."""
-    from crystalsearch.data.entries import structure_from_json
-
-    reps: list[tuple[_GroupItem, Structure, Structure]] = []  # (item, reduced, as read)
+    reps: list[tuple[_GroupItem, Cell]] = []  # (item, as read)
     loose: dict[int, set[int | None]] = {}  # space groups at symprec and the noise tolerances, when needed
+    cells: dict[int, Cell] = {}  # reduced cells, when compared
 
-    def groups(item: _GroupItem, s: Structure) -> set[int | None]:
+    def groups(item: _GroupItem, s: Cell) -> set[int | None]:
         if item.index not in loose:
             found = noise_spacegroups(s, criterion) if item.loose is None else item.loose
             loose[item.index] = {item.spacegroup, *found[:LOOSE_STEPS]}
         return loose[item.index]
 
-    def fits(reduced: Structure, ks: list[int]) -> tuple[int, float] | None:
+    def reduced(item: _GroupItem, s: Cell) -> Cell:
+        if item.index not in cells:
+            cells[item.index] = reduce_cell(s, symprec=criterion.symprec)
+        return cells[item.index]
+
+    def fits(item: _GroupItem, s: Cell, ks: list[int]) -> tuple[int, float] | None:
         """The first of ``ks`` that matches, with its RMS displacement in Å."""
         for k in ks:
-            rms = fit_rms(reduced, reps[k][1], criterion, reduced=True)
+            other = reduced(*reps[k])
+            rms = fit_cells(reduced(item, s), other, criterion)
             if rms is not None:
-                return k, rms * (reps[k][1].volume / len(reps[k][1])) ** (1 / 3)
+                return k, rms * (other.volume / len(other)) ** (1 / 3)
         return None
 
     pairs = []
     for item in items:
-        s = criterion.view(structure_from_json(item.structure))  # classes of elements when disordered
-        reduced = reduce_structure(s, symprec=criterion.symprec)
-        apart = {k for k, (r, _, _) in enumerate(reps) if r.known and item.known and not r.known & item.known}
-        sims = [_similarity(item.vector, r.vector) for r, _, _ in reps]
+        s = criterion.view_cell(cell_from_json(item.structure))  # classes of elements when disordered
+        apart = {k for k, (r, _) in enumerate(reps) if r.known and item.known and not r.known & item.known}
+        sims = [_similarity(item.vector, r.vector) for r, _ in reps]
         ranked = sorted((k for k in range(len(reps)) if k not in apart), key=lambda k: -sims[k])
         same = [k for k in ranked if reps[k][0].spacegroup == item.spacegroup][: criterion.max_pairs]
-        match = fits(reduced, same)
+        match = fits(item, s, same)
         others = [k for k in ranked if reps[k][0].spacegroup != item.spacegroup]
         settled = match is not None and match[1] <= SETTLED_RMS_ANGSTROM
         if not settled and others and criterion.noise_tolerances():
             mine = groups(item, s)
-            near = [k for k in others if groups(reps[k][0], reps[k][2]) & mine]
-            other = fits(reduced, near[: criterion.max_pairs - len(same)])
+            near = [k for k in others if groups(*reps[k]) & mine]
+            other = fits(item, s, near[: criterion.max_pairs - len(same)])
             if other is not None and (match is None or other[1] < match[1]):
                 match = other  # closer across space groups: the first was a polymorph seen through noise
         if match is not None:
             pairs.append((item.index, reps[match[0]][0].index))
         else:
-            reps.append((item, reduced, s))
+            reps.append((item, s))
     return pairs
 
 

@@ -21,8 +21,9 @@ Fast by construction, each step only on what the previous one left:
    the query's space group at looser tolerances (``noise_symprec``, below; each computed only when needed),
    the closest match winning.
 
-Inputs are reduced once each (Niggli, then primitive; spglib's primitive cell when pymatgen's primitive
-search is defeated by noise) and compared with ``skip_structure_reduction``.
+Inputs are reduced once each (primitive, then Niggli; spglib's primitive cell when pymatgen's primitive
+search is defeated by noise) and compared as arrays (:mod:`crystalsearch.structure.cellmatch`: pymatgen's
+StructureMatcher algorithm, the same verdicts in a fraction of the time).
 
 The best match is the matching entry with the smallest RMS displacement; other matching entries are
 listed too (the catalog itself holds duplicates then). The RMS displacement is pymatgen's (normalised
@@ -39,14 +40,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from crystalsearch.structure.cellmatch import Cell, cell_from_json
 from crystalsearch.structure.matching import (
     Match,
     MatchCriterion,
     QueryKey,
     Verdict,
+    fit_cells,
     fit_rms,
     noise_spacegroups,
     query_key,
+    reduce_cell,
     reduce_structure,
     same_material,
 )
@@ -81,28 +85,29 @@ class KnownChecker:
         self.catalog = catalog
         self.criterion = criterion
         self._stored_sg = abs(criterion.symprec - SYMPREC) < 1e-12  # the index's column is at this tolerance
-        self._structures: OrderedDict[int, Structure] = OrderedDict()
+        self._cells: OrderedDict[int, Cell] = OrderedDict()
         self._spacegroups: dict[int, int] = {}
+        self._counts: dict[str, int] = {}
         self._cache = cache
 
-    def structure(self, row: int, *, reduced: bool = False) -> Structure:
-        """A catalog structure; ``reduced``: its :func:`reduce_structure` (kept in a small LRU cache, bulk
-        checks meet the same entries again)."""
+    def structure(self, row: int) -> Structure:
+        """A catalog structure as the criterion compares it (:meth:`MatchCriterion.view`)."""
         from crystalsearch.data.entries import structure_from_json
 
-        view = self.criterion.view
-        if not reduced:
-            return view(structure_from_json(self.catalog.db.structures([row])[row]))
-        s = self._structures.get(row)
-        if s is None:
-            text = self.catalog.db.structures([row])[row]
-            s = reduce_structure(view(structure_from_json(text)), symprec=self.criterion.symprec)  # spglib first
-            self._structures[row] = s
-            if len(self._structures) > self._cache:
-                self._structures.popitem(last=False)
-        else:
-            self._structures.move_to_end(row)
-        return s
+        return self.criterion.view(structure_from_json(self.catalog.db.structures([row])[row]))
+
+    def cell(self, row: int) -> Cell:
+        """A catalog entry's reduced cell (:func:`reduce_cell`, spglib first; kept in a small LRU cache: bulk
+        checks meet the same entries again)."""
+        cell = self._cells.get(row)
+        if cell is not None:
+            self._cells.move_to_end(row)
+            return cell
+        stored = self.criterion.view_cell(cell_from_json(self.catalog.db.structures([row])[row]))
+        cell = self._cells[row] = reduce_cell(stored, symprec=self.criterion.symprec)
+        if len(self._cells) > self._cache:
+            self._cells.popitem(last=False)
+        return cell
 
     def _spacegroup(self, m: MaterialRow) -> int:
         if self._stored_sg:
@@ -120,6 +125,18 @@ class KnownChecker:
         from crystalsearch.structure.interchangeable import formulas_of
 
         return [m for f in formulas_of(formula) for m in self._rows_of(f)]
+
+    def formula_count(self, formula: str) -> int:
+        """How many catalog entries :meth:`same_formula` gives (counted in SQL, cached)."""
+        n = self._counts.get(formula)
+        if n is None:
+            if self.criterion.disordered:
+                n = len(self.same_formula(formula))
+            else:
+                rows = self.catalog.db.ids_with_formula(formula)
+                n = int(np.count_nonzero(rows < len(self.catalog)))
+            self._counts[formula] = n
+        return n
 
     def _rows_of(self, formula: str) -> list[MaterialRow]:
         rows = self.catalog.db.ids_with_formula(formula)
@@ -165,7 +182,7 @@ class KnownChecker:
         if not same:
             return Verdict(key.formula, key.spacegroup, (), f"no catalog material with formula {key.formula}", 0,
                            key.prototype)  # fmt: skip
-        reduced: list[Structure] = []
+        reduced: list[Cell] = []
         pairs = 0
         notes = []
         tolerances = list(zip(c.noise_tolerances(), loose)) if loose is not None else None
@@ -180,7 +197,7 @@ class KnownChecker:
             ranked = self.candidates(same, spacegroup, vector, key.prototype if not how else "")
             tried = ranked[: c.max_pairs]
             if tried and not reduced:
-                reduced.append(reduce_structure(structure, symprec=c.symprec))
+                reduced.append(reduce_cell(Cell.of(structure), symprec=c.symprec))
             matches = [m for m in (self._compare(reduced[0], cand) for cand in tried) if m is not None]
             pairs += len(tried)
             other = {cand.row for cand in tried if cand.material.reduced_formula != real}
@@ -195,13 +212,13 @@ class KnownChecker:
                     found = Verdict(key.formula, spacegroup, tuple(matches), why, pairs, key.prototype)
                 if found.matches[0].rms_angstrom <= SETTLED_RMS_ANGSTROM or c.noise_symprec is None:
                     break
-                step = self._next_step(structure, key, seen, done, tolerances)
+                step = self._next_step(structure, key, seen, done, tolerances, same)
                 continue
             skipped = f" ({len(ranked) - len(tried)} less similar not compared)" if len(ranked) > len(tried) else ""
             notes.append(
                 f"{len(ranked)} in space group {spacegroup}{how}" + (f", none matching{skipped}" if ranked else "")
             )
-            step = self._next_step(structure, key, seen, done, tolerances)
+            step = self._next_step(structure, key, seen, done, tolerances, same)
         if found is not None:
             return dataclasses.replace(found, pairs=pairs)
         why = f"{len(same)} catalog material(s) with formula {key.formula}: " + "; ".join(notes)
@@ -214,10 +231,14 @@ class KnownChecker:
         seen: set[int],
         done: set[float],
         given: list[tuple[float, int]] | None,
+        same: Sequence[MaterialRow],
     ) -> tuple[int, str] | None:
         """The next space group to try: the query's at the next looser tolerance that gives a new one (each
-        computed only when the previous ones matched nothing), or None."""
+        computed only when the previous ones matched nothing, and only while some catalog entry of the formula
+        is in a space group not tried yet), or None."""
         c = self.criterion
+        if not {self._spacegroup(m) for m in same} - seen:
+            return None
         for i, tol in enumerate(c.noise_tolerances()):
             if tol in done:
                 continue
@@ -227,8 +248,8 @@ class KnownChecker:
                 return number, f" (at symprec {tol:g}; {key.spacegroup} at {c.symprec:g})"
         return None
 
-    def _compare(self, reduced: Structure, cand: _Candidate) -> Match | None:
-        rms = fit_rms(reduced, self.structure(cand.row, reduced=True), self.criterion, reduced=True)
+    def _compare(self, reduced: Cell, cand: _Candidate) -> Match | None:
+        rms = fit_cells(reduced, self.cell(cand.row), self.criterion)
         if rms is None:
             return None
         scale = float(cand.material.volume_per_atom) ** (1 / 3)

@@ -21,6 +21,8 @@ import math
 import warnings
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 if TYPE_CHECKING:
     from pymatgen.core import Structure
 
@@ -83,6 +85,14 @@ def _representatives() -> dict[str, str]:
 def representative(symbol: str) -> str:
     """The class representative of an element (itself for symbols outside the table)."""
     return _representatives().get(symbol, symbol)
+
+
+def representative_numbers(numbers: np.ndarray) -> np.ndarray:
+    """Atomic numbers with every element replaced by its class representative's."""
+    from pymatgen.core import Element
+
+    table = {int(z): Element(representative(Element.from_Z(int(z)).symbol)).Z for z in np.unique(numbers)}
+    return np.array([table[int(z)] for z in numbers], dtype=np.int64)
 
 
 def class_members(symbol: str) -> tuple[str, ...]:

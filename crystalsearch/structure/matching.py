@@ -8,8 +8,10 @@ cells, volumes scaled to each other, no supercells or subsets, species compared 
 :class:`MatchCriterion` holds exactly these settings as defaults. Polymorphs are never merged: different space
 groups are different materials even where StructureMatcher alone would match them.
 
-This module is the one place that calls StructureMatcher's private steps (``_preprocess``, ``_match``):
-:func:`_best_mapping` guards them by pymatgen version and falls back to the public ``get_rms_dist``.
+Comparisons run on plain arrays (:mod:`crystalsearch.structure.cellmatch`, pymatgen's algorithm without its
+objects). :func:`pymatgen_fit_rms` is the reference, StructureMatcher itself; it is the one place that calls
+StructureMatcher's private steps (``_preprocess``, ``_match``): :func:`_best_mapping` guards them by pymatgen
+version and falls back to the public ``get_rms_dist``.
 """
 
 from __future__ import annotations
@@ -21,12 +23,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from crystalsearch.structure.reduction import reduce_cell, reduce_structure
+
 if TYPE_CHECKING:
     from pymatgen.analysis.structure_matcher import StructureMatcher
     from pymatgen.core import Structure
 
-__all__ = ["Match", "MatchCriterion", "QueryKey", "Verdict", "fit_rms", "noise_spacegroups", "query_key",
-           "reduce_structure", "same_material"]  # fmt: skip
+    from crystalsearch.structure.cellmatch import Cell
+
+__all__ = ["Match", "MatchCriterion", "QueryKey", "Verdict", "fit_cells", "fit_rms", "noise_spacegroups",
+           "pymatgen_fit_rms", "query_key", "reduce_cell", "reduce_structure", "same_material"]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -73,6 +79,16 @@ class MatchCriterion:
         from crystalsearch.structure.interchangeable import to_classes
 
         return to_classes(structure)
+
+    def view_cell(self, cell: Cell) -> Cell:
+        """:meth:`view` of a cell (its atomic numbers replaced by those of the class representatives)."""
+        if not self.disordered:
+            return cell
+        import dataclasses
+
+        from crystalsearch.structure.interchangeable import representative_numbers
+
+        return dataclasses.replace(cell, numbers=representative_numbers(cell.numbers))
 
     def formula_key(self, formula: str) -> str:
         """The reduced formula as this criterion compares it (the class formula when ``disordered``)."""
@@ -124,14 +140,15 @@ def query_key(structure: Structure, *, symprec: float = 0.1) -> QueryKey:
     return QueryKey(str(structure.composition.reduced_formula), label.number, label.prototype)
 
 
-def noise_spacegroups(structure: Structure, criterion: MatchCriterion) -> tuple[int, ...]:
+def noise_spacegroups(structure: Structure | Cell, criterion: MatchCriterion) -> tuple[int, ...]:
     """The space groups spglib finds at the criterion's looser tolerances (:meth:`MatchCriterion.noise_tolerances`,
     in order; empty when ``noise_symprec`` is off): where noise has lowered the one found at ``symprec``."""
+    from crystalsearch.structure.cellmatch import Cell
     from crystalsearch.structure.symmetry import symmetry_of
 
-    numbers = np.array([site.specie.Z for site in structure], dtype=np.int64)
-    lattice, frac = structure.lattice.matrix, structure.frac_coords
-    return tuple(symmetry_of(lattice, frac, numbers, symprec=tol).number for tol in criterion.noise_tolerances())
+    cell = structure if isinstance(structure, Cell) else Cell.of(structure)
+    return tuple(symmetry_of(cell.lattice, cell.frac, cell.numbers, symprec=tol).number
+                 for tol in criterion.noise_tolerances())  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -185,65 +202,36 @@ class Verdict:
         }  # fmt: skip
 
 
-def reduce_structure(structure: Structure, *, symprec: float | None = None) -> Structure:
-    """The cell StructureMatcher compares (``primitive_cell=True``): Niggli-reduced, then primitive.
-
-    Reduced once per structure here and passed with ``skip_structure_reduction``: pymatgen's own cache of
-    reduced structures compares a hit site by site (quadratic in the number of sites), which dominated.
-    A cell of one formula unit is primitive already (only Niggli-reduced). ``symprec`` (for inputs, which may
-    be noisy): spglib's primitive cell at ``symprec`` (positions not idealised) is used when it has one
-    formula unit (no cell is smaller, pymatgen's slower search is skipped) or fewer sites than pymatgen's:
-    sites moved by a few hundredths of an Å
-    defeat pymatgen's primitive search on conventional cells (the hexagonal cell of R-3m SmSI stays 18 sites
-    instead of 6), and StructureMatcher, which compares primitive cells only, then never matches.
-    """
-    floor = _formula_units_floor(structure)
-    if len(structure) == floor:  # one formula unit: already primitive, no search needed
-        return structure.get_reduced_structure(reduction_algo="niggli")
-    spglib_cell = _spglib_primitive(structure, symprec) if symprec is not None else None
-    if spglib_cell is not None and len(spglib_cell) == floor:  # no smaller cell exists: pymatgen's search not needed
-        return spglib_cell
-    reduced = structure.get_reduced_structure(reduction_algo="niggli").get_primitive_structure()
-    if spglib_cell is None or len(reduced) <= len(spglib_cell):
-        return reduced
-    return spglib_cell
-
-
-def _spglib_primitive(structure: Structure, symprec: float) -> Structure | None:
-    """spglib's primitive cell at ``symprec`` (positions not idealised), Niggli-reduced; None where it fails."""
-    import spglib
-    from pymatgen.core import Element, Lattice, Structure
-
-    cell = (structure.lattice.matrix, structure.frac_coords, [site.specie.Z for site in structure])
-    try:
-        found = spglib.standardize_cell(cell, to_primitive=True, no_idealize=True, symprec=symprec)  # type: ignore[arg-type]
-    except (spglib.SpglibError, ValueError, TypeError):
-        found = None
-    if found is None:
-        return None
-    lattice, frac, numbers = found
-    primitive = Structure(Lattice(lattice), [Element.from_Z(int(z)) for z in numbers], frac)
-    return primitive.get_reduced_structure(reduction_algo="niggli")
-
-
-def _formula_units_floor(structure: Structure) -> int:
-    """Sites of one formula unit: no primitive cell is smaller."""
-    return int(round(structure.composition.reduced_composition.num_atoms))
-
-
 def fit_rms(a: Structure, b: Structure, criterion: MatchCriterion, *, reduced: bool = False) -> float | None:
     """StructureMatcher's verdict on two structures (``fit``): their normalised RMS displacement if they
-    match, else None. ``reduced``: both already through :func:`reduce_structure`.
+    match, else None. ``reduced``: both already through :func:`reduce_structure`."""
+    from crystalsearch.structure.cellmatch import Cell
 
-    One pass finds the mapping of smallest RMS; it decides whenever its largest displacement is within
-    ``stol`` (then ``fit`` is true) or no mapping's RMS is (then ``fit`` is false); otherwise ``fit`` decides.
-    """
+    ca, cb = Cell.of(a), Cell.of(b)
+    if not reduced:
+        ca, cb = reduce_cell(ca), reduce_cell(cb)
+    return fit_cells(ca, cb, criterion)
+
+
+def fit_cells(a: Cell, b: Cell, criterion: MatchCriterion) -> float | None:
+    """:func:`fit_rms` of two reduced cells (:func:`~crystalsearch.structure.cellmatch.cell_rms` with the
+    criterion's tolerances); degenerate lattices are not a match."""
+    from crystalsearch.structure.cellmatch import cell_rms
+
+    with np.errstate(all="ignore"):
+        try:
+            return cell_rms(a, b, ltol=criterion.ltol, stol=criterion.stol, angle_tol=criterion.angle_tol)
+        except (ValueError, ArithmeticError, IndexError, np.linalg.LinAlgError):
+            return None
+
+
+def pymatgen_fit_rms(a: Structure, b: Structure, criterion: MatchCriterion) -> float | None:
+    """The reference for :func:`fit_rms`: pymatgen's StructureMatcher itself on two reduced structures (the
+    mapping of smallest RMS, then ``fit``); slower, used by the tests and the accuracy benchmark."""
     matcher = criterion.matcher()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            if not reduced:
-                a, b = reduce_structure(a), reduce_structure(b)
             best = _best_mapping(matcher, a, b)
             if best is None:
                 return None
