@@ -18,9 +18,10 @@ Usage::
   replaced by another of its periodic-table group everywhere (KCl from NaCl: known or novel).
 * **Fast**: :func:`crystalsearch.identity.novelty.check_novelty` on the folder (reading included), one
   process and ``--workers`` processes. **Exhaustive baseline**: the same CIFs read, then for each candidate
-  StructureMatcher (the same criterion's settings) against *every* catalog material with its reduced
-  formula, the verdict kept only where the space group (spglib, same symprec) agrees too; the best match is
-  the smallest RMS. **Agreement**: same status (known/novel) and the same best material id.
+  pymatgen's StructureMatcher itself (the same criterion's settings, each structure reduced once) against
+  *every* catalog material with its reduced formula, the verdict kept only where the space group (spglib,
+  same symprec) agrees too; the best match is the smallest RMS. **Agreement**: same status (known/novel)
+  and the same best material id.
 * ``--large N``: N candidates (the same recipe, from the whole release) against the full default index when
   it is built (``default_index(build=False)``), else against the test index (said in the output).
 """
@@ -141,16 +142,63 @@ def substitute(structure: Any, rng: np.random.Generator) -> Any | None:
     return s
 
 
+def off_stoichiometric(structure: Any, rng: np.random.Generator) -> Any | None:
+    """One site of an element with at least two sites (in the primitive cell) replaced by another element of its
+    periodic-table group that is not in the structure: another, off-stoichiometric formula."""
+    s = structure.get_primitive_structure()
+    counts: dict[str, list[int]] = defaultdict(list)
+    for i, site in enumerate(s):
+        counts[site.specie.symbol].append(i)
+    present = set(counts)
+    options = [(i, other) for el, sites in counts.items() if len(sites) >= 2 for g in GROUPS.values() if el in g
+               for other in g if other not in present for i in sites[:1]]  # fmt: skip
+    if not options:
+        return None
+    i, other = options[int(rng.integers(len(options)))]
+    s.replace(i, other)
+    return s
+
+
+def polymorph_pairs(indexed: list[Any], n: int, pick: random.Random) -> list[tuple[Any, Any]]:
+    """``n`` pairs of indexed materials of one reduced formula in different space groups (spglib, 0.1 Å)."""
+    from crystalsearch.identity.known import query_key
+
+    groups: dict[str, list[Any]] = defaultdict(list)
+    for r in indexed:
+        groups[r.reduced_formula].append(r)
+    pairs = []
+    for formula in pick.sample(
+        sorted(f for f, g in groups.items() if len(g) >= 2), sum(len(g) >= 2 for g in groups.values())
+    ):
+        by_sg: dict[int, Any] = {}
+        for r in groups[formula][:8]:
+            by_sg.setdefault(query_key(r.structure).spacegroup, r)
+        if len(by_sg) >= 2:
+            a, b = pick.sample(sorted(by_sg), 2)
+            pairs.append((by_sg[a], by_sg[b]))
+        if len(pairs) >= n:
+            break
+    return pairs
+
+
+def polymorph_files(kinds: dict[str, str]) -> list[tuple[str, str]]:
+    """The (a, b) candidate file names of each polymorph pair."""
+    names = {name.split("_")[1]: name for name, kind in kinds.items() if kind == "polymorph"}
+    return [(name, names[key[:-1] + "b"]) for key, name in names.items() if key.endswith("a")]
+
+
 def make_candidates(indexed: list[Any], held: list[Any], n: int, folder: Path, seed: int) -> dict[str, str]:
-    """Write ``n`` candidate CIFs into ``folder``; returns file name -> kind."""
+    """Write ``n`` candidate CIFs into ``folder`` (the mix of the module docstring); returns file name -> kind."""
     from pymatgen.io.cif import CifWriter
 
     rng = np.random.default_rng(seed)
     pick = random.Random(seed)
     small_idx = [r for r in indexed if r.num_sites <= 60]
     small_held = [r for r in held if r.num_sites <= 60]
-    n_dis, n_held = n // 2, (n // 4 if held else 0)
-    n_sub = n - n_dis - n_held
+    n_held = n // 5 if held else 0
+    n_sub = n_off = (3 * n) // 20
+    n_poly = n // 20  # pairs
+    n_dis = n - n_held - n_sub - n_off - 2 * n_poly
     kinds: dict[str, str] = {}
     folder.mkdir(parents=True, exist_ok=True)
 
@@ -167,14 +215,18 @@ def make_candidates(indexed: list[Any], held: list[Any], n: int, folder: Path, s
             write(f"disguised_{i:05d}_{r.material_id}_again", disguise(r.structure, rng), "disguised")
     for i, r in enumerate(pick.sample(small_held, min(n_held, len(small_held)))):
         write(f"heldout_{i:05d}_{r.material_id}", disguise(r.structure, rng), "held-out")
-    i = 0
-    for r in pick.sample(small_idx, len(small_idx)):
-        if i >= n_sub:
-            break
-        s = substitute(r.structure, rng)
-        if s is not None:
-            write(f"substituted_{i:05d}_{r.material_id}", disguise(s, rng), "substituted")
-            i += 1
+    for kind, change, quota in (("substituted", substitute, n_sub), ("off-stoichiometric", off_stoichiometric, n_off)):
+        i = 0
+        for r in pick.sample(small_idx, len(small_idx)):
+            if i >= quota:
+                break
+            s = change(r.structure, rng)
+            if s is not None:
+                write(f"{kind}_{i:05d}_{r.material_id}", disguise(s, rng), kind)
+                i += 1
+    for i, (a, b) in enumerate(polymorph_pairs(small_idx, n_poly, pick)):
+        write(f"polymorph_{i:05d}a_{a.material_id}", disguise(a.structure, rng), "polymorph")
+        write(f"polymorph_{i:05d}b_{b.material_id}", disguise(b.structure, rng), "polymorph")
     return kinds
 
 
@@ -189,8 +241,9 @@ def exhaustive(
     pymatgen's cache) instead of each structure reduced once."""
     from crystalsearch.catalog.reader import MetadataReader
     from crystalsearch.data.entries import structure_from_json
-    from crystalsearch.identity.known import MatchCriterion, fit_rms, query_key, reduce_structure
+    from crystalsearch.identity.known import MatchCriterion, query_key, reduce_structure
     from crystalsearch.io import read_structures
+    from crystalsearch.structure.matching import pymatgen_fit_rms
 
     criterion = MatchCriterion()
     matcher = criterion.matcher()
@@ -199,7 +252,7 @@ def exhaustive(
         if naive:  # pymatgen as users call it: fit, then get_rms_dist of a match
             entry = structure_from_json(text)
             return matcher.get_rms_dist(s, entry)[0] if matcher.fit(s, entry) else None
-        return fit_rms(query, reduce_structure(structure_from_json(text)), criterion, reduced=True)
+        return pymatgen_fit_rms(query, reduce_structure(structure_from_json(text)), criterion)
 
     db = MetadataReader(index / "metadata.sqlite")
     out: dict[str, tuple[str, str | None]] = {}
@@ -234,17 +287,13 @@ def wl_baseline(folder: Path, index: Path, *, limit: int) -> tuple[dict[str, tup
     """Known by an equal bonding-graph WL hash + formula + space group (BAWL-style, ``novelty_noise.wl_key``)
     with any catalog material of the candidate's reduced formula, on about ``limit`` candidates spread over
     the folder; verdicts by file name, CPU seconds."""
-    import importlib.util
+    import novelty_noise as module  # benchmarks/novelty_noise.py, beside this script
 
     from crystalsearch.catalog.reader import MetadataReader
     from crystalsearch.data.entries import structure_from_json
     from crystalsearch.identity.known import query_key
     from crystalsearch.io import read_structures
 
-    spec = importlib.util.spec_from_file_location("novelty_noise", Path(__file__).with_name("novelty_noise.py"))
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
     db = MetadataReader(index / "metadata.sqlite")
     keys: dict[int, str] = {}
     out: dict[str, tuple[str, str | None]] = {}
@@ -311,8 +360,16 @@ def main() -> None:
         by_label = {Path(c.label).name: c for c in fast1.candidates}
         agree = sum(1 for name, (status, mid) in base.items()
                     if (by_label[name].status, by_label[name].material_id) == (status, mid))  # fmt: skip
-        own = [name for name, kind in kinds.items() if kind == "disguised"]
+        own = [name for name, kind in kinds.items() if kind in ("disguised", "polymorph")]
         own_ok = sum(1 for name in own if by_label[name].material_id == name.split("_")[2].removesuffix(".cif"))
+        grouped = {Path(c.label).name: c for c in fastn.candidates}
+        poly = polymorph_files(kinds)
+        merged = sum(1 for a, b in poly if (grouped[b].duplicate_of or "").endswith(a)
+                     or (grouped[a].duplicate_of or "").endswith(b))  # fmt: skip
+        twice = [name for name in kinds if name.endswith("_again.cif")]
+        found_twice = sum(1 for name in twice if grouped[name].duplicate_of is not None)
+        rows.update(polymorph_pairs=len(poly), polymorph_pairs_merged=merged,
+                    twice_disguised=len(twice), twice_found_duplicate=found_twice)  # fmt: skip
         fast_pairs = sum(c.pairs for c in fast1.candidates)
         false_known = sum(1 for n, (status, _) in base.items() if status == "novel" and by_label[n].status == "known")
         false_novel = sum(1 for n, (status, _) in base.items() if status == "known" and by_label[n].status == "novel")
@@ -321,7 +378,7 @@ def main() -> None:
                     n_exhaustive_known=sum(1 for s, _ in base.values() if s == "known"))  # fmt: skip
         per_kind = {k: {"n": sum(1 for v in kinds.values() if v == k),
                         "known": sum(1 for n, v in kinds.items() if v == k and by_label[n].status == "known")}
-                    for k in ("disguised", "held-out", "substituted")}  # fmt: skip
+                    for k in ("disguised", "held-out", "substituted", "off-stoichiometric", "polymorph")}  # fmt: skip
         rows.update(candidates=len(base), agreement=agree / len(base), disagreements=len(base) - agree,
                     disguised_known_as_own=f"{own_ok}/{len(own)}", kinds=per_kind, summary=fast1.summary(),
                     exhaustive_s=t_base, exhaustive_pairs=pairs, fast_1proc_s=t_fast1, fast_pairs=fast_pairs,
@@ -345,7 +402,12 @@ def main() -> None:
     print("| measure | fast (novelty) | exhaustive StructureMatcher | ratio |\n|---|---|---|---|")
     print(f"| agreement of every verdict (status + best id) | {100 * rows['agreement']:.2f}% "
           f"({rows['disagreements']} differ) | reference | |")  # fmt: skip
-    print(f"| disguised copies known as exactly their own entry | {rows['disguised_known_as_own']} | | |")
+    print(f"| disguised copies known as exactly their own entry (polymorph pairs included) | "
+          f"{rows['disguised_known_as_own']} | | |")  # fmt: skip
+    print(f"| second disguised copies found as duplicates of the first | {rows['twice_found_duplicate']}/"
+          f"{rows['twice_disguised']} | | |")  # fmt: skip
+    print(f"| polymorph pairs merged (both disguised in one batch) | {rows['polymorph_pairs_merged']}/"
+          f"{rows['polymorph_pairs']} | | |")  # fmt: skip
     print(f"| false known (exhaustive: novel) | {rows['false_known']}/{rows['n_exhaustive_novel']} | reference | |")
     print(f"| false novel (exhaustive: known) | {rows['false_novel']}/{rows['n_exhaustive_known']} | reference | |")
     w = rows["wl_hash"]

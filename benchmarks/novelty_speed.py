@@ -19,7 +19,6 @@ proportional set sizes of all of them (shared pages counted once: the memory the
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import random
@@ -30,27 +29,16 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-
-
-def _bench_module() -> Any:
-    spec = importlib.util.spec_from_file_location("novelty_bench", HERE / "novelty.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 def write_candidates(n: int, folder: Path, seed: int) -> None:
+    import novelty as bench  # benchmarks/novelty.py, beside this script
     from pymatgen.io.cif import CifWriter
 
     from crystalsearch.data import datasets
 
-    bench = _bench_module()
     records = [r for r in datasets.load("mp2025").records if r.num_sites <= 40]
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)

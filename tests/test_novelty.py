@@ -200,6 +200,12 @@ def journal_run(tmp_path_factory: pytest.TempPathFactory, index_dir: Path, recor
     return root / "cands", root / "novelty.jsonl", report
 
 
+def _journal_copy(done: Path, folder: Path) -> tuple[Path, list[bytes]]:
+    """A copy of a finished run's journal in ``folder``, and its lines."""
+    journal = Path(shutil.copy(done, folder / "novelty.jsonl"))
+    return journal, journal.read_bytes().splitlines(keepends=True)
+
+
 @pytest.mark.parametrize(
     "last",
     [
@@ -213,8 +219,7 @@ def test_torn_last_journal_line_is_dropped_with_a_warning(
     tmp_path: Path, index_dir: Path, journal_run: tuple[Path, Path, Any], last: bytes
 ) -> None:
     folder, done, first = journal_run
-    journal = Path(shutil.copy(done, tmp_path / "novelty.jsonl"))
-    lines = journal.read_bytes().splitlines(keepends=True)
+    journal, lines = _journal_copy(done, tmp_path)
     journal.write_bytes(b"".join(lines[:-1]) + last)  # the last file's line replaced by garbage
     warnings: list[str] = []
     again = check_novelty([str(folder)], index=str(index_dir), journal=journal, notify=warnings.append)
@@ -228,8 +233,7 @@ def test_damage_inside_the_journal_is_one_clear_line(
     tmp_path: Path, index_dir: Path, journal_run: tuple[Path, Path, Any], garbage: bytes
 ) -> None:
     folder, done, _ = journal_run
-    journal = Path(shutil.copy(done, tmp_path / "novelty.jsonl"))
-    lines = journal.read_bytes().splitlines(keepends=True)
+    journal, lines = _journal_copy(done, tmp_path)
     journal.write_bytes(b"".join([*lines[:2], garbage, *lines[2:]]))
     with pytest.raises(InputError, match="line 3") as err:
         check_novelty([str(folder)], index=str(index_dir), journal=journal)
@@ -373,3 +377,25 @@ def test_several_reference_indexes(tmp_path: Path, index_dir: Path, records: dic
     assert rows["d_rbcl.cif"]["status"] == "known" and rows["d_rbcl.cif"]["material_id"] == "my-RbCl"
     assert rows["g_rbcl_again.cif"]["duplicate_of"].endswith("d_rbcl.cif")
     assert rows["a_batio3.cif"]["material_id"] == "mp-2998" and data["novel"] == 0 and data["known"] == 5
+
+
+def test_representations_only_where_a_key_leaves_too_many(
+    tmp_path: Path, index_dir: Path, records: dict[str, Any]
+) -> None:
+    """Candidates are embedded only where their formula has more catalog entries, or more candidates in the
+    batch, than StructureMatcher compares (``max_pairs``); the verdicts do not depend on it."""
+    from pymatgen.io.cif import CifWriter
+
+    folder = tmp_path / "nacl"
+    folder.mkdir()
+    for n in range(3):  # NaCl: 4 indexed entries (3 MP materials and a noisy copy of mp-22862)
+        copy = moved(disguised(records["mp-22862"].structure, 40 + n), np.random.default_rng(n), 0.02)
+        CifWriter(copy).write_file(folder / f"nacl_{n}.cif")
+    plain = check_novelty([str(folder)], index=str(index_dir))
+    ranked = check_novelty([str(folder)], index=str(index_dir), criterion=MatchCriterion(max_pairs=1))
+    assert all(c.vector is None for c in plain.candidates)  # every NaCl entry is compared: no ranking needed
+    assert all(c.vector is not None and np.linalg.norm(c.vector) > 0.5 for c in ranked.candidates)
+    for report in (plain, ranked):
+        assert [c.status for c in report.candidates] == ["known"] * 3
+        assert [c.duplicate_of is None for c in report.candidates] == [True, False, False]
+    assert plain.candidates[0].material_id in ("mp-22862", "dup-NaCl")

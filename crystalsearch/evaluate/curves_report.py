@@ -8,6 +8,7 @@ the mean difference exceeds the standard deviation of the differences (the seed 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import defaultdict
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from crystalsearch.evaluate.curves import LABELS, METHODS, journal, size_label
+from crystalsearch.evaluate.curves import LABELS, METHODS, PROPERTIES, journal, size_label
 
 if TYPE_CHECKING:
     from crystalsearch.evaluate.curves import CurvesConfig
@@ -130,11 +131,14 @@ def reference_data(summary: dict[str, Any]) -> dict[str, Any]:
 def write_outputs(out: Path, *, config: CurvesConfig, report: Path, reference: Path | None = None) -> dict[str, Any]:
     """``curves.json``, one PNG per property and the markdown ``report`` (figures and JSON in the folder named
     after it; ``out/notes.md``, when present, as its run notes); with ``reference``, the compact recommendation
-    data too. Returns the summary."""
+    data too. Every property with finished cells in ``out`` is reported, whichever ``config.properties`` a run
+    computed (a run of one property does not drop the others). Returns the summary."""
     from crystalsearch.atomic import atomic_write_json, atomic_write_text
     from crystalsearch.evaluate.curves_render import markdown, plot
 
-    rows = journal(out, config)
+    rows = journal(
+        out, dataclasses.replace(config, properties=PROPERTIES)
+    )  # every property finished, not only this run's
     summary = summarise(rows)
     folder = report.parent / report.stem
     folder.mkdir(parents=True, exist_ok=True)

@@ -144,8 +144,14 @@ def _tried(
     moved = b_frac[None, :, :] + shifts[m, t][:, None, :]
     lll, lll_inv = _lll(avg, np.unique(m))
     lll_tol = _reciprocal_lengths(lll) * stol / (np.pi * norm[:, None])
-    d2, vectors = _shortest(moved, fc[m], lll[m], lll_inv[m], mask, lll_tol[m])
-    return _assigned(d2, vectors, norm[m])
+    step = max(1, _CHUNK // (n * n))  # tried pairs of cells compared at once
+    found: list[tuple[float, float]] = []
+    for k in range(0, len(m), step):
+        part = slice(k, k + step)
+        mm = m[part]
+        d2, vectors = _shortest(moved[part], fc[mm], lll[mm], lll_inv[mm], mask, lll_tol[mm])
+        found += _assigned(d2, vectors, norm[mm])
+    return found
 
 
 def _stages(n: int) -> list[np.ndarray]:

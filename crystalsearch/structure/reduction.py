@@ -72,14 +72,12 @@ def _surely_primitive(cell: Cell, *, tolerance: float = PRIMITIVE_TOLERANCE) -> 
     smallest = min(groups, key=len)
     vectors = smallest - smallest[0]
     for group in sorted(groups, key=len):
-        # a vector stays when, for every site f of the group, some (site - f) of the group is within tol2
-        offsets = group[None, :, :] - group[:, None, :]  # (f, site, 3)
-        d = vectors[:, None, None, :] - offsets[None, :, :, :]
-        d = np.abs(d - np.round(d))
-        near = np.all(d < tol2, axis=-1).any(axis=2).all(axis=1)
-        vectors = vectors[near]
-        if len(vectors) <= 1:
-            return True
+        for f in group:  # a vector stays when some (site - f) of the group is within tol2, for every site f
+            d = vectors[:, None, :] - (group - f)[None, :, :]
+            d = np.abs(d - np.round(d))
+            vectors = vectors[np.all(d < tol2, axis=-1).any(axis=1)]
+            if len(vectors) <= 1:
+                return True
     return False
 
 
