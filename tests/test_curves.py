@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -120,6 +121,11 @@ def test_curves_run_end_to_end_resume_and_report(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert "melting_temperature 100: not run" in page.read_text()  # a partial run says what is missing
+    other = dataclasses.replace(config, properties=("thermal_conductivity",), sizes=(25,), seeds=(0,))
+    run_curves(other, out=tmp_path, log=lambda _m: None)
+    both = write_outputs(tmp_path, config=other, report=report, reference=tmp_path / "ref.json")
+    assert set(both) == {"melting_temperature", "thermal_conductivity"}  # a run of one property keeps the other
+    assert set(json.loads((tmp_path / "ref.json").read_text())["properties"]) == set(both)
 
 
 def test_sizes_option_reads_all_and_refuses_nonsense() -> None:
