@@ -105,6 +105,9 @@ def niggli_cell(cell: Cell) -> Cell:
 
 def _spglib_primitive(cell: Cell, symprec: float) -> Cell | None:
     """spglib's primitive cell at ``symprec`` (positions not idealised), Niggli-reduced; None where it fails."""
+    import os
+
+    os.environ.setdefault("SPGLIB_WARNING", "OFF")  # spglib prints tolerance retries on stderr otherwise
     import spglib
 
     from crystalsearch.structure.cellmatch import Cell
