@@ -104,24 +104,25 @@ def niggli_cell(cell: Cell) -> Cell:
 
 
 def _spglib_primitive(cell: Cell, symprec: float) -> Cell | None:
-    """spglib's primitive cell at ``symprec`` (positions not idealised), Niggli-reduced; None where it fails."""
-    import os
-
-    os.environ.setdefault("SPGLIB_WARNING", "OFF")  # spglib prints tolerance retries on stderr otherwise
-    import spglib
-
+    """spglib's primitive cell at ``symprec`` (positions not idealised: each the mean of the sites it stands
+    for), Niggli-reduced; None where spglib fails. From the symmetry dataset the space group came from (one
+    symmetry search per crystal, :func:`~crystalsearch.structure.symmetry.spglib_dataset` keeps the last ones)."""
     from crystalsearch.structure.cellmatch import Cell
+    from crystalsearch.structure.symmetry import spglib_dataset
 
-    try:
-        found = spglib.standardize_cell((cell.lattice, cell.frac, cell.numbers), to_primitive=True,  # type: ignore[arg-type]
-                                        no_idealize=True, symprec=symprec)  # fmt: skip
-    except (spglib.SpglibError, ValueError, TypeError):
-        found = None
-    if found is None:
+    dataset = spglib_dataset(cell.lattice, cell.frac, cell.numbers, symprec=symprec)
+    if dataset is None:
         return None
-    lattice, frac, numbers = found
-    z = np.asarray(numbers, dtype=np.int64)
-    return niggli_cell(Cell(np.asarray(lattice, dtype=np.float64), np.asarray(frac, dtype=np.float64), z))
+    lattice = np.asarray(dataset.primitive_lattice, dtype=np.float64)
+    mapping = np.asarray(dataset.mapping_to_primitive, dtype=np.int64)
+    frac = (cell.frac @ cell.lattice) @ np.linalg.inv(lattice)
+    first = np.array([np.flatnonzero(mapping == p)[0] for p in range(int(mapping.max()) + 1)])
+    offsets = frac - frac[first[mapping]]
+    offsets -= np.round(offsets)  # each site next to the first it stands for
+    counts = np.bincount(mapping).astype(np.float64)
+    mean = np.stack([np.bincount(mapping, weights=offsets[:, k]) for k in range(3)], axis=1) / counts[:, None]
+    positions = np.mod(frac[first] + mean, 1.0)
+    return niggli_cell(Cell(lattice, positions, np.asarray(cell.numbers)[first]))
 
 
 def _formula_units_floor(numbers: np.ndarray) -> int:

@@ -13,6 +13,7 @@ import functools
 import hashlib
 import os
 import warnings
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,15 +115,34 @@ def resolve_spacegroup(text: str) -> int:
 def spglib_dataset(
     lattice: np.ndarray, frac_coords: np.ndarray, numbers: np.ndarray, *, symprec: float = SYMPREC
 ) -> Any:
-    """spglib's symmetry dataset of one crystal, trying tighter tolerances if spglib fails; None if all fail."""
-    os.environ.setdefault("SPGLIB_WARNING", "OFF")  # spglib prints tolerance retries on stderr otherwise
-    import spglib
+    """spglib's symmetry dataset of one crystal, trying tighter tolerances if spglib fails; None if all fail.
 
+    The last few datasets are kept (by the exact cell and tolerance): the space group, the prototype label and
+    the primitive cell of one crystal come from one symmetry search."""
     cell = (
         np.ascontiguousarray(lattice, dtype=np.float64),
         np.ascontiguousarray(frac_coords, dtype=np.float64),
         np.ascontiguousarray(numbers, dtype=np.int64),
     )
+    key = (cell[0].tobytes(), cell[1].tobytes(), cell[2].tobytes(), float(symprec))
+    if key in _DATASETS:
+        _DATASETS.move_to_end(key)
+        return _DATASETS[key]
+    dataset = _search(cell, symprec)
+    _DATASETS[key] = dataset
+    if len(_DATASETS) > _KEPT:
+        _DATASETS.popitem(last=False)
+    return dataset
+
+
+_DATASETS: OrderedDict[tuple[bytes, bytes, bytes, float], Any] = OrderedDict()
+_KEPT = 64  # a chunk of candidates is keyed before it is checked (novelty: 32 files a chunk)
+
+
+def _search(cell: tuple[np.ndarray, np.ndarray, np.ndarray], symprec: float) -> Any:
+    os.environ.setdefault("SPGLIB_WARNING", "OFF")  # spglib prints tolerance retries on stderr otherwise
+    import spglib
+
     with warnings.catch_warnings():  # spglib deprecation notes about its error handling
         warnings.simplefilter("ignore", DeprecationWarning)
         for tol in (symprec, symprec / 10, symprec / 100):
