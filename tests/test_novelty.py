@@ -138,6 +138,7 @@ def test_novel_reasons_and_tolerances(catalog: Catalog, records: dict[str, Any])
     distorted.apply_strain([0.06, -0.04, 0.0])  # another space group: not the same material
     v = catalog.is_known(distorted)
     assert not v.known and "0 in space group" in v.reason
+    assert v.loose and all(1 <= n <= 230 for n in v.loose)  # the looser space groups tried, kept for the grouping
     strict = KnownChecker(catalog, MatchCriterion(stol=0.001))
     jiggled = moved(nacl, np.random.default_rng(0), 0.03)
     assert not strict.check(jiggled).known and KnownChecker(catalog).check(jiggled).known

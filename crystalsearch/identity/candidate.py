@@ -45,6 +45,7 @@ class Candidate:
     def to_journal(self) -> dict[str, Any]:
         out = {k: v for k, v in asdict(self).items() if k not in ("vector", "duplicate_of")}
         out["matches"] = list(self.matches)
+        out["loose"] = None if self.loose is None else list(self.loose)
         if self.vector is not None:
             out["vector"] = base64.b64encode(np.asarray(self.vector, dtype=np.float32).tobytes()).decode("ascii")
         return out
@@ -64,8 +65,9 @@ class Candidate:
             raise ValueError(f"status {data.get('status')!r}")
         if vector is not None and not isinstance(vector, str):
             raise TypeError("vector must be base64 text")
-        if data.get("loose") is not None and not isinstance(data["loose"], list):
-            raise TypeError("loose must be a list")
+        loose = data.get("loose")
+        if loose is not None and not (isinstance(loose, (list, tuple)) and all(isinstance(n, int) for n in loose)):
+            raise TypeError("loose must be a list of space-group numbers")
         data["loose"] = None if data.get("loose") is None else tuple(data["loose"])
         vec = None if vector is None else np.frombuffer(base64.b64decode(vector, validate=True), dtype=np.float32)
         return cls(**data, vector=vec)

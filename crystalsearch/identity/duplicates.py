@@ -96,7 +96,7 @@ def _group(items: list[_GroupItem], criterion: MatchCriterion) -> list[tuple[int
 
     def groups(item: _GroupItem, s: Cell) -> set[int | None]:
         if item.index not in loose:
-            found = noise_spacegroups(s, criterion) if item.loose is None else item.loose
+            found = noise_spacegroups(s, criterion, steps=LOOSE_STEPS) if item.loose is None else item.loose
             loose[item.index] = {item.spacegroup, *found[:LOOSE_STEPS]}
         return loose[item.index]
 

@@ -188,6 +188,7 @@ class KnownChecker:
         tolerances = list(zip(c.noise_tolerances(), loose)) if loose is not None else None
         seen: set[int] = set()
         done: set[float] = set()
+        loose_found: list[int] = []  # the query's space groups at the noise tolerances, in order, as computed
         step: tuple[int, str] | None = (key.spacegroup, "")
         found: Verdict | None = None
         found_other = True
@@ -212,17 +213,17 @@ class KnownChecker:
                     found = Verdict(key.formula, spacegroup, tuple(matches), why, pairs, key.prototype)
                 if found.matches[0].rms_angstrom <= SETTLED_RMS_ANGSTROM or c.noise_symprec is None:
                     break
-                step = self._next_step(structure, key, seen, done, tolerances, same)
+                step = self._next_step(structure, key, seen, done, tolerances, same, loose_found)
                 continue
             skipped = f" ({len(ranked) - len(tried)} less similar not compared)" if len(ranked) > len(tried) else ""
             notes.append(
                 f"{len(ranked)} in space group {spacegroup}{how}" + (f", none matching{skipped}" if ranked else "")
             )
-            step = self._next_step(structure, key, seen, done, tolerances, same)
+            step = self._next_step(structure, key, seen, done, tolerances, same, loose_found)
         if found is not None:
-            return dataclasses.replace(found, pairs=pairs)
+            return dataclasses.replace(found, pairs=pairs, loose=tuple(loose_found))
         why = f"{len(same)} catalog material(s) with formula {key.formula}: " + "; ".join(notes)
-        return Verdict(key.formula, key.spacegroup, (), why, pairs, key.prototype)
+        return Verdict(key.formula, key.spacegroup, (), why, pairs, key.prototype, tuple(loose_found))
 
     def _next_step(
         self,
@@ -232,6 +233,7 @@ class KnownChecker:
         done: set[float],
         given: list[tuple[float, int]] | None,
         same: Sequence[MaterialRow],
+        found: list[int],
     ) -> tuple[int, str] | None:
         """The next space group to try: the query's at the next looser tolerance that gives a new one (each
         computed only when the previous ones matched nothing, and only while some catalog entry of the formula
@@ -244,6 +246,7 @@ class KnownChecker:
                 continue
             done.add(tol)
             number = given[i][1] if given is not None and i < len(given) else _spacegroup_at(structure, tol)
+            found.append(number)
             if number not in seen:
                 return number, f" (at symprec {tol:g}; {key.spacegroup} at {c.symprec:g})"
         return None

@@ -151,7 +151,7 @@ def _candidate(label: str, s: Structure, key: Any, vec: np.ndarray | None) -> Ca
     ids = tuple(m.material_id for m in v.matches)
     return Candidate(label, "known" if best else "novel", str(s.composition.reduced_formula), key.spacegroup,
                      best.material_id if best else None, best.rms_angstrom if best else None, ids, None, v.reason,
-                     v.pairs, vector, text)  # fmt: skip
+                     v.pairs, vector, text, v.loose or None)  # fmt: skip
 
 
 def _one(represent: Callable[[list[Structure]], np.ndarray], structure: Structure) -> np.ndarray | None:

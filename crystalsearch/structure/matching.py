@@ -140,15 +140,18 @@ def query_key(structure: Structure, *, symprec: float = 0.1) -> QueryKey:
     return QueryKey(str(structure.composition.reduced_formula), label.number, label.prototype)
 
 
-def noise_spacegroups(structure: Structure | Cell, criterion: MatchCriterion) -> tuple[int, ...]:
+def noise_spacegroups(
+    structure: Structure | Cell, criterion: MatchCriterion, *, steps: int | None = None
+) -> tuple[int, ...]:
     """The space groups spglib finds at the criterion's looser tolerances (:meth:`MatchCriterion.noise_tolerances`,
-    in order; empty when ``noise_symprec`` is off): where noise has lowered the one found at ``symprec``."""
+    in order, the first ``steps`` of them; empty when ``noise_symprec`` is off): where noise has lowered the one
+    found at ``symprec``."""
     from crystalsearch.structure.cellmatch import Cell
     from crystalsearch.structure.symmetry import symmetry_of
 
     cell = structure if isinstance(structure, Cell) else Cell.of(structure)
     return tuple(symmetry_of(cell.lattice, cell.frac, cell.numbers, symprec=tol).number
-                 for tol in criterion.noise_tolerances())  # fmt: skip
+                 for tol in criterion.noise_tolerances()[:steps])  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -176,6 +179,7 @@ class Verdict:
     reason: str = ""
     pairs: int = 0  # StructureMatcher comparisons made
     prototype: str = ""
+    loose: tuple[int, ...] = ()  # the query's space groups at the first noise tolerances, where computed
 
     @property
     def known(self) -> bool:
