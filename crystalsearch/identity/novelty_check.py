@@ -122,13 +122,18 @@ def _vectors(structures: list[Structure]) -> dict[int, np.ndarray | None]:
     """Representations (laid out like the index's rows) of the structures that need one, by ``id``."""
     if not structures:
         return {}
-    catalog: Catalog = STATE["catalog"]
+    found = _represent(STATE["catalog"], structures)
+    return {id(s): v for s, v in zip(structures, found, strict=True)}
+
+
+def _represent(catalog: Catalog, structures: list[Structure]) -> list[np.ndarray | None]:
+    """Representations laid out like the index's rows, one per structure; None for a structure that cannot be
+    embedded (the batch is then embedded one by one: one crystal must not spoil the others)."""
     represent = getattr(catalog, "represent", catalog.embed)
     try:
-        found: list[np.ndarray | None] = list(represent(structures))
-    except (ValueError, RuntimeError, ArithmeticError):  # one crystal spoils the batch: embed them one by one
-        found = [_one(represent, s) for s in structures]
-    return {id(s): v for s, v in zip(structures, found, strict=True)}
+        return list(represent(structures))
+    except (ValueError, RuntimeError, ArithmeticError):
+        return [_one(represent, s) for s in structures]
 
 
 def _candidate(label: str, s: Structure, key: Any, vec: np.ndarray | None) -> Candidate:
@@ -184,28 +189,18 @@ def with_vectors(candidates: list[Candidate], index: str, criterion: MatchCriter
     from crystalsearch.data.entries import structure_from_json
     from crystalsearch.identity.catalog import Catalog
 
-    def group(c: Candidate) -> str | None:
-        return (
-            None
-            if c.status == "error" or c.structure is None or c.formula is None
-            else criterion.formula_key(c.formula)
-        )
-
-    sizes = Counter(group(c) for c in candidates)
-    need = [i for i, c in enumerate(candidates) if c.vector is None and group(c) is not None
-            and sizes[group(c)] > criterion.max_pairs]  # fmt: skip
+    groups = [None if c.status == "error" or c.structure is None or c.formula is None
+              else criterion.formula_key(c.formula) for c in candidates]  # fmt: skip
+    sizes = Counter(groups)
+    need = [i for i, (c, g) in enumerate(zip(candidates, groups, strict=True))
+            if c.vector is None and g is not None and sizes[g] > criterion.max_pairs]  # fmt: skip
     if not need:
         return candidates
     out = list(candidates)
     with Catalog.open(index, verify="none", progress=False, mmap=True) as catalog:
-        represent = getattr(catalog, "represent", catalog.embed)
         for start in range(0, len(need), 256):
             part = need[start : start + 256]
-            structures = [structure_from_json(str(out[i].structure)) for i in part]
-            try:
-                vectors: list[np.ndarray | None] = list(represent(structures))
-            except (ValueError, RuntimeError, ArithmeticError):
-                vectors = [_one(represent, s) for s in structures]
+            vectors = _represent(catalog, [structure_from_json(str(out[i].structure)) for i in part])
             for i, vec in zip(part, vectors, strict=True):
                 out[i] = dataclasses.replace(out[i], vector=vec)
     return out
