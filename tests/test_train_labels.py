@@ -50,6 +50,18 @@ def test_small_label_set_trains_a_head_and_says_it_has_no_calibration_part(tmp_p
     assert "Start: `" in card and "learning curves" in card and "labels.csv" in card
     assert not (out / "calibration.json").exists()
 
+    # `predict --heads` reads the property from the heads; one head has no ± (not a zero spread)
+    first = str(tmp_path / "first.cif")
+    result = CliRunner().invoke(app, ["predict", "--heads", str(out), "--no-evidence", "--json", first])
+    assert result.exit_code == 0, result.output
+    answer = json.loads(result.stdout)
+    assert answer["property"] == "bulk_modulus" and answer["ensemble_size"] == 1
+    [row] = answer["results"]
+    assert row["uncertainty"] is None and row["value"] > 0 and answer["uncertainty"].startswith("null: one head")
+    result = CliRunner().invoke(app, ["predict", "-p", "band_gap", "--heads", str(out), "--no-evidence", first])
+    assert result.exit_code == 2
+    assert "trained for bulk_modulus, not band_gap" in " ".join(result.output.split())
+
 
 @pytest.mark.slow
 def test_large_enough_label_set_gets_calibrated_intervals(tmp_path: Path) -> None:

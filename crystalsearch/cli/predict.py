@@ -39,6 +39,12 @@ SPREAD = "± is the spread (sample standard deviation) of the predictions of the
 SPREAD += "calibrated error bar"
 INTERVAL = "[lo, hi] is the {c:.0%} prediction interval: split conformal, calibrated on held-out materials (coverage "
 INTERVAL += "measured on the protocol test split: `crystalsearch evaluate calibration`)"
+SINGLE = "one head, no ± (an ensemble spread needs several seeds: `train finetune --seeds 3`)"
+
+
+def spread_note(n: int) -> str:
+    """What the ± of an ensemble of ``n`` heads is (nothing to say of one head but that it has none)."""
+    return SPREAD.format(n=n) if n > 1 else SINGLE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,7 +127,8 @@ def to_dict(answer: Answer, predictor: Predictor) -> dict[str, Any]:
     cat = answer.catalog_value
     return {
         **base, **p.to_dict(),
-        "value": round_value(col, p.value), "uncertainty": float(f"{p.uncertainty:.3g}"),
+        "value": round_value(col, p.value),
+        "uncertainty": None if p.uncertainty is None else float(f"{p.uncertainty:.3g}"),
         "neighbors": [{**n.to_dict(), "value": round_value(col, n.value)} for n in p.neighbors],
         "catalog_value": None if cat is None else {**cat, "value": round_value(col, cat["value"])},
         "ensemble": [round_value(col, m) for m in p.members], "error": None,
@@ -143,7 +150,8 @@ def render(answers: list[Answer], predictor: Predictor, *, coverage: float = 0.9
         if r is None:
             continue
         shown += 1
-        value = f"{r.value:.{digits}f} ± {r.uncertainty:.{digits}f} {unit}"
+        spread = "" if r.uncertainty is None else f" ± {r.uncertainty:.{digits}f}"
+        value = f"{r.value:.{digits}f}{spread} {unit}"
         if r.interval is not None and r.coverage is not None:
             value += f"  ({r.coverage:.0%} interval {r.interval[0]:.{digits}f} to {r.interval[1]:.{digits}f} {unit})"
         if a.catalog_value is not None:  # the stored value first: the query is a known material
@@ -165,7 +173,7 @@ def render(answers: list[Answer], predictor: Predictor, *, coverage: float = 0.9
                 Column("similarity", [similarity_text(n.similarity) for n in ns], "right"),
             ], title="evidence: nearest other materials with a known value")  # fmt: skip
     if shown:
-        console.print(SPREAD.format(n=len(predictor.members)), style="dim", highlight=False)
+        console.print(spread_note(len(predictor.members)), style="dim", highlight=False)
         if predictor.calibration is not None:
             console.print(INTERVAL.format(c=coverage).replace("[lo, hi] is", "the interval is"), style="dim",
                           highlight=False)  # fmt: skip
@@ -212,12 +220,12 @@ def write_csv(path: Path, answers: list[Answer], predictor: Predictor) -> None:
 @one_line_errors
 def predict(
     queries: list[str] = typer.Argument(..., metavar="QUERY...", help="Structure files, folders, globs or ids."),
-    prop: str = typer.Option(
-        ...,
+    prop: str | None = typer.Option(
+        None,
         "--property",
         "-p",
         help="bulk_modulus, shear_modulus, formation_energy, band_gap, "
-        "thermal_conductivity, melting_temperature (shipped heads).",
+        "thermal_conductivity, melting_temperature (shipped heads); with --heads, read from the heads.",
     ),  # fmt: skip
     index: str = typer.Option("default", "--index", help="Index of the evidence materials and catalog values."),
     heads: Path | None = typer.Option(None, "--heads", help="Folder of fine-tuned heads (seed*/ sub-folders)."),
@@ -235,10 +243,14 @@ def predict(
     """Predict a property for each structure: the seed-ensemble mean ± its spread, the 3 nearest known
     materials with a value as evidence, and the catalog's own value when the query is an indexed material."""
     from crystalsearch.cli.schema import FIELD_UNITS, response
+    from crystalsearch.errors import InputError
     from crystalsearch.predict.predictor import Predictor
     from crystalsearch.train.finetune import property_spec
 
-    property_spec(prop)
+    if prop is None and heads is None:
+        raise InputError("--property", "missing: name a property (-p bulk_modulus) or a heads folder (--heads DIR)")
+    if prop is not None:
+        property_spec(prop)
     predictor = Predictor.load(prop, folder=heads)
     catalog = None
     if not no_evidence:
@@ -258,7 +270,8 @@ def predict(
                  "similarity": FIELD_UNITS["similarity"]}  # fmt: skip
         calibrated = predictor.calibration is not None
         meta = {"property": predictor.property, "column": predictor.column, "ensemble_size": len(predictor.members),
-                "uncertainty": SPREAD.format(n=len(predictor.members)).replace("± is", "uncertainty is"),
+                "uncertainty": spread_note(len(predictor.members)).replace("± is", "uncertainty is")
+                .replace("one head, no ±", "null: one head, no spread"),
                 "interval": INTERVAL.format(c=coverage).replace("[lo, hi] is", "interval is") if calibrated else
                 "null: these heads have no calibration (calibration.json)",
                 "coverage": coverage if calibrated else None, "heads": str(predictor.folder)}  # fmt: skip

@@ -52,7 +52,7 @@ class Prediction:
     property: str
     value: float
     unit: str
-    uncertainty: float
+    uncertainty: float | None  # None: a single head, no ensemble spread
     neighbors: tuple[Neighbor, ...]
     nearest_similarity: float | None = None
     warning: str | None = None
@@ -63,7 +63,8 @@ class Prediction:
     def to_dict(self) -> dict[str, Any]:
         return {
             "query": self.query, "property": self.property, "value": round(self.value, 6), "unit": self.unit,
-            "uncertainty": round(self.uncertainty, 6), "neighbors": [n.to_dict() for n in self.neighbors],
+            "uncertainty": None if self.uncertainty is None else round(self.uncertainty, 6),
+            "neighbors": [n.to_dict() for n in self.neighbors],
             "nearest_similarity": None if self.nearest_similarity is None else round(self.nearest_similarity, 6),
             "in_distribution": self.warning is None, "warning": self.warning,
             "ensemble": [round(m, 6) for m in self.members],
@@ -104,6 +105,26 @@ def heads_dir(prop: str) -> Path:
     return shipped_models_dir() / "heads" / prop
 
 
+def member_paths(folder: Path) -> list[Path]:
+    """The ensemble members in ``folder``: its ``seed*/`` sub-folders, or the folder itself when it is one model."""
+    return sorted(p.parent for p in folder.glob("seed*/model.json")) or (
+        [folder] if (folder / "model.json").is_file() else []
+    )
+
+
+def heads_property(folder: Path) -> str:
+    """The property the heads in ``folder`` (``seed*/`` members or one model) were trained for."""
+    from crystalsearch.model.checkpoint import read_info
+
+    paths = member_paths(folder)
+    if not paths:
+        raise CheckpointError(f"{folder}: no fine-tuned heads (no seed*/model.json)")
+    found = {str(read_info(path).metadata.get("property", "")) for path in paths}
+    if len(found) != 1 or not next(iter(found)):
+        raise CheckpointError(f"{folder}: cannot tell which property these heads predict ({sorted(found)})")
+    return found.pop()
+
+
 def available_properties() -> list[str]:
     from crystalsearch.data.properties import PROPERTIES
 
@@ -129,17 +150,22 @@ class Predictor:
         self.composition = composition  # Magpie model stacked with the ensemble (None: ensemble alone)
 
     @classmethod
-    def load(cls, prop: str, *, folder: str | Path | None = None) -> Predictor:
+    def load(cls, prop: str | None, *, folder: str | Path | None = None) -> Predictor:
+        """The heads of ``prop`` in ``folder`` (default: the user's rebuilt heads, else the shipped ones).
 
+        ``prop`` may be None with a ``folder``: the property is the one the heads were trained for. Heads
+        trained for another property than ``prop`` are refused (:class:`CheckpointError`)."""
         from crystalsearch.model.cgcnn import EncoderConfig, PropertyModel
         from crystalsearch.model.checkpoint import load_state_dict, read_info
         from crystalsearch.train.finetune import TargetTransform, property_spec
 
+        if prop is None:
+            if folder is None:
+                raise CheckpointError("no property given and no heads folder to read it from")
+            prop = heads_property(Path(folder))
         spec = property_spec(prop)
         root = Path(folder) if folder else heads_dir(prop)
-        paths = sorted(p.parent for p in root.glob("seed*/model.json")) or (
-            [root] if (root / "model.json").is_file() else []
-        )
+        paths = member_paths(root)
         if not paths:
             have = ", ".join(available_properties()) or "none"
             raise CheckpointError(f"{root}: no fine-tuned heads for {prop} (available: {have}); train them with "
@@ -148,6 +174,8 @@ class Predictor:
         for path in paths:
             info = read_info(path)
             meta = info.metadata
+            if meta.get("property", prop) != prop:
+                raise CheckpointError(f"{path}: these heads were trained for {meta['property']}, not {prop}")
             model = PropertyModel(EncoderConfig(**info.config))
             model.load_state_dict(load_state_dict(info))
             model.eval()
@@ -233,7 +261,7 @@ class Predictor:
             interval = None if lo is None or hi is None else (float(lo[i]), float(hi[i]))
             results.append(Prediction(
                 query=label, property=self.property, value=float(point[i]), unit=self.unit,
-                uncertainty=float(members.std(ddof=1)) if len(members) > 1 else 0.0, neighbors=neighbors,
+                uncertainty=float(members.std(ddof=1)) if len(members) > 1 else None, neighbors=neighbors,
                 nearest_similarity=nearest, warning=warning, members=tuple(float(v) for v in members),
                 interval=interval, coverage=coverage if interval is not None else None,
             ))  # fmt: skip
