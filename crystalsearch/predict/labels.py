@@ -210,12 +210,15 @@ def _calibrate(preds: np.ndarray, y: np.ndarray, calib: np.ndarray, *, prop: str
             f"{calibration_threshold()} labels): the head predicts without a calibrated interval, and its only "
             "error estimate is the validation MAE (optimistic: the learning rate and the stopping epoch were "
             "chosen on it)")}  # fmt: skip
-    from crystalsearch.predict.conformal import Calibration, save_calibration
+    from crystalsearch.predict.conformal import COMPOSITION_MODEL, FILE, Calibration, save_calibration
+    from crystalsearch.predict.manifest import write_manifest
 
     point = preds.mean(axis=0)
     cal = Calibration.fit(prop=prop, log=log_target, score="absolute", point=point, members=preds, y=y[calib],
                           split={"labels": len(y), "n_calib": len(calib)})  # fmt: skip
     save_calibration(out, cal)
+    (out / COMPOSITION_MODEL).unlink(missing_ok=True)  # no composition stack here; one left by an earlier run
+    write_manifest(out, [FILE])  # predict checks the calibration against its recorded checksum
     mae = float(np.mean(np.abs(point - y[calib])))
     q = cal.quantile(0.9)
     return {"calibrated": True, "calibration_mae": mae, "calibration_note": (

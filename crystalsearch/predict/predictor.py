@@ -112,19 +112,6 @@ def member_paths(folder: Path) -> list[Path]:
     )
 
 
-def heads_property(folder: Path) -> str:
-    """The property the heads in ``folder`` (``seed*/`` members or one model) were trained for."""
-    from crystalsearch.model.checkpoint import read_info
-
-    paths = member_paths(folder)
-    if not paths:
-        raise CheckpointError(f"{folder}: no fine-tuned heads (no seed*/model.json)")
-    found = {str(read_info(path).metadata.get("property", "")) for path in paths}
-    if len(found) != 1 or not next(iter(found)):
-        raise CheckpointError(f"{folder}: cannot tell which property these heads predict ({sorted(found)})")
-    return found.pop()
-
-
 def available_properties() -> list[str]:
     from crystalsearch.data.properties import PROPERTIES
 
@@ -162,7 +149,11 @@ class Predictor:
         if prop is None:
             if folder is None:
                 raise CheckpointError("no property given and no heads folder to read it from")
+            from crystalsearch.predict.conformal import heads_property
+
             prop = heads_property(Path(folder))
+            if prop is None:
+                raise CheckpointError(f"{folder}: no fine-tuned heads that record their property (model.json)")
         spec = property_spec(prop)
         root = Path(folder) if folder else heads_dir(prop)
         paths = member_paths(root)
