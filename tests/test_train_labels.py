@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 from crystalsearch.cli import app
@@ -63,7 +62,6 @@ def test_small_label_set_trains_a_head_and_says_it_has_no_calibration_part(tmp_p
     assert "trained for bulk_modulus, not band_gap" in " ".join(result.output.split())
 
 
-@pytest.mark.slow
 def test_large_enough_label_set_gets_calibrated_intervals(tmp_path: Path) -> None:
     from crystalsearch.io.readers import read_structure
     from crystalsearch.predict.predictor import Predictor
@@ -98,6 +96,13 @@ def test_large_enough_label_set_gets_calibrated_intervals(tmp_path: Path) -> Non
     assert predictor.calibration is not None and len(predictor.members) == 2
     [pred] = predictor.predict([("first", read_structure(tmp_path / "first.cif"))])
     assert pred.interval is not None and pred.interval[0] <= pred.value <= pred.interval[1]
+    # the way a user reads it: the CLI on the folder, property taken from the heads, interval and ± given
+    result = CliRunner().invoke(app, ["predict", "--heads", str(out), "--no-evidence", "--json",
+                                      str(tmp_path / "first.cif")])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    [row] = json.loads(result.stdout)["results"]
+    assert row["property"] == "bulk_modulus" and row["coverage"] == 0.9 and row["uncertainty"] is not None
+    assert row["interval"][0] <= row["value"] <= row["interval"][1]
 
 
 def test_heads_print_and_record_the_start(tmp_path: Path) -> None:
