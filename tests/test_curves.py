@@ -136,3 +136,17 @@ def test_sizes_option_reads_all_and_refuses_nonsense() -> None:
     for bad in ("5", "ten", ""):
         with pytest.raises(InputError, match="--sizes"):
             parse_sizes(bad)
+
+
+def test_report_only_without_finished_cells_refuses_and_leaves_the_recommendation_alone(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from crystalsearch.cli import app
+
+    reference = tmp_path / "learning_curves.json"
+    reference.write_text('{"kept": true}')
+    result = CliRunner().invoke(app, ["evaluate", "curves", "--report-only", "--out", str(tmp_path / "nothing"),
+                                      "--reference", str(reference)])  # fmt: skip
+    assert result.exit_code == 2
+    assert "no finished cells to report" in " ".join(result.output.split())
+    assert reference.read_text() == '{"kept": true}' and not (tmp_path / "nothing").exists()

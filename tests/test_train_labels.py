@@ -116,3 +116,12 @@ def test_heads_print_and_record_the_start(tmp_path: Path) -> None:
     assert meta["start"]["n_labels"] == 30 + meta["protocol"]["n_val"]
     assert meta["finetune"]["init"] == meta["start"]["chosen"]
     assert "Start: `" in (out / "seed0" / "README.md").read_text()
+
+
+def test_missing_heads_folder_and_a_folder_given_as_labels_are_one_line_errors(tmp_path: Path) -> None:
+    runner = CliRunner()
+    result = runner.invoke(app, ["predict", "--heads", str(tmp_path / "nowhere"), "--no-evidence", "mp-149"])
+    assert result.exit_code == 2 and "no such heads folder" in result.output
+    result = runner.invoke(app, ["train", "finetune", "--property", "bulk_modulus", "--labels", str(tmp_path)])
+    assert result.exit_code == 2 and "a folder, not a labels CSV" in result.output
+    assert "Traceback" not in result.output

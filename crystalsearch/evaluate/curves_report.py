@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from crystalsearch.evaluate.curves import LABELS, METHODS, PROPERTIES, journal, size_label
+from crystalsearch.evaluate.curves import CELLS, LABELS, METHODS, PROPERTIES, journal, size_label
 
 if TYPE_CHECKING:
     from crystalsearch.evaluate.curves import CurvesConfig
@@ -139,6 +139,11 @@ def write_outputs(out: Path, *, config: CurvesConfig, report: Path, reference: P
     rows = journal(
         out, dataclasses.replace(config, properties=PROPERTIES)
     )  # every property finished, not only this run's
+    if not rows:  # an empty report would also blank the recommendation data
+        from crystalsearch.errors import InputError
+
+        raise InputError(str(Path(out) / CELLS), "no finished cells to report (run `evaluate curves` without "
+                         "--report-only first, or point --out at the folder of its journal)")  # fmt: skip
     summary = summarise(rows)
     folder = report.parent / report.stem
     folder.mkdir(parents=True, exist_ok=True)

@@ -70,7 +70,7 @@ def read_labels(path: Path, *, log_target: bool) -> LabelSet:
     """Rows of ``path`` (see the module docstring); a missing file or no usable row is an InputError."""
     path = Path(path)
     if not path.is_file():
-        raise InputError(str(path), "labels file not found")
+        raise InputError(str(path), "a folder, not a labels CSV" if path.is_dir() else "labels file not found")
     out = LabelSet(path)
     with open(path, newline="") as fh:
         rows = [r for r in csv.reader(fh) if r and any(c.strip() for c in r) and not r[0].startswith("#")]

@@ -146,6 +146,8 @@ class Predictor:
         from crystalsearch.model.checkpoint import load_state_dict, read_info
         from crystalsearch.train.finetune import TargetTransform, property_spec
 
+        if folder is not None and not Path(folder).is_dir():
+            raise CheckpointError(f"{folder}: no such heads folder")
         if prop is None:
             if folder is None:
                 raise CheckpointError("no property given and no heads folder to read it from")
