@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 from typer.testing import CliRunner
 
 from crystalsearch.cli import app
@@ -33,7 +34,9 @@ def _labels_csv(folder: Path, n: int, *, bad_rows: bool = True) -> Path:
 
 
 def test_small_label_set_trains_a_head_and_says_it_has_no_calibration_part(tmp_path: Path) -> None:
-    csv = _labels_csv(tmp_path, 30)
+    csv = _labels_csv(tmp_path, 29)
+    repeated = csv.read_text().splitlines()[2]  # an MP id listed twice (another measurement of it)
+    csv.write_text(csv.read_text() + repeated.split(",")[0] + ",101.5\n")
     out = tmp_path / "heads"
     result = CliRunner().invoke(app, ["train", "finetune", "--property", "bulk_modulus", "--labels", str(csv),
                                       "--out", str(out), *TINY])  # fmt: skip
@@ -41,6 +44,7 @@ def test_small_label_set_trains_a_head_and_says_it_has_no_calibration_part(tmp_p
     text = " ".join(result.output.split())
     assert "learning curves recommend the" in text and "for 30 labels" in text
     assert text.count("skipped ") == 3 and "missing.cif" in text and "not a number" in text
+    assert "1 label shares a structure with an earlier row: a structure listed more than once is kept in" in text
     assert "too few to hold out a calibration part" in text and f"needs {calibration_threshold()} labels" in text
     meta = json.loads((out / "seed0" / "model.json").read_text())["metadata"]
     assert meta["start"]["n_labels"] == 30 and meta["start"]["chosen"] in ("default", "random")
@@ -125,3 +129,19 @@ def test_missing_heads_folder_and_a_folder_given_as_labels_are_one_line_errors(t
     result = runner.invoke(app, ["train", "finetune", "--property", "bulk_modulus", "--labels", str(tmp_path)])
     assert result.exit_code == 2 and "a folder, not a labels CSV" in result.output
     assert "Traceback" not in result.output
+
+
+def test_split_keeps_groups_together_and_is_a_plain_shuffle_without_repeats() -> None:
+    from crystalsearch.predict.labels import split_labels
+
+    n = 200
+    plain, distinct = split_labels(n, seed=3), split_labels(n, seed=3, groups=[f"s{i}" for i in range(n)])
+    assert all(np.array_equal(plain[k], distinct[k]) for k in plain)
+    assert len(plain["calib"]) == 30 and len(plain["val"]) == 40
+    assert sorted(np.concatenate(list(plain.values())).tolist()) == list(range(n))
+    groups = [f"f{i // 4}" for i in range(n)]  # 50 formulas, 4 polymorphs each
+    parts = split_labels(n, seed=3, groups=groups)
+    where = {i: name for name, idx in parts.items() for i in idx.tolist()}
+    for g in range(50):
+        assert len({where[i] for i in range(4 * g, 4 * g + 4)}) == 1
+    assert len(parts["calib"]) >= 30 and len(parts["val"]) >= 40 and len(parts["train"]) > 100

@@ -5,7 +5,8 @@ resolved from the shipped data) and a value of property ``P`` in its registry un
 Rows that cannot be used (unreadable structure, unknown id, a value that is not a positive/finite number where
 the head needs one) are reported one line each and skipped.
 
-The labels are split once (seeded): a validation part (:data:`VAL_FRACTION`: learning rate, early stopping),
+The labels are split once (seeded; a repeated structure, or for compositional properties a reduced formula,
+stays within one part): a validation part (:data:`VAL_FRACTION`: learning rate, early stopping),
 and — when the set is large enough to give at least :data:`MIN_CALIBRATION` materials — a calibration part
 (:data:`CALIB_FRACTION`) that no member trains or stops on. With it the folder gets a split-conformal
 ``calibration.json`` (absolute score: interval widths from the calibration residuals), so ``crystalsearch
@@ -102,16 +103,30 @@ def read_labels(path: Path, *, log_target: bool) -> LabelSet:
     return out
 
 
-def split_labels(n: int, *, seed: int) -> dict[str, np.ndarray]:
+def split_labels(n: int, *, seed: int, groups: list[str] | None = None) -> dict[str, np.ndarray]:
     """Seeded ``train``/``val``/``calib`` parts of ``n`` labels (``calib`` empty when it would hold fewer than
-    :data:`MIN_CALIBRATION`)."""
+    :data:`MIN_CALIBRATION`). Labels sharing a group (``groups[i]``) land in the same part; the parts are
+    filled group by group in a seeded order, so with all groups distinct this is a plain seeded shuffle."""
     rng = np.random.default_rng([seed, n])
-    order = rng.permutation(n)
+    keys = list(range(n)) if groups is None else groups
+    first: dict[str, list[int]] = {}
+    for i, key in enumerate(keys):
+        first.setdefault(str(key), []).append(i)
+    members = list(first.values())
     n_calib = int(round(CALIB_FRACTION * n))
     n_calib = n_calib if n_calib >= MIN_CALIBRATION else 0
     n_val = max(2, int(round(VAL_FRACTION * n)))
-    parts = {"calib": order[:n_calib], "val": order[n_calib : n_calib + n_val], "train": order[n_calib + n_val :]}
-    return {k: np.sort(v) for k, v in parts.items()}
+    parts: dict[str, list[int]] = {"calib": [], "val": [], "train": []}
+    for g in rng.permutation(len(members)):
+        part = "calib" if len(parts["calib"]) < n_calib else "val" if len(parts["val"]) < n_val else "train"
+        parts[part] += members[int(g)]
+    return {k: np.sort(np.asarray(v, dtype=np.int64)) for k, v in parts.items()}
+
+
+def label_groups(labels: LabelSet, *, by_formula: bool) -> list[str]:
+    """What must stay in one part: a repeated structure (the same id or file), and for labels that belong to a
+    composition (melting temperature, thermal conductivity) every structure of one reduced formula."""
+    return [r.formula if by_formula else labels.ids[i] for i, r in enumerate(labels.records)]
 
 
 def calibration_threshold() -> int:
@@ -128,7 +143,14 @@ def train_on_labels(labels: LabelSet, config: FinetuneConfig, *, seeds: int, out
 
     spec = PROPERTIES[config.property]
     y = np.asarray(labels.values, dtype=np.float64)
-    parts = split_labels(len(y), seed=config.seed)
+    groups = label_groups(labels, by_formula=spec.compositional)
+    parts = split_labels(len(y), seed=config.seed, groups=groups)
+    shared = len(groups) - len(set(groups))
+    kept = ("labels of one reduced formula are kept in one part (the label belongs to the composition)"
+            if spec.compositional else "a structure listed more than once is kept in one part")  # fmt: skip
+    if shared:
+        verb = "label shares" if shared == 1 else "labels share"
+        log(f"{shared} {verb} a {'formula' if spec.compositional else 'structure'} with an earlier row: {kept}")
     graph = init_graph(config.init)
     store = graph.store_for_records(labels.records)
     members, preds = [], []
@@ -146,6 +168,8 @@ def train_on_labels(labels: LabelSet, config: FinetuneConfig, *, seeds: int, out
         "n_train": len(parts["train"]),
         "n_val": len(parts["val"]),
         "n_calib": len(parts["calib"]),
+        "grouping": kept,
+        "n_sharing": shared,
         "members": members,
         "out": str(out),
         "start": start,
