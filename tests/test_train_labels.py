@@ -145,3 +145,42 @@ def test_split_keeps_groups_together_and_is_a_plain_shuffle_without_repeats() ->
     for g in range(50):
         assert len({where[i] for i in range(4 * g, 4 * g + 4)}) == 1
     assert len(parts["calib"]) >= 30 and len(parts["val"]) >= 40 and len(parts["train"]) > 100
+
+
+def _tiny_index(out: Path) -> Path:
+    """An index of 12 shipped mp_elasticity materials (with their bulk moduli), default encoder."""
+    from crystalsearch.catalog.build import build_index
+    from crystalsearch.data import datasets
+    from crystalsearch.model.embed import Encoder
+
+    build_index(list(datasets.load("mp_elasticity").records[:12]), encoder=Encoder.load("default"), out=out,
+                progress=False)  # fmt: skip
+    return out
+
+
+def test_a_property_of_ones_own_trains_and_predicts_with_its_unit(tmp_path: Path) -> None:
+    csv = _labels_csv(tmp_path, 20, bad_rows=False)  # real structures and values, under a name of one's own
+    out = tmp_path / "hardness"
+    base = ["train", "finetune", "--labels", str(csv), "--out", str(out), *TINY]
+    runner = CliRunner()
+    result = runner.invoke(app, [*base, "--property", "vickers_hardness"])
+    assert result.exit_code == 2 and "give its unit: --unit" in " ".join(result.output.split())
+    result = runner.invoke(app, [*base, "--property", "k_vrh", "--unit", "GPa"])  # a registry column's name
+    assert result.exit_code == 2 and "is the registry's" in result.output
+    result = runner.invoke(app, [*base, "--property", "bulk_modulus", "--unit", "MPa"])
+    assert result.exit_code == 2 and "bulk_modulus is in GPa, not 'MPa'" in " ".join(result.output.split())
+    result = runner.invoke(app, [*base, "--property", "vickers_hardness", "--unit", "GPa", "--json"])
+    assert result.exit_code == 0, result.output
+    meta = json.loads((out / "seed0" / "model.json").read_text())["metadata"]
+    assert meta["property"] == "vickers_hardness" and meta["unit"] == "GPa" and meta["dataset"] == ""
+    assert "the user's own labels" in (out / "seed0" / "README.md").read_text()
+    index = _tiny_index(tmp_path / "index")  # evidence is looked for, and none can exist for this property
+    result = runner.invoke(app, ["predict", "--heads", str(out), "--index", str(index), "--json",
+                                 str(tmp_path / "first.cif")])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    answer = json.loads(result.stdout)
+    [row] = answer["results"]
+    assert answer["property"] == "vickers_hardness" and row["unit"] == "GPa" and row["value"] > 0
+    assert row["neighbors"] == [] and row["catalog_value"] is None  # the catalog has no such values
+    result = runner.invoke(app, ["predict", "-p", "vickers_hardness", str(tmp_path / "first.cif")])
+    assert result.exit_code == 2 and "--heads DIR" in result.output

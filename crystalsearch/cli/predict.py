@@ -105,7 +105,7 @@ def answer_all(
             continue
         pred = next(predictions)
         found = None
-        if catalog is not None:
+        if catalog is not None and predictor.column:
             found, pred = catalog_value(label, item, pred, catalog, predictor.column)
         out.append(Answer(label, pred, found))
     return out
@@ -174,6 +174,9 @@ def render(answers: list[Answer], predictor: Predictor, *, coverage: float = 0.9
             ], title="evidence: nearest other materials with a known value")  # fmt: skip
     if shown:
         console.print(spread_note(len(predictor.members)), style="dim", highlight=False)
+        if not predictor.column:
+            console.print(f"no evidence: the catalog has no {predictor.property} values", style="dim",
+                          highlight=False)  # fmt: skip
         if predictor.calibration is not None:
             console.print(INTERVAL.format(c=coverage).replace("[lo, hi] is", "the interval is"), style="dim",
                           highlight=False)  # fmt: skip
@@ -245,12 +248,15 @@ def predict(
     from crystalsearch.cli.schema import FIELD_UNITS, response
     from crystalsearch.errors import InputError
     from crystalsearch.predict.predictor import Predictor
-    from crystalsearch.train.finetune import property_spec
 
     if prop is None and heads is None:
         raise InputError("--property", "missing: name a property (-p bulk_modulus) or a heads folder (--heads DIR)")
-    if prop is not None:
-        property_spec(prop)
+    if prop is not None and heads is None:  # a heads folder may hold a property of one's own
+        from crystalsearch.data.properties import PROPERTIES
+
+        if prop not in PROPERTIES:
+            raise InputError("--property", f"unknown property {prop!r} (shipped: {', '.join(PROPERTIES)}); for heads "
+                             "of your own (train finetune --labels) give their folder: --heads DIR")  # fmt: skip
     predictor = Predictor.load(prop, folder=heads)
     catalog = None
     if not no_evidence:

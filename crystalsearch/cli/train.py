@@ -80,7 +80,11 @@ def finetune(
     prop: str = typer.Option(
         ...,
         "--property",
-        help="bulk_modulus, shear_modulus, thermal_conductivity, melting_temperature, formation_energy or band_gap.",
+        help="bulk_modulus, shear_modulus, thermal_conductivity, melting_temperature, formation_energy or band_gap; "
+        "with --labels also a name of your own (e.g. vickers_hardness, with --unit).",
+    ),  # fmt: skip
+    unit: str | None = typer.Option(
+        None, "--unit", help="With --labels and a property of your own: the unit of its values (e.g. GPa)."
     ),  # fmt: skip
     init: str = typer.Option(
         "auto",
@@ -107,20 +111,26 @@ def finetune(
 ) -> None:
     """Fine-tune the encoder plus a regression head on one property (lr chosen on validation); the start
     (pretrained or random) is the learning curves' recommendation for the number of labels unless --from is given."""
-    from crystalsearch.cli.train_labels import choose_start, labels_command
+    from crystalsearch.cli.train_labels import choose_start, labels_command, labels_property
     from crystalsearch.cli.train_plan import resolve_config
+    from crystalsearch.errors import InputError
     from crystalsearch.train.card import start_note
     from crystalsearch.train.config import FinetuneConfig, load_config
     from crystalsearch.train.finetune import describe, property_spec, save_finetuned, with_seed
     from crystalsearch.train.finetune import finetune as run_finetune
 
-    property_spec(prop)
+    if labels is None:
+        property_spec(prop)
+        if unit is not None:
+            raise InputError("--unit", "only with --labels (a shipped property has its unit)")
     overrides = {"property": prop, "epochs": epochs, "device": device, "max_structures": max_structures}
     path = resolve_config(config) if config else None
     cfg = load_config(FinetuneConfig, path, overrides=overrides, sets=sets)
     folder = out or Path("runs") / "finetune" / prop
     if labels is not None:
-        labels_command(cfg, labels=labels, init=init, sets=sets, seeds=seeds, out=folder, json_out=json_out)
+        spec = labels_property(cfg, unit=unit)
+        labels_command(cfg, spec=spec, labels=labels, init=init, sets=sets, seeds=seeds, out=folder,
+                       json_out=json_out)  # fmt: skip
         return
     cfg, choice = choose_start(cfg, init=init, sets=sets, quiet=json_out)
     rows = []

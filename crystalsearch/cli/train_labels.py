@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from crystalsearch.cli.common import console, print_json
 
 if TYPE_CHECKING:
+    from crystalsearch.data.properties import PropertySpec
     from crystalsearch.train.config import FinetuneConfig
 
 
@@ -44,19 +45,39 @@ def choose_start(cfg: FinetuneConfig, *, init: str, sets: Sequence[str], quiet: 
     return replace(cfg, init=start), choice
 
 
-def labels_command(cfg: FinetuneConfig, *, labels: Path, init: str, sets: Sequence[str], seeds: int, out: Path,
-                   json_out: bool) -> None:  # fmt: skip
-    """`train finetune --labels`: read, choose the start, train, calibrate where possible, report."""
-    from crystalsearch.data.properties import PROPERTIES
-    from crystalsearch.predict.labels import read_labels, train_on_labels
+def labels_property(cfg: FinetuneConfig, *, unit: str | None) -> PropertySpec:
+    """The property ``--labels`` trains: the registry's (``--unit``, if given, must be its unit), or the user's
+    own, which needs ``--unit`` (learning log(y) with ``--set log_target=yes``, formulas kept together with
+    ``--set group_by_formula=true``)."""
+    from crystalsearch.data.properties import PROPERTIES, own_property
+    from crystalsearch.errors import InputError
 
-    spec = PROPERTIES[cfg.property]
-    data = read_labels(labels, log_target=spec.log if cfg.log_target == "auto" else cfg.log_target == "yes")
+    if cfg.property in PROPERTIES:
+        spec = PROPERTIES[cfg.property]
+        if unit is not None and unit.strip() != spec.unit:
+            raise InputError("--unit", f"{cfg.property} is in {spec.unit}, not {unit!r} (convert the values)")
+        return spec
+    if unit is None:
+        raise InputError("--property", f"{cfg.property!r} is not a shipped property ({', '.join(PROPERTIES)}); to "
+                         "train one of your own, give its unit: --unit GPa (or --unit '' if it has none)")  # fmt: skip
+    try:
+        return own_property(cfg.property, unit=unit, log=cfg.log_target == "yes",
+                            compositional=cfg.group_by_formula)  # fmt: skip
+    except ValueError as exc:
+        raise InputError("--property", str(exc)) from None
+
+
+def labels_command(cfg: FinetuneConfig, *, spec: PropertySpec, labels: Path, init: str, sets: Sequence[str],
+                   seeds: int, out: Path, json_out: bool) -> None:  # fmt: skip
+    """`train finetune --labels`: read, choose the start, train, calibrate where possible, report."""
+    from crystalsearch.predict.labels import log_target, read_labels, train_on_labels
+
+    data = read_labels(labels, log_target=log_target(spec, cfg))
     say = (lambda _m: None) if json_out else (lambda m: console.print(m, highlight=False, markup=False))
     for line in data.skipped:
         say(f"skipped {line}")
     start, choice = resolve_start(cfg.property, len(data.values), given=given_start(init, sets), quiet=json_out)
-    summary = train_on_labels(data, replace(cfg, init=start), seeds=seeds, out=out, start=choice, log=say)
+    summary = train_on_labels(data, replace(cfg, init=start), spec=spec, seeds=seeds, out=out, start=choice, log=say)
     if json_out:
         print_json(summary, command="train finetune")
         return

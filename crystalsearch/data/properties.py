@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 __all__ = ["ALIASES", "PROPERTIES", "PROPERTY_COLUMNS", "REGISTRY", "UNITS", "Property", "PropertySpec", "by_column"]
-__all__ += ["by_head"]
+__all__ += ["by_head", "own_property", "spec_of_heads"]
 
 
 @dataclass(frozen=True)
@@ -100,6 +100,11 @@ class PropertySpec:
     log: bool
     compositional: bool = False
 
+    @property
+    def shipped(self) -> bool:
+        """Whether the package ships its labels and a catalog column (False: a user's own property)."""
+        return bool(self.dataset)
+
 
 # Head name -> spec, in registry order (the view fine-tuning and prediction use).
 PROPERTIES: dict[str, PropertySpec] = {
@@ -107,6 +112,29 @@ PROPERTIES: dict[str, PropertySpec] = {
     for p in REGISTRY
     if p.head is not None and p.dataset is not None
 }
+_NAME = "abcdefghijklmnopqrstuvwxyz0123456789_"
+
+
+def own_property(name: str, *, unit: str, log: bool = False, compositional: bool = False) -> PropertySpec:
+    """A property known only from a user's labels (``train finetune --labels``): no shipped dataset, no catalog
+    column. ``name`` is lower-case letters, digits and ``_`` and may not shadow a column of the registry."""
+    if not name or name[0].isdigit() or any(c not in _NAME for c in name) or len(name) > 64:
+        raise ValueError(f"property name {name!r}: use lower-case letters, digits and _ (e.g. vickers_hardness)")
+    if name in PROPERTIES or name in ALIASES:
+        raise ValueError(f"property name {name!r} is the registry's; its unit and transform are fixed")
+    return PropertySpec(name, "", "", unit.strip(), log, compositional)
+
+
+def spec_of_heads(metadata: dict[str, object]) -> PropertySpec:
+    """The spec a head's ``model.json`` metadata records: the registry's for a shipped property, else the user's
+    own (unit, log transform and grouping as trained)."""
+    name = str(metadata.get("property", ""))
+    if name in PROPERTIES:
+        return PROPERTIES[name]
+    transform = metadata.get("transform")
+    log = bool(transform.get("log", False)) if isinstance(transform, dict) else False
+    return own_property(name, unit=str(metadata.get("unit", "")), log=log,
+                        compositional=bool(metadata.get("compositional", False)))  # fmt: skip
 
 
 # -- reporting: the meaningful digits of every reported number ----------------------------------------

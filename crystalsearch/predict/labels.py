@@ -30,6 +30,7 @@ import numpy as np
 from crystalsearch.errors import InputError
 
 if TYPE_CHECKING:
+    from crystalsearch.data.properties import PropertySpec
     from crystalsearch.data.records import Record
     from crystalsearch.train.config import FinetuneConfig
 
@@ -134,28 +135,33 @@ def calibration_threshold() -> int:
     return next(n for n in range(MIN_LABELS, 100_000) if int(round(CALIB_FRACTION * n)) >= MIN_CALIBRATION)
 
 
-def train_on_labels(labels: LabelSet, config: FinetuneConfig, *, seeds: int, out: Path, start: dict[str, Any],
-                    log: Callable[[str], None] = print) -> dict[str, Any]:  # fmt: skip
-    """Fine-tune ``seeds`` members on the labels into ``out/seed<k>`` and, where there is a calibration part,
-    calibrate the ensemble into ``out``; returns the summary."""
-    from crystalsearch.data.properties import PROPERTIES
+def log_target(spec: PropertySpec, config: FinetuneConfig) -> bool:
+    """Whether the head learns log(y): the property's own choice unless the config's ``log_target`` says."""
+    return spec.log if config.log_target == "auto" else config.log_target == "yes"
+
+
+def train_on_labels(labels: LabelSet, config: FinetuneConfig, *, spec: PropertySpec, seeds: int, out: Path,
+                    start: dict[str, Any], log: Callable[[str], None] = print) -> dict[str, Any]:  # fmt: skip
+    """Fine-tune ``seeds`` members on the labels of ``spec`` (a registry property or one's own,
+    :func:`~crystalsearch.data.properties.own_property`) into ``out/seed<k>`` and, where there is a calibration
+    part, calibrate the ensemble into ``out``; returns the summary."""
     from crystalsearch.train.finetune import init_graph
 
-    spec = PROPERTIES[config.property]
     y = np.asarray(labels.values, dtype=np.float64)
-    groups = label_groups(labels, by_formula=spec.compositional)
+    by_formula = spec.compositional or config.group_by_formula
+    groups = label_groups(labels, by_formula=by_formula)
     parts = split_labels(len(y), seed=config.seed, groups=groups)
     shared = len(groups) - len(set(groups))
     kept = ("labels of one reduced formula are kept in one part (the label belongs to the composition)"
-            if spec.compositional else "a structure listed more than once is kept in one part")  # fmt: skip
+            if by_formula else "a structure listed more than once is kept in one part")  # fmt: skip
     if shared:
         verb = "label shares" if shared == 1 else "labels share"
-        log(f"{shared} {verb} a {'formula' if spec.compositional else 'structure'} with an earlier row: {kept}")
+        log(f"{shared} {verb} a {'formula' if by_formula else 'structure'} with an earlier row: {kept}")
     graph = init_graph(config.init)
     store = graph.store_for_records(labels.records)
     members, preds = [], []
     for seed in range(config.seed, config.seed + seeds):
-        result, member = _member(store, y, parts, replace(config, seed=seed), graph=graph, labels=labels,
+        result, member = _member(store, y, parts, replace(config, seed=seed), spec=spec, graph=graph, labels=labels,
                                  out=out, start=start)  # fmt: skip
         members.append(member)
         preds.append(result)
@@ -174,17 +180,18 @@ def train_on_labels(labels: LabelSet, config: FinetuneConfig, *, seeds: int, out
         "out": str(out),
         "start": start,
     }
-    summary.update(_calibrate(np.array(preds), y, parts["calib"], prop=config.property, log_target=spec.log, out=out))
+    summary.update(_calibrate(np.array(preds), y, parts["calib"], prop=spec.name, log_target=log_target(spec, config),
+                              out=out))  # fmt: skip
     return summary
 
 
-def _member(store: Any, y: np.ndarray, parts: dict[str, np.ndarray], config: FinetuneConfig, *, graph: Any,
-            labels: LabelSet, out: Path, start: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:  # fmt: skip
+def _member(store: Any, y: np.ndarray, parts: dict[str, np.ndarray], config: FinetuneConfig, *, spec: PropertySpec,
+            graph: Any, labels: LabelSet, out: Path,
+            start: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:  # fmt: skip
     """One member: every learning rate with early stopping on ``val``; saved with its card; its predictions on
     the calibration part (units)."""
     import torch
 
-    from crystalsearch.data.properties import PROPERTIES
     from crystalsearch.model.embed import select_device
     from crystalsearch.train.card import hardware_of, start_note
     from crystalsearch.train.finetune import (
@@ -196,10 +203,8 @@ def _member(store: Any, y: np.ndarray, parts: dict[str, np.ndarray], config: Fin
         save_finetuned,
     )  # fmt: skip
 
-    spec = PROPERTIES[config.property]
     device = select_device(None if config.device == "auto" else config.device)
-    log_t = spec.log if config.log_target == "auto" else config.log_target == "yes"
-    transform = TargetTransform.fit(y[parts["train"]], log=log_t)
+    transform = TargetTransform.fit(y[parts["train"]], log=log_target(spec, config))
     t0 = time.perf_counter()
     runs = {lr: _train_one(init_model(config.init, seed=config.seed), store, y, parts["train"], parts["val"],
                            transform=transform, config=config, lr=lr, device=device,
@@ -220,7 +225,8 @@ def _member(store: Any, y: np.ndarray, parts: dict[str, np.ndarray], config: Fin
         f"the 'test' MAE above is on the {'calibration' if len(parts['calib']) else 'validation'} part.\n"
     )
     folder = save_finetuned(result, out / f"seed{config.seed}", config, extra_card=note + start_note(start),
-                            metadata={"labels": str(labels.path), "start": start, "n_labels": len(y)})  # fmt: skip
+                            metadata={"labels": str(labels.path), "start": start, "n_labels": len(y)},
+                            spec=spec)  # fmt: skip
     return pred, {"seed": config.seed, "checkpoint": str(folder), "lr": best, "epochs_run": epochs,
                   "val_mae": val_mae, "held_out_mae": result.test_mae}  # fmt: skip
 

@@ -142,6 +142,7 @@ class Predictor:
 
         ``prop`` may be None with a ``folder``: the property is the one the heads were trained for. Heads
         trained for another property than ``prop`` are refused (:class:`CheckpointError`)."""
+        from crystalsearch.data.properties import PROPERTIES, spec_of_heads
         from crystalsearch.model.cgcnn import EncoderConfig, PropertyModel
         from crystalsearch.model.checkpoint import load_state_dict, read_info
         from crystalsearch.train.finetune import TargetTransform, property_spec
@@ -156,9 +157,15 @@ class Predictor:
             prop = heads_property(Path(folder))
             if prop is None:
                 raise CheckpointError(f"{folder}: no fine-tuned heads that record their property (model.json)")
-        spec = property_spec(prop)
         root = Path(folder) if folder else heads_dir(prop)
         paths = member_paths(root)
+        if prop in PROPERTIES or not paths:
+            spec = property_spec(prop)
+        else:  # a property of the user's own (train finetune --labels): as its heads record it
+            try:
+                spec = spec_of_heads(read_info(paths[0]).metadata)
+            except ValueError as exc:
+                raise CheckpointError(f"{paths[0]}: {exc}") from None
         if not paths:
             have = ", ".join(available_properties()) or "none"
             raise CheckpointError(f"{root}: no fine-tuned heads for {prop} (available: {have}); train them with "
@@ -234,7 +241,7 @@ class Predictor:
         for i, (label, structure) in enumerate(queries):
             neighbors: tuple[Neighbor, ...] = ()
             nearest, warning = None, None
-            if catalog is not None:
+            if catalog is not None and self.column:  # a property of one's own has no catalog values
                 hits = catalog.similar(structure, k=EVIDENCE, where=f"{self.column} is not None")
                 neighbors = tuple(
                     Neighbor(h.material_id, h.formula, float(h.properties[self.column]), h.similarity) for h in hits
@@ -271,6 +278,8 @@ class Predictor:
         from crystalsearch.paths import cache_dir
         from crystalsearch.train.finetune import property_spec
 
+        if not self.column:
+            return None  # a property of the user's own: no shipped labels to measure it on
         spec = property_spec(self.property)
         path = cache_dir() / "calibration" / f"{catalog.manifest.encoder.hash}-{self.property}.json"
         if path.is_file():

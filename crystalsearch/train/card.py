@@ -17,6 +17,7 @@ from crystalsearch.model.config import EncoderConfig
 from crystalsearch.train.config import PretrainConfig, config_dict, pretrain_config_from_dict
 
 if TYPE_CHECKING:
+    from crystalsearch.data.properties import PropertySpec
     from crystalsearch.structure.graph.settings import GraphSettings
     from crystalsearch.train.config import FinetuneConfig
 
@@ -180,12 +181,14 @@ def hardware_of(device: Any, world: int = 1, *, precision: str = "") -> str:
     return f"{where}, {precision}" if precision else where
 
 
-def finetune_card(result: Any, config: FinetuneConfig, *, command: str, extra: str = "") -> str:
+def finetune_card(result: Any, config: FinetuneConfig, *, command: str, extra: str = "",
+                  spec: PropertySpec | None = None) -> str:  # fmt: skip
     """The README.md of a fine-tuned property checkpoint (``result``: a
     :class:`~crystalsearch.train.finetune.FinetuneResult`, not imported here: it imports this module)."""
     from crystalsearch.data.properties import PROPERTIES
 
-    spec = PROPERTIES[result.property]
+    spec = spec or PROPERTIES[result.property]
+    data = f"shipped `{spec.dataset}`" if spec.shipped else "the user's own labels (below)"
     enc, graph = result.model.encoder.config, result.graph
     sizes = f"{result.n_train} train / {result.n_val} val / {result.n_test} test, seed {config.seed}"
     sizes += ", grouped by formula" if config.group_by_formula else ""
@@ -195,13 +198,13 @@ def finetune_card(result: Any, config: FinetuneConfig, *, command: str, extra: s
         start = f"continued from `{config.warm_start}/seed{config.seed}` (encoder and head; see its card)"
     return f"""# {result.property} head (CGCNN encoder + regression head, fine-tuned)
 
-Predicts {spec.column} ({result.unit}) from a crystal structure. Encoder ({enc.n_conv} gated convolutions,
-{enc.atom_fea_len} atom features, {enc.h_dim}-d h) {start} and fine-tuned end to end
-with a CGCNN regression head.
+Predicts {spec.column or spec.name} ({result.unit or "no unit"}) from a crystal structure. Encoder
+({enc.n_conv} gated convolutions, {enc.atom_fea_len} atom features, {enc.h_dim}-d h) {start} and fine-tuned
+end to end with a CGCNN regression head.
 
 | | |
 |---|---|
-| data | shipped `{spec.dataset}` ({sizes}) |
+| data | {data} ({sizes}) |
 | graphs | radius {graph.radius:g} Å, {graph.max_neighbors} neighbours (the encoder's settings) |
 | target transform | {"log, then " if result.transform.log else ""}standardised |
 | learning rate | {result.lr:g} (best validation MAE of the grid below), {config.schedule} schedule |

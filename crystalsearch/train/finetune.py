@@ -359,16 +359,18 @@ def _finetune(config: FinetuneConfig, *, store: GraphStore | None, show_progress
 
 
 def save_finetuned(result: FinetuneResult, folder: Path, config: FinetuneConfig, *, command: str | None = None,
-                   extra_card: str = "", metadata: dict[str, Any] | None = None) -> Path:  # fmt: skip
+                   extra_card: str = "", metadata: dict[str, Any] | None = None,
+                   spec: PropertySpec | None = None) -> Path:  # fmt: skip
     """Write a property checkpoint folder (encoder + head + target transform) with its model card
-    (``metadata``: further keys for ``model.json``)."""
+    (``metadata``: further keys for ``model.json``; ``spec``: a user's own property, default the registry's)."""
     from crystalsearch.model.checkpoint import save_checkpoint
     from crystalsearch.train.card import finetune_card
 
-    spec = PROPERTIES[result.property]
+    spec = spec or PROPERTIES[result.property]
     command = command or command_line()
     meta = {
         "property": result.property, "column": spec.column, "dataset": spec.dataset, "unit": result.unit,
+        "compositional": spec.compositional,
         "transform": result.transform.to_dict(),
         "init": result.init, "lr": result.lr, "lr_grid": {str(k): v for k, v in result.lr_grid.items()},
         "val_mae": result.val_mae, "test_mae": result.test_mae, "epochs_run": result.epochs_run,
@@ -376,7 +378,7 @@ def save_finetuned(result: FinetuneResult, folder: Path, config: FinetuneConfig,
         "wall_time_s": result.wall_time_s, "hardware": result.hardware, "finetune": config_dict(config),
         "command": command, **(metadata or {}),
     }  # fmt: skip
-    card = finetune_card(result, config, command=command, extra=extra_card)
+    card = finetune_card(result, config, command=command, extra=extra_card, spec=spec)
     return save_checkpoint(
         folder, state_dict=result.model.state_dict(), model_class="crystalsearch.model.cgcnn.PropertyModel",
         config=result.model.encoder.config.to_dict(), graph=result.graph, metadata=meta, card=card,
