@@ -93,6 +93,8 @@ def test_curves_run_end_to_end_resume_and_report(tmp_path: Path) -> None:
     assert (tmp_path / "docs" / "curves" / "melting_temperature.png").stat().st_size > 1000
     text = report.read_text()
     assert "## Verdicts" in text and "melting temperature" in text and "Missing cells" not in text
+    cell = summary["melting_temperature"]["sizes"]["25"]["methods"]["finetune_random"]
+    assert cell["cpu_time_s"] > 0 and f"{cell['wall_time_s']:.1f} ({cell['cpu_time_s']:.1f})" in text
     assert summary["melting_temperature"]["sizes"]["25"]["paired"]["n"] == 2
     assert json.loads((tmp_path / "ref.json").read_text())["properties"]["melting_temperature"]["sizes"]
     assert np.isfinite(summary["melting_temperature"]["sizes"]["50"]["methods"]["blend"]["mean"])

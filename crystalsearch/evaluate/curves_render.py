@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -33,7 +34,8 @@ blend is the fine-tuned model; the residual stack needs 1,000 validation materia
 moduli and conductivity). The paired difference is random-start MAE minus pretrained-start MAE, seed by seed
 (positive: pretraining helps); it *pays* at a size when the mean difference exceeds the standard deviation of
 the differences. Times are wall-clock seconds of one thread (torch and BLAS limited to one) on the machine
-that ran each cell.
+that ran each cell, with the process's CPU seconds in brackets (less than the wall time where other work shared
+the machine).
 
 Reproduce (CPU, resumable; each finished cell is journalled in `runs/curves/cells.jsonl`):
 
@@ -115,16 +117,21 @@ def _overview(summary: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def _times(summary: Mapping[str, Any]) -> list[str]:
-    sizes = sorted({s for info in summary.values() for s in info["sizes"]}, key=lambda s: 1e9 if s == "all" else int(s))
+def _seconds(cell: Mapping[str, Any]) -> str:
+    """``wall (CPU)`` seconds of a cell; the CPU time is what the cell cost when the machine was shared."""
+    cpu = cell.get("cpu_time_s")
+    wall = f"{cell['wall_time_s']:.1f}"
+    return wall if cpu is None or not math.isfinite(cpu) else f"{wall} ({cpu:.1f})"
+
+
+def _times(info: Mapping[str, Any]) -> list[str]:
+    """Wall (CPU) time per cell of one property: a row per method, a column per size (mean over its seeds)."""
+    sizes = list(info["sizes"])
     lines = ["| method | " + " | ".join(sizes) + " |", "|---|" + "---|" * len(sizes)]
     for m in METHODS:
-        row = []
-        for s in sizes:
-            walls = [info["sizes"][s]["methods"][m]["wall_time_s"] for info in summary.values()
-                     if s in info["sizes"] and m in info["sizes"][s]["methods"]]  # fmt: skip
-            row.append(f"{np.mean(walls):.1f}" if walls else "—")
-        lines.append(f"| {LABELS[m]} | " + " | ".join(row) + " |")
+        cells = [info["sizes"][s]["methods"].get(m) for s in sizes]
+        if any(c is not None for c in cells):
+            lines.append(f"| {LABELS[m]} | " + " | ".join("—" if c is None else _seconds(c) for c in cells) + " |")
     return lines
 
 
@@ -172,9 +179,9 @@ def markdown(summary: Mapping[str, Any], *, config: CurvesConfig, figures: Mappi
     for prop, info in summary.items():
         fig = os.path.relpath(figures[prop], relative_to)
         parts += ["", f"## {prop.replace('_', ' ')} (test MAE, {info['unit']}; mean ± std over seeds (n))", "",
-                  f"![{prop}]({fig})", "", *_table(prop, info)]  # fmt: skip
-    parts += ["", "## Wall time per cell (s, mean over properties and seeds; one CPU thread, shared machine)", "",
-              *_times(summary), "", "## Fine-tuning budget", "", _budget_text(config) + ".", ""]  # fmt: skip
+                  f"![{prop}]({fig})", "", *_table(prop, info), "",
+                  "Time per cell, wall-clock (CPU) s, mean over seeds; one thread:", "", *_times(info)]  # fmt: skip
+    parts += ["", "## Fine-tuning budget", "", _budget_text(config) + ".", ""]
     if notes:
         parts += ["## Run notes", "", notes.strip(), ""]
     missing = _missing(rows, config)

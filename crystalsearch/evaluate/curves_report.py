@@ -56,8 +56,10 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
         for method, seeds in methods.items():
             maes = [seeds[s]["mae"] for s in sorted(seeds)]
             walls = [seeds[s]["wall_time_s"] for s in sorted(seeds)]
+            cpus = [seeds[s].get("cpu_time_s", np.nan) for s in sorted(seeds)]
             entry["methods"][method] = {**_stats(maes), "maes": maes, "seeds": sorted(seeds),
-                                        "wall_time_s": float(np.mean(walls))}  # fmt: skip
+                                        "wall_time_s": float(np.mean(walls)),
+                                        "cpu_time_s": float(np.mean(cpus))}  # fmt: skip
             entry["n_labels"] = next(iter(seeds.values()))["n_labels"]
         both = sorted(set(methods.get("finetune_pretrained", {})) & set(methods.get("finetune_random", {})))
         if both:
