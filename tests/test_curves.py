@@ -152,3 +152,31 @@ def test_report_only_without_finished_cells_refuses_and_leaves_the_recommendatio
     assert result.exit_code == 2
     assert "no finished cells to report" in " ".join(result.output.split())
     assert reference.read_text() == '{"kept": true}' and not (tmp_path / "nothing").exists()
+
+
+def test_an_interrupted_finetuning_cell_resumes_to_the_same_number(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import crystalsearch.train.finetune as finetune
+
+    config = CurvesConfig(properties=("melting_temperature",), sizes=(25,), seeds=(0,), methods=("finetune_random",),
+                          passes=100, min_epochs=3, max_epochs=3, patience=3, lrs=(1e-3, 3e-4))  # fmt: skip
+    [whole] = run_curves(config, out=tmp_path / "whole", log=lambda _m: None)
+
+    save, calls = finetune._save_loop, []
+
+    def killed_in_the_second_rate(*args: Any, **kwargs: Any) -> None:
+        save(*args, **kwargs)
+        calls.append(kwargs["epoch"])
+        if len(calls) == 4:  # 3 epochs of the first rate saved, then 1 of the second: the process dies
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(finetune, "_save_loop", killed_in_the_second_rate)
+    with pytest.raises(KeyboardInterrupt):
+        run_curves(config, out=tmp_path / "cut", log=lambda _m: None)
+    partial = tmp_path / "cut" / "partial" / whole["key"]
+    assert sorted(p.name for p in partial.iterdir()) == ["lr0.0003.pt", "lr0.001.pt"]
+    assert journal(tmp_path / "cut") == []
+    monkeypatch.setattr(finetune, "_save_loop", save)
+    [resumed] = run_curves(config, out=tmp_path / "cut", log=lambda _m: None)
+    assert resumed["mae"] == whole["mae"] and resumed["details"]["lr"] == whole["details"]["lr"]
+    assert resumed["details"]["earlier_wall_s"] > 0 and resumed["wall_time_s"] >= resumed["details"]["earlier_wall_s"]
+    assert not partial.exists()  # journalled: the loop states are gone

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
     from crystalsearch.structure.graph.store import GraphStore
 
 CELLS = "cells.jsonl"
+PARTIAL = "partial"  # per-epoch loop states of unfinished fine-tuning cells (resumed by a rerun)
 LABELS = {
     "finetune_pretrained": "fine-tuned, CrystalCLR+CS start", "finetune_random": "fine-tuned, random start",
     "ridge_frozen": "ridge on frozen h", "rf_frozen": "RF on frozen h", "knn_frozen": "kNN (k=5) on frozen h",
@@ -170,8 +172,9 @@ def run_cell(data: PropertyData, size: int, seed: int, method: str, *, config: C
         data.magpie()  # featurised once per property (cached on disk), not part of a cell's time
     t0, c0 = time.perf_counter(), time.process_time()
     if method in FINETUNE:
+        partial = out / PARTIAL / keys[method]
         preds, details = finetune_cell(data, chosen, seed=seed, pretrained=method == "finetune_pretrained",
-                                       encoder=encoder, config=config)  # fmt: skip
+                                       encoder=encoder, config=config, partial=partial)  # fmt: skip
         path = _predictions_path(out, data.prop, size, seed, method, keys[method])
         atomic_write_npz(path, val=preds["val"], test=preds["test"])
         pred = preds["test"]
@@ -182,11 +185,13 @@ def run_cell(data: PropertyData, size: int, seed: int, method: str, *, config: C
         pred, details = blend_cell(data, chosen, seed=seed, head=head)
     else:
         pred, details = sklearn_cell(data, chosen, seed=seed, method=method)
+    wall = time.perf_counter() - t0 + details.get("earlier_wall_s", 0.0)  # a resumed cell counts its whole time
+    cpu = time.process_time() - c0 + details.get("earlier_cpu_s", 0.0)
     return {
         "key": keys[method], "property": data.prop, "size": size_label(size), "n_labels": len(chosen),
         "seed": seed, "method": method, "mae": float(np.mean(np.abs(pred - data.y[data.test]))), "unit": data.unit,
-        "n_test": len(data.test), "wall_time_s": round(time.perf_counter() - t0, 2),
-        "cpu_time_s": round(time.process_time() - c0, 2), "details": details, "date": _now(),
+        "n_test": len(data.test), "wall_time_s": round(wall, 2), "cpu_time_s": round(cpu, 2), "details": details,
+        "date": _now(),
     }  # fmt: skip
 
 
@@ -234,6 +239,7 @@ def run_curves(config: CurvesConfig, *, out: Path, log: Callable[[str], None] = 
                     row = run_cell(data, size, seed, method, config=config, encoder=encoder, out=out, keys=keys)
                     row["settings"] = {k: v for k, v in asdict(config).items() if k not in ("properties", "seeds")}
                     append_jsonl(out / CELLS, row)
+                    shutil.rmtree(out / PARTIAL / keys[method], ignore_errors=True)  # journalled: its loops go
                     done.add(keys[method])
                     log(f"{prop} n={row['n_labels']} seed {seed} {method}: MAE {row['mae']:.4g} {row['unit']} "
                         f"({row['wall_time_s']:.1f} s)")  # fmt: skip

@@ -37,7 +37,8 @@ the differences. Times are wall-clock seconds of one thread (torch and BLAS limi
 that ran each cell, with the process's CPU seconds in brackets (less than the wall time where other work shared
 the machine).
 
-Reproduce (CPU, resumable; each finished cell is journalled in `runs/curves/cells.jsonl`):
+Reproduce (CPU, resumable: each finished cell is journalled in `runs/curves/cells.jsonl`, and an interrupted
+fine-tuning cell continues from its last epoch):
 
 ```
 crystalsearch evaluate curves --out runs/curves --report docs/learning-curves.md --sizes 25,50,100,200,500,1000

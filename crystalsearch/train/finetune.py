@@ -156,7 +156,8 @@ def _train_one(model: PropertyModel, store: GraphStore, y: np.ndarray, train: np
     loss_fn = _loss(config)
     target = torch.from_numpy(transform.forward(y).astype(np.float32))
     best, best_state, since, epochs = float("inf"), copy.deepcopy(model.state_dict()), 0, 0
-    t0, before = time.perf_counter(), 0.0  # seconds spent by earlier processes on this member (resumed runs)
+    t0, c0 = time.perf_counter(), time.process_time()
+    before, before_cpu = 0.0, 0.0  # wall and CPU seconds spent by earlier processes on this member (resumed runs)
     if checkpoint is not None and checkpoint.is_file():
         state = read_loop(checkpoint)
         model.load_state_dict(state["model"])
@@ -167,7 +168,7 @@ def _train_one(model: PropertyModel, store: GraphStore, y: np.ndarray, train: np
                 sched.T_max = max(1, config.epochs)  # resumed with another `epochs`: anneal to the new end
         best, best_state, since, epochs = state["best"], state["best_state"], state["since"], state["epoch"]
         rng.bit_generator.state = state["rng"]
-        before = state["elapsed_s"]
+        before, before_cpu = state["elapsed_s"], state["cpu_s"]
     while epochs < config.epochs and since < config.patience:
         epochs += 1
         model.train()
@@ -190,7 +191,8 @@ def _train_one(model: PropertyModel, store: GraphStore, y: np.ndarray, train: np
             since += 1
         if checkpoint is not None:
             _save_loop(checkpoint, model=model, opt=opt, sched=sched, best=best, best_state=best_state, since=since,
-                       epoch=epochs, rng=rng, elapsed_s=before + time.perf_counter() - t0)  # fmt: skip
+                       epoch=epochs, rng=rng, elapsed_s=before + time.perf_counter() - t0,
+                       cpu_s=before_cpu + time.process_time() - c0)  # fmt: skip
         if on_epoch is not None:
             on_epoch(epochs, val_mae, best)
     model.load_state_dict(best_state)
@@ -262,13 +264,14 @@ def retarget(model: PropertyModel, *, old: TargetTransform, new: TargetTransform
 
 def _save_loop(path: Path, *, model: PropertyModel, opt: torch.optim.Optimizer,
                sched: torch.optim.lr_scheduler.LRScheduler | None, best: float, best_state: dict[str, Any],
-               since: int, epoch: int, rng: np.random.Generator, elapsed_s: float = 0.0) -> None:  # fmt: skip
+               since: int, epoch: int, rng: np.random.Generator, elapsed_s: float = 0.0,
+               cpu_s: float = 0.0) -> None:  # fmt: skip
     from crystalsearch.atomic import atomic_write
 
     state = {"model": model.state_dict(), "optimizer": opt.state_dict(),
              "schedule": None if sched is None else sched.state_dict(), "best": best, "best_state": best_state,
              "since": since, "epoch": epoch, "rng": json.dumps(rng.bit_generator.state),
-             "elapsed_s": elapsed_s}  # fmt: skip
+             "elapsed_s": elapsed_s, "cpu_s": cpu_s}  # fmt: skip
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda fh: torch.save(state, fh))
 
@@ -290,7 +293,12 @@ def read_loop(path: Path) -> dict[str, Any]:
         rng = json.loads(state["rng"]) if isinstance(state["rng"], str) else state["rng"]
         if not isinstance(rng, dict):
             raise ValueError("malformed rng state")
-        return {**state, "rng": rng, "elapsed_s": float(state.get("elapsed_s", 0.0))}
+        return {
+            **state,
+            "rng": rng,
+            "elapsed_s": float(state.get("elapsed_s", 0.0)),
+            "cpu_s": float(state.get("cpu_s", 0.0)),
+        }
     except (ValueError, TypeError) as exc:
         raise CheckpointError(f"{path}: cannot resume from it ({exc})") from None
 
