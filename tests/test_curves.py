@@ -86,6 +86,7 @@ def test_curves_run_end_to_end_resume_and_report(tmp_path: Path) -> None:
     assert all(r["mae"] > 0 and r["n_test"] == 43 for r in rows)
     ft = [r for r in rows if r["method"] == "finetune_random"]
     assert {r["n_labels"] for r in ft} == {25, 50} and all(r["details"]["epochs_run"] <= 2 for r in ft)
+    assert all(r["details"]["device"] == "cpu" for r in ft)  # where each fine-tuned cell trained
     again = run_curves(config, out=tmp_path, log=lambda _m: None)  # every cell done: nothing refitted
     assert [r["date"] for r in again] == [r["date"] for r in rows] and len(journal(tmp_path)) == len(rows)
     report = tmp_path / "docs" / "curves.md"
@@ -180,3 +181,17 @@ def test_an_interrupted_finetuning_cell_resumes_to_the_same_number(tmp_path: Pat
     assert resumed["mae"] == whole["mae"] and resumed["details"]["lr"] == whole["details"]["lr"]
     assert resumed["details"]["earlier_wall_s"] > 0 and resumed["wall_time_s"] >= resumed["details"]["earlier_wall_s"]
     assert not partial.exists()  # journalled: the loop states are gone
+
+
+def test_an_unavailable_device_is_refused_before_any_work(tmp_path: Path) -> None:
+    import torch
+    from typer.testing import CliRunner
+
+    from crystalsearch.cli import app
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    result = CliRunner().invoke(app, ["evaluate", "curves", "-p", "melting_temperature", "--sizes", "25",
+                                      "--device", "cuda", "--out", str(tmp_path / "c")])  # fmt: skip
+    assert result.exit_code == 2 and "no CUDA device is available" in result.output
+    assert not (tmp_path / "c").exists()

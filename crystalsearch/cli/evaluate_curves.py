@@ -37,6 +37,7 @@ def curves(
     seeds: int = typer.Option(5, "--seeds", min=1, help="Seeds 0..N-1 (draw, initialisation and batch order)."),
     methods: str = typer.Option(DEFAULT_METHODS, "--methods", help="Methods (comma-separated)."),
     passes: int = typer.Option(4000, "--passes", min=100, help="Fine-tuning budget: crystals seen per learning rate."),
+    device: str = typer.Option("cpu", "--device", help="Where the fine-tuning cells train: cpu, cuda, cuda:N, auto."),
     out: Path = typer.Option(Path("crystalsearch-results") / "curves", "--out", help="Journal, JSON and figures."),
     report: Path | None = typer.Option(None, "--report", help="Markdown summary (default OUT/learning-curves.md)."),
     reference: Path | None = typer.Option(None, "--reference", help="Also write the compact recommendation JSON."),
@@ -54,6 +55,7 @@ def curves(
     config = CurvesConfig(
         properties=parse_list(properties, option="--properties", valid=PROPERTIES), sizes=parse_sizes(sizes),
         seeds=tuple(range(seeds)), methods=parse_list(methods, option="--methods", valid=METHODS), passes=passes,
+        device=device,
     )  # fmt: skip
     say = (lambda _m: None) if json_out else (lambda m: console.print(m, highlight=False, markup=False))
     if not report_only:

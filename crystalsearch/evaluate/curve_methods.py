@@ -51,6 +51,7 @@ class CurvesConfig:
     min_epochs: int = 20
     max_epochs: int = 120
     patience: int = 15
+    device: str = "cpu"  # where the fine-tuning cells train ("cuda", "auto"); not part of a cell's key
 
 
 def budget(n_fit: int, config: CurvesConfig) -> tuple[int, int]:
@@ -98,7 +99,9 @@ def finetune_cell(data: PropertyData, chosen: np.ndarray, *, seed: int, pretrain
     ft = FinetuneConfig(property=data.prop, lrs=config.lrs, epochs=epochs, patience=config.patience,
                         batch_size=min(batch, max(2, len(fit))), compile=False)  # fmt: skip
     transform = TargetTransform.fit(data.y[fit], log=data.log)
-    cpu = torch.device("cpu")
+    from crystalsearch.model.embed import select_device
+
+    device = select_device(config.device)
     runs: dict[float, tuple[Any, float, int]] = {}
     earlier = {"earlier_wall_s": 0.0, "earlier_cpu_s": 0.0}
     for lr in config.lrs:
@@ -112,15 +115,15 @@ def finetune_cell(data: PropertyData, chosen: np.ndarray, *, seed: int, pretrain
             state = read_loop(loop)
             earlier["earlier_wall_s"] += state["elapsed_s"]
             earlier["earlier_cpu_s"] += state["cpu_s"]
-        runs[lr] = _train_one(model, data.store, data.y, fit, val, transform=transform, config=ft, lr=lr, device=cpu,
+        runs[lr] = _train_one(model, data.store, data.y, fit, val, transform=transform, config=ft, lr=lr, device=device,
                               rng=np.random.default_rng([seed, 7]), checkpoint=loop)  # fmt: skip
     best = min(runs, key=lambda lr: runs[lr][1])
     model, val_mae, epochs_run = runs[best]
-    preds = {part: transform.inverse(predict_store(model, data.store, idx, device=cpu))
+    preds = {part: transform.inverse(predict_store(model, data.store, idx, device=device))
              for part, idx in (("val", val), ("test", data.test))}  # fmt: skip
     details = {"lr": best, "lr_grid": {f"{lr:g}": r[1] for lr, r in runs.items()}, "epochs_run": epochs_run,
                "epochs_max": epochs, "batch_size": ft.batch_size, "patience": config.patience, "n_fit": len(fit),
-               "n_val": len(val), "val_mae": val_mae}  # fmt: skip
+               "n_val": len(val), "val_mae": val_mae, "device": str(device)}  # fmt: skip
     if earlier["earlier_wall_s"]:
         details.update({k: round(v, 2) for k, v in earlier.items()})
     return preds, details

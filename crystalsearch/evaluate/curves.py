@@ -212,9 +212,10 @@ def run_curves(config: CurvesConfig, *, out: Path, log: Callable[[str], None] = 
     the journal's rows for this configuration."""
     import torch
 
-    from crystalsearch.model.embed import Encoder
+    from crystalsearch.model.embed import Encoder, select_device
 
     out = Path(out)
+    select_device(config.device)  # an unavailable --device is refused before any featurising
     torch.set_num_threads(1)
     encoder = Encoder.load(config.encoder, device="cpu")
     done = {r["key"] for r in read_jsonl(out / CELLS)}
