@@ -80,6 +80,7 @@ def finetune(
     prop: str = typer.Option(
         ...,
         "--property",
+        "-p",
         help="bulk_modulus, shear_modulus, thermal_conductivity, melting_temperature, formation_energy or band_gap; "
         "with --labels also a name of your own (e.g. vickers_hardness, with --unit).",
     ),  # fmt: skip
