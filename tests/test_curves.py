@@ -174,7 +174,7 @@ def test_an_interrupted_finetuning_cell_resumes_to_the_same_number(tmp_path: Pat
     with pytest.raises(KeyboardInterrupt):
         run_curves(config, out=tmp_path / "cut", log=lambda _m: None)
     partial = tmp_path / "cut" / "partial" / whole["key"]
-    assert sorted(p.name for p in partial.iterdir()) == ["lr0.0003.pt", "lr0.001.pt"]
+    assert sorted(p.name for p in partial.glob("*.pt")) == ["lr0.0003.pt", "lr0.001.pt"]
     assert journal(tmp_path / "cut") == []
     monkeypatch.setattr(finetune, "_save_loop", save)
     [resumed] = run_curves(config, out=tmp_path / "cut", log=lambda _m: None)
@@ -195,3 +195,25 @@ def test_an_unavailable_device_is_refused_before_any_work(tmp_path: Path) -> Non
                                       "--device", "cuda", "--out", str(tmp_path / "c")])  # fmt: skip
     assert result.exit_code == 2 and "no CUDA device is available" in result.output
     assert not (tmp_path / "c").exists()
+
+
+def test_processes_sharing_a_journal_take_the_cells_no_other_holds(tmp_path: Path) -> None:
+    from crystalsearch.atomic import locked
+    from crystalsearch.evaluate.curves import cell_key
+    from crystalsearch.model.embed import Encoder
+
+    config = CurvesConfig(properties=("melting_temperature",), sizes=(25,), seeds=(0,),
+                          methods=("finetune_pretrained", "blend", "ridge_frozen"), passes=100, min_epochs=2,
+                          max_epochs=2, patience=2, lrs=(1e-3,))  # fmt: skip
+    digest = Encoder.load(config.encoder, device="cpu").hash
+    key = cell_key("melting_temperature", 25, 0, "finetune_pretrained", config, digest)
+    held = tmp_path / "partial" / key
+    held.mkdir(parents=True)
+    lines: list[str] = []
+    with locked(held):  # another process is fine-tuning this cell
+        rows = run_curves(config, out=tmp_path, log=lines.append)
+    assert [r["method"] for r in rows] == ["ridge_frozen"]  # the blend waits for the held fine-tuning
+    assert any("finetune_pretrained: another process has it" in line for line in lines)
+    rows = run_curves(config, out=tmp_path, log=lines.append)  # released: this process takes it, then the blend
+    assert sorted(r["method"] for r in rows) == ["blend", "finetune_pretrained", "ridge_frozen"]
+    assert not (tmp_path / "partial" / key).exists()

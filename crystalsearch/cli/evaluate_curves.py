@@ -47,7 +47,8 @@ def curves(
     """Learning curves on the protocol test split: fine-tuned from the CrystalCLR+CS encoder and from random init,
     ridge / RF / kNN on the frozen representation, RF on Magpie and the heads' blend, for nested training sets
     of each size and several seeds. Resumable: each finished cell is journalled and an unfinished fine-tuning
-    cell keeps its last epoch (OUT/partial); rerun the same command to continue."""
+    cell keeps its last epoch (OUT/partial); rerun the same command to continue. Each process uses one thread:
+    start the same command N times to use N cores (each takes the cells no other process holds)."""
     from crystalsearch.evaluate.curves import METHODS, PROPERTIES, CurvesConfig, run_curves
     from crystalsearch.evaluate.curves_report import write_outputs
     from crystalsearch.evaluate.features import parse_list

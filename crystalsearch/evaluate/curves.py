@@ -24,6 +24,7 @@ Each finished (property, size, seed, method) cell is one line appended to ``cell
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shutil
@@ -235,16 +236,40 @@ def run_curves(config: CurvesConfig, *, out: Path, log: Callable[[str], None] = 
                 if size and size >= len(data.pool):
                     continue  # the whole pool is the "all" point
                 for method in methods:
-                    if keys[method] in done:
+                    if keys[method] in done or (method == "blend" and keys["finetune_pretrained"] not in done):
+                        continue  # the blend follows its fine-tuning, in the process that ran it
+                    row = _claim(data, size, seed, method, config=config, encoder=encoder, out=out, keys=keys,
+                                 done=done)  # fmt: skip
+                    if row is None:
+                        log(f"{prop} {size_label(size)} seed {seed} {method}: another process has it; skipped")
                         continue
-                    row = run_cell(data, size, seed, method, config=config, encoder=encoder, out=out, keys=keys)
-                    row["settings"] = {k: v for k, v in asdict(config).items() if k not in ("properties", "seeds")}
-                    append_jsonl(out / CELLS, row)
-                    shutil.rmtree(out / PARTIAL / keys[method], ignore_errors=True)  # journalled: its loops go
-                    done.add(keys[method])
                     log(f"{prop} n={row['n_labels']} seed {seed} {method}: MAE {row['mae']:.4g} {row['unit']} "
                         f"({row['wall_time_s']:.1f} s)")  # fmt: skip
     return journal(out, config)
+
+
+def _claim(data: PropertyData, size: int, seed: int, method: str, *, config: CurvesConfig, encoder: Any, out: Path,
+           keys: dict[str, str], done: set[str]) -> dict[str, Any] | None:  # fmt: skip
+    """Run and journal one cell unless another process holds it (then None): several processes on one ``out``
+    share the cells, each taking those no other holds. ``done`` gains the cell, and any finished meanwhile."""
+    from crystalsearch.atomic import LockTimeout, locked
+
+    folder = out / PARTIAL / keys[method]
+    folder.mkdir(parents=True, exist_ok=True)
+    row = None
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(locked(folder, timeout=0))
+        except LockTimeout:
+            return None
+        done.update(r["key"] for r in read_jsonl(out / CELLS))  # finished by another process meanwhile?
+        if keys[method] not in done:
+            row = run_cell(data, size, seed, method, config=config, encoder=encoder, out=out, keys=keys)
+            row["settings"] = {k: v for k, v in asdict(config).items() if k not in ("properties", "seeds")}
+            append_jsonl(out / CELLS, row)
+            done.add(keys[method])
+    shutil.rmtree(folder, ignore_errors=True)  # journalled: its loop states go
+    return row
 
 
 def journal(out: Path, config: CurvesConfig | None = None) -> list[dict[str, Any]]:
