@@ -156,13 +156,13 @@ def test_report_only_without_finished_cells_refuses_and_leaves_the_recommendatio
 
 
 def test_an_interrupted_finetuning_cell_resumes_to_the_same_number(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    import crystalsearch.train.finetune as finetune
+    import crystalsearch.train.loop_state as loop_state
 
     config = CurvesConfig(properties=("melting_temperature",), sizes=(25,), seeds=(0,), methods=("finetune_random",),
                           passes=100, min_epochs=3, max_epochs=3, patience=3, lrs=(1e-3, 3e-4))  # fmt: skip
     [whole] = run_curves(config, out=tmp_path / "whole", log=lambda _m: None)
 
-    save, calls = finetune._save_loop, []
+    save, calls = loop_state.save_loop, []
 
     def killed_in_the_second_rate(*args: Any, **kwargs: Any) -> None:
         save(*args, **kwargs)
@@ -170,13 +170,13 @@ def test_an_interrupted_finetuning_cell_resumes_to_the_same_number(tmp_path: Pat
         if len(calls) == 4:  # 3 epochs of the first rate saved, then 1 of the second: the process dies
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(finetune, "_save_loop", killed_in_the_second_rate)
+    monkeypatch.setattr(loop_state, "save_loop", killed_in_the_second_rate)
     with pytest.raises(KeyboardInterrupt):
         run_curves(config, out=tmp_path / "cut", log=lambda _m: None)
     partial = tmp_path / "cut" / "partial" / whole["key"]
     assert sorted(p.name for p in partial.glob("*.pt")) == ["lr0.0003.pt", "lr0.001.pt"]
     assert journal(tmp_path / "cut") == []
-    monkeypatch.setattr(finetune, "_save_loop", save)
+    monkeypatch.setattr(loop_state, "save_loop", save)
     [resumed] = run_curves(config, out=tmp_path / "cut", log=lambda _m: None)
     assert resumed["mae"] == whole["mae"] and resumed["details"]["lr"] == whole["details"]["lr"]
     assert resumed["details"]["earlier_wall_s"] > 0 and resumed["wall_time_s"] >= resumed["details"]["earlier_wall_s"]

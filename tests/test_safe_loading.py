@@ -200,7 +200,7 @@ def test_pickle_disguised_as_a_pretraining_checkpoint_is_refused(trap: tuple[Pay
 
 def test_resume_state_with_missing_keys_is_refused_in_one_line(tmp_path: Path) -> None:
     from crystalsearch.errors import CheckpointError
-    from crystalsearch.train.finetune import read_loop
+    from crystalsearch.train.loop_state import read_loop
 
     partial = tmp_path / "seed0.partial.pt"
     torch.save({"epoch": 1, "rng": "{}"}, partial)

@@ -92,7 +92,8 @@ def finetune_cell(data: PropertyData, chosen: np.ndarray, *, seed: int, pretrain
 
     from crystalsearch.model.cgcnn import PropertyModel
     from crystalsearch.train.config import FinetuneConfig
-    from crystalsearch.train.finetune import TargetTransform, _train_one, predict_store, read_loop
+    from crystalsearch.train.finetune import TargetTransform, _train_one, predict_store
+    from crystalsearch.train.loop_state import read_loop
 
     fit, val = fit_val(chosen, seed=seed, groups=data.groups_of(chosen))
     epochs, batch = budget(len(fit), config)

@@ -228,7 +228,7 @@ def _epoch_logger(log: Callable[[str], None], prop: str, seed: int, unit: str,
 
 def _elapsed(partial: Path) -> float:
     """Training seconds a member's loop state records over all the processes that ran it (0 if none)."""
-    from crystalsearch.train.finetune import read_loop
+    from crystalsearch.train.loop_state import read_loop
 
     if not partial.is_file():
         return 0.0

@@ -9,7 +9,6 @@ goes into the checkpoint's model card.
 from __future__ import annotations
 
 import copy
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -26,6 +25,7 @@ from crystalsearch.model.embed import flush_denormal, select_device
 from crystalsearch.paths import command_line
 from crystalsearch.structure.graph.settings import GraphSettings
 from crystalsearch.structure.graph.store import GraphStore
+from crystalsearch.train import loop_state
 from crystalsearch.train.card import hardware_of
 from crystalsearch.train.config import FinetuneConfig, config_dict
 
@@ -159,7 +159,7 @@ def _train_one(model: PropertyModel, store: GraphStore, y: np.ndarray, train: np
     t0, c0 = time.perf_counter(), time.process_time()
     before, before_cpu = 0.0, 0.0  # wall and CPU seconds spent by earlier processes on this member (resumed runs)
     if checkpoint is not None and checkpoint.is_file():
-        state = read_loop(checkpoint)
+        state = loop_state.read_loop(checkpoint)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         if sched is not None:
@@ -190,9 +190,9 @@ def _train_one(model: PropertyModel, store: GraphStore, y: np.ndarray, train: np
         else:
             since += 1
         if checkpoint is not None:
-            _save_loop(checkpoint, model=model, opt=opt, sched=sched, best=best, best_state=best_state, since=since,
-                       epoch=epochs, rng=rng, elapsed_s=before + time.perf_counter() - t0,
-                       cpu_s=before_cpu + time.process_time() - c0)  # fmt: skip
+            loop_state.save_loop(checkpoint, model=model, opt=opt, sched=sched, best=best, best_state=best_state,
+                                 since=since, epoch=epochs, rng=rng, elapsed_s=before + time.perf_counter() - t0,
+                                 cpu_s=before_cpu + time.process_time() - c0)  # fmt: skip
         if on_epoch is not None:
             on_epoch(epochs, val_mae, best)
     model.load_state_dict(best_state)
@@ -224,7 +224,6 @@ def warm_model(folder: str | Path, *, seed: int, transform: TargetTransform, gra
     :meth:`ProtocolSplit.to_dict`; the train cap may differ) must be those of the run it joins; where only the
     standardisation differs (revised labels, another train cap), the head's last layer is rescaled so that the
     model predicts the same values in units under the new ``transform``."""
-    from crystalsearch.errors import CheckpointError
     from crystalsearch.model.checkpoint import load_state_dict, read_info, resolve
 
     path = resolve(folder) / f"seed{seed}"
@@ -260,47 +259,6 @@ def retarget(model: PropertyModel, *, old: TargetTransform, new: TargetTransform
     with torch.no_grad():
         last.weight.mul_(scale)
         last.bias.mul_(scale).add_(shift)
-
-
-def _save_loop(path: Path, *, model: PropertyModel, opt: torch.optim.Optimizer,
-               sched: torch.optim.lr_scheduler.LRScheduler | None, best: float, best_state: dict[str, Any],
-               since: int, epoch: int, rng: np.random.Generator, elapsed_s: float = 0.0,
-               cpu_s: float = 0.0) -> None:  # fmt: skip
-    from crystalsearch.atomic import atomic_write
-
-    state = {"model": model.state_dict(), "optimizer": opt.state_dict(),
-             "schedule": None if sched is None else sched.state_dict(), "best": best, "best_state": best_state,
-             "since": since, "epoch": epoch, "rng": json.dumps(rng.bit_generator.state),
-             "elapsed_s": elapsed_s, "cpu_s": cpu_s}  # fmt: skip
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda fh: torch.save(state, fh))
-
-
-LOOP_KEYS = ("model", "optimizer", "schedule", "best", "best_state", "since", "epoch", "rng")
-
-
-def read_loop(path: Path) -> dict[str, Any]:
-    """A member's resume state as :func:`_save_loop` wrote it: tensors and plain values only, read with
-    ``weights_only=True`` (the batch-order RNG state is a JSON string); :class:`CheckpointError` naming the
-    file when it is anything else."""
-    from crystalsearch.model.checkpoint import load_tensors
-
-    state = load_tensors(path, what="resume state")
-    missing = [k for k in LOOP_KEYS if k not in state]
-    try:
-        if missing:
-            raise ValueError(f"missing {', '.join(missing)}")
-        rng = json.loads(state["rng"]) if isinstance(state["rng"], str) else state["rng"]
-        if not isinstance(rng, dict):
-            raise ValueError("malformed rng state")
-        return {
-            **state,
-            "rng": rng,
-            "elapsed_s": float(state.get("elapsed_s", 0.0)),
-            "cpu_s": float(state.get("cpu_s", 0.0)),
-        }
-    except (ValueError, TypeError) as exc:
-        raise CheckpointError(f"{path}: cannot resume from it ({exc})") from None
 
 
 def finetune(
