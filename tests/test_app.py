@@ -56,9 +56,30 @@ def index_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(index_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+def own_heads(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A head of a property of one's own (shipped shear moduli of 20 materials, named vickers_hardness)."""
+    from typer.testing import CliRunner
+
+    from crystalsearch.cli import app
+    from crystalsearch.data import datasets
+
+    folder = tmp_path_factory.mktemp("own-heads")
+    ds = datasets.load("mp_elasticity")
+    y = ds.targets("shear_modulus_vrh")
+    rows = [f"{ds.records[i].material_id},{y[i]}" for i in range(len(ds)) if y[i] > 0][:20]
+    (folder / "labels.csv").write_text("structure,vickers_hardness\n" + "\n".join(rows) + "\n")
+    result = CliRunner().invoke(app, ["train", "finetune", "-p", "vickers_hardness", "--unit", "GPa", "--labels",
+                                      str(folder / "labels.csv"), "--out", str(folder / "heads"), "--epochs", "1",
+                                      "--set", "lrs=1e-3", "--set", "compile=false", "--device", "cpu"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    return folder / "heads"
+
+
+@pytest.fixture(scope="module")
+def server(index_dir: Path, own_heads: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     env = {**os.environ, "CRYSTALSEARCH_CACHE": str(tmp_path_factory.mktemp("app-cache")), "PYTHONPATH": str(REPO)}
-    cmd = [sys.executable, "-m", "crystalsearch", "app", "--index", str(index_dir), "--no-browser"]
+    cmd = [sys.executable, "-m", "crystalsearch", "app", "--index", str(index_dir), "--no-browser",
+           "--heads", str(own_heads)]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         line = proc.stdout.readline() if proc.stdout else ""
@@ -254,8 +275,10 @@ def test_browser_predict_panel_shows_intervals(page: Any) -> None:
     rows = page.eval_on_selector_all(
         ".cs-predict-table tbody tr", "rs => rs.map(r => Array.from(r.cells, c => c.textContent))"
     )
-    assert len(rows) >= 1
-    for prop, value, interval, *_ in rows:
+    assert len(rows) >= 2
+    own = next(r for r in rows if r[0] == "vickers hardness")  # the heads given with --heads
+    assert float(own[1]) > 0 and own[2] == "" and own[3] == "GPa" and own[6] == ""  # no interval, no evidence
+    for prop, value, interval, *_ in (r for r in rows if r is not own):
         lo, hi = re.match(r"(-?[\d.]+) – (-?[\d.]+) \(90%\)", interval).groups()  # type: ignore[union-attr]
         assert float(lo) <= float(value) <= float(hi), (prop, value, interval)
     bulk = next(r for r in rows if r[0] == "bulk modulus")

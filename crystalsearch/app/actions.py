@@ -187,8 +187,9 @@ def material_page(state: AppState, material_id: str) -> dict[str, Any]:
 
 
 def predict(state: AppState, key: str) -> dict[str, Any]:
-    """Every shipped property for a kept query: value, interval, catalog value when known, evidence."""
-    from crystalsearch.data.properties import by_head
+    """Every shipped property (and those of the heads the app was given) for a kept query: value, interval,
+    catalog value when known, evidence."""
+    from crystalsearch.data.properties import PROPERTIES, by_head
     from crystalsearch.html import predictions_table
     from crystalsearch.predict.predictor import available_properties
 
@@ -202,10 +203,10 @@ def predict(state: AppState, key: str) -> dict[str, Any]:
         if query.known_as:
             row = catalog.row_of(query.known_as[0])
             known = None if row is None else catalog.db.materials([row])[row].properties()
-        for prop in available_properties():
+        for prop in dict.fromkeys([*available_properties(), *state.own_properties]):
             (prediction,) = state.predictor(prop).predict([(query.label, query.structure)], catalog=catalog)
             rows.append(prediction.to_dict())
-            if known is not None:
+            if known is not None and prop in PROPERTIES:
                 catalog_values[prop] = known.get(by_head(prop).column)
     html = predictions_table(rows, catalog_values=catalog_values, link=LINK)
     note = f"catalog values of {query.known_as[0]} (the same material)" if query.known_as else ""

@@ -36,6 +36,7 @@ class AppConfig:
     max_request_bytes: int = 200 * 1024 * 1024
     max_kept_queries: int = 256
     work: Path | None = None  # where uploads are written (a fresh folder in the cache home, removed at exit)
+    heads: tuple[str, ...] = ()  # heads folders of one's own (train finetune --labels): predicted beside the shipped
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,7 @@ class AppState:
 
         from crystalsearch.paths import cache_dir
 
+        own = _own_heads(config.heads)  # first: a bad folder stops the app in one line, leaving nothing behind
         self.config = config
         self.lock = threading.RLock()
         self.work = config.work or cache_dir() / "app" / f"uploads-{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -82,7 +84,8 @@ class AppState:
         self.build_done, self.build_total = 0, 0  # crystals embedded while the default index is built
         self.started = time.perf_counter()
         self.queries: OrderedDict[str, Query] = OrderedDict()
-        self.predictors: dict[str, Predictor] = {}
+        self.predictors: dict[str, Predictor] = own
+        self.own_properties = list(self.predictors)  # a shipped property given here is answered by these heads
         self.jobs: dict[str, NoveltyJob] = {}
         self.map_cache: dict[str, Any] = {}
 
@@ -207,3 +210,11 @@ def _warm_up(catalog: Catalog) -> None:
 
     rocksalt = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
     catalog.search([rocksalt], k=1, known=True)
+
+
+def _own_heads(folders: tuple[str, ...]) -> dict[str, Predictor]:
+    """The heads folders given with ``--heads``, by the property each predicts (a later folder wins)."""
+    from crystalsearch.predict.predictor import Predictor
+
+    loaded = [Predictor.load(None, folder=folder) for folder in folders]
+    return {p.property: p for p in loaded}

@@ -9,6 +9,7 @@ from crystalsearch.cli.common import add_command, examples, one_line_errors, pri
 EXAMPLES = examples(
     "crystalsearch app                          # default index, opens the browser",
     "crystalsearch app --index my_index --port 8800 --no-browser",
+    "crystalsearch app --heads my-heads           # also predict with heads trained on your own labels",
 )
 
 
@@ -21,6 +22,12 @@ def app_command(
         False, "--expose", help="Allow --host other than 127.0.0.1 (other machines can then reach the app)."
     ),
     no_browser: bool = typer.Option(False, "--no-browser", help="Do not open the default browser."),
+    heads: list[str] = typer.Option(
+        [],
+        "--heads",
+        help="A heads folder of your own (train finetune --labels); "
+        "its property is predicted beside the shipped ones. Repeatable.",
+    ),  # fmt: skip
 ) -> None:
     """Start the local app in the browser: drop a crystal, see its analogues in 3D with properties,
     intervals and a known/novel verdict. Prints `open http://127.0.0.1:PORT/?token=...`; every request
@@ -35,7 +42,7 @@ def app_command(
     if host not in (LOCAL, "localhost"):
         typer.echo(f"warning: serving on {host}: anyone who can reach this machine and has the token can use "
                    "the app and read the folders it is given", err=True)  # fmt: skip
-    serve(AppConfig(index=index), host=host, port=port or None, open_browser=not no_browser)
+    serve(AppConfig(index=index, heads=tuple(heads)), host=host, port=port or None, open_browser=not no_browser)
 
 
 def register(app: typer.Typer) -> None:
