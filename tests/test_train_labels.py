@@ -95,6 +95,7 @@ def test_large_enough_label_set_gets_calibrated_intervals(tmp_path: Path) -> Non
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["calibrated"] is True and summary["n_calib"] >= 20 and summary["n_labels"] == n
+    assert summary["property"] == "bulk_modulus" and summary["unit"] == "GPa" and summary["shipped_property"]
     assert summary["start"]["chosen"] == "random"
     predictor = Predictor.load("bulk_modulus", folder=out)
     assert predictor.calibration is not None and len(predictor.members) == 2

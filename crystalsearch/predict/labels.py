@@ -168,6 +168,9 @@ def train_on_labels(labels: LabelSet, config: FinetuneConfig, *, spec: PropertyS
         log(f"seed {seed}: lr {member['lr']:g}, {member['epochs_run']} epochs, val MAE {member['val_mae']:.4g} "
             f"{spec.unit} -> {member['checkpoint']}")  # fmt: skip
     summary: dict[str, Any] = {
+        "property": spec.name,
+        "unit": spec.unit,
+        "shipped_property": spec.shipped,
         "labels": str(labels.path),
         "n_labels": len(y),
         "skipped": labels.skipped,
