@@ -18,8 +18,10 @@ larger ones. On each set the methods of :data:`METHODS` are fitted and scored on
 
 Every model learns in the property's target space (log for moduli and conductivity, as the heads do).
 Each finished (property, size, seed, method) cell is one line appended to ``cells.jsonl`` (fsynced, via
-:mod:`crystalsearch.atomic`); a rerun skips the cells whose key is there. Fine-tuned predictions are kept as
-``predictions/*.npz`` (the blend reuses them). Reports: :mod:`crystalsearch.evaluate.curves_report`.
+:mod:`crystalsearch.atomic`); a rerun skips the cells whose key is there. An unfinished fine-tuning cell keeps
+each learning rate's loop state in ``partial/<key>/`` after every epoch and a rerun continues it. A cell is
+claimed with a lock on that folder, so several processes on one ``out`` share the cells. Fine-tuned predictions
+are kept as ``predictions/*.npz`` (the blend reuses them). Reports: :mod:`crystalsearch.evaluate.curves_report`.
 """
 
 from __future__ import annotations
