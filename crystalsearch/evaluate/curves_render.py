@@ -44,10 +44,12 @@ fine-tuning cell continues from its last epoch):
 crystalsearch evaluate curves --out runs/curves --report docs/learning-curves.md --sizes 25,50,100,200,500,1000
 crystalsearch evaluate curves --out runs/curves --report docs/learning-curves.md --sizes all \\
     -p bulk_modulus,shear_modulus,melting_temperature,thermal_conductivity
+crystalsearch evaluate curves --out runs/curves --report docs/learning-curves.md --sizes all -p band_gap
 ```
 
-The recipe `bash training/recipes/curves.sh` runs both in order and continues from the committed journal
-(`training/results/curves/cells.jsonl`). Every cell, with its settings, chosen learning rate, epochs and
+The same command started twice on one `--out` uses two cores (each process takes the cells the other does not
+hold). The recipe `bash training/recipes/curves.sh` (`JOBS=2` for two processes) runs the three in order and
+continues from the committed journal (`training/results/curves/cells.jsonl`). Every cell, with its settings, chosen learning rate, epochs and
 times: `learning-curves/curves.json`.
 
 What the commands do with it: `crystalsearch train finetune` and `train heads` print the start these curves
