@@ -49,8 +49,8 @@ crystalsearch evaluate curves --out runs/curves --report docs/learning-curves.md
 
 The same command started twice on one `--out` uses two cores (each process takes the cells the other does not
 hold). The recipe `bash training/recipes/curves.sh` (`JOBS=2` for two processes) runs the three in order and
-continues from the committed journal (`training/results/curves/cells.jsonl`). Every cell, with its settings, chosen learning rate, epochs and
-times: `learning-curves/curves.json`.
+continues from the committed journal (`training/results/curves/cells.jsonl`). Every cell, with its settings,
+chosen learning rate, epochs and times: `learning-curves/curves.json`.
 
 What the commands do with it: `crystalsearch train finetune` and `train heads` print the start these curves
 recommend for the number of labels given (`crystalsearch/data/learning_curves.json`, written with
