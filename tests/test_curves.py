@@ -74,6 +74,16 @@ def test_recommendation_follows_the_curves_and_prefers_the_default_within_noise(
     assert recommend_start("b", 30, reference=ref).start == "random"  # no curve: the measured properties vote
     shipped = load_reference()
     assert shipped["properties"] and all(p["sizes"] for p in shipped["properties"].values())
+    assert all(row["seeds"] >= 2 for p in shipped["properties"].values() for row in p["sizes"])
+
+
+def test_a_size_with_one_paired_seed_does_not_reach_the_recommendation() -> None:
+    def size(n: int, seeds: int) -> dict[str, Any]:
+        return {"n_labels": n, "methods": {"finetune_pretrained": {"mean": 1.0}, "finetune_random": {"mean": 0.5}},
+                "paired": {"mean": -0.5, "std": 0.1 if seeds > 1 else 0.0, "n": seeds}}  # fmt: skip
+
+    ref = reference_data({"p": {"unit": "K", "sizes": {"25": size(25, 5), "all": size(9000, 1)}}})
+    assert [row["n_labels"] for row in ref["properties"]["p"]["sizes"]] == [25]
 
 
 @pytest.mark.slow
@@ -124,7 +134,7 @@ def test_curves_run_end_to_end_resume_and_report(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert "melting_temperature 100: not run" in page.read_text()  # a partial run says what is missing
-    other = dataclasses.replace(config, properties=("thermal_conductivity",), sizes=(25,), seeds=(0,))
+    other = dataclasses.replace(config, properties=("thermal_conductivity",), sizes=(25,))  # seeds 0 and 1
     run_curves(other, out=tmp_path, log=lambda _m: None)
     both = write_outputs(tmp_path, config=other, report=report, reference=tmp_path / "ref.json")
     assert set(both) == {"melting_temperature", "thermal_conductivity"}  # a run of one property keeps the other

@@ -118,8 +118,8 @@ def reference_data(summary: dict[str, Any]) -> dict[str, Any]:
         rows = []
         for size, e in info["sizes"].items():
             m, p = e["methods"], e.get("paired")
-            if p is None or "finetune_pretrained" not in m or "finetune_random" not in m:
-                continue
+            if p is None or p["n"] < 2 or "finetune_pretrained" not in m or "finetune_random" not in m:
+                continue  # one paired seed has no spread to weigh the difference against
             rows.append({"size": size, "n_labels": e["n_labels"],
                          "pretrained": round(m["finetune_pretrained"]["mean"], 6),
                          "random": round(m["finetune_random"]["mean"], 6), "diff_mean": round(p["mean"], 6),
