@@ -55,7 +55,8 @@ chosen learning rate, epochs and times: `learning-curves/curves.json`.
 What the commands do with it: `crystalsearch train finetune` and `train heads` print the start these curves
 recommend for the number of labels given (`crystalsearch/data/learning_curves.json`, written with
 `--reference`): the random start only where it beat the pretrained one by more than the seed spread at the
-nearest measured size, else the pretrained default; `--from` overrides, and the model card records both.
+nearest size measured with at least two paired seeds, else the pretrained default; `--from` overrides, and the
+model card records both.
 
 """
 
