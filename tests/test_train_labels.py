@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from crystalsearch.cli import app
@@ -185,3 +186,24 @@ def test_a_property_of_ones_own_trains_and_predicts_with_its_unit(tmp_path: Path
     assert row["neighbors"] == [] and row["catalog_value"] is None  # the catalog has no such values
     result = runner.invoke(app, ["predict", "-p", "vickers_hardness", str(tmp_path / "first.cif")])
     assert result.exit_code == 2 and "--heads DIR" in result.output
+
+
+def test_labels_columns_are_found_by_their_header_and_rows_named_by_their_line(tmp_path: Path) -> None:
+    from crystalsearch.data import datasets
+    from crystalsearch.errors import InputError
+    from crystalsearch.predict.labels import read_labels
+
+    ds = datasets.load("mp_elasticity")
+    y = ds.targets("bulk_modulus_vrh")
+    good = [i for i in range(len(ds)) if y[i] > 0][:12]
+    lines = ["# bulk moduli measured in our lab", "formula,bulk_modulus,material_id", ""]
+    lines += [f"{ds.records[i].formula},{y[i]},{ds.records[i].material_id}" for i in good]
+    lines += ["NaCl,-4,mp-22862"]  # line 16 of the file (a comment and a blank line come before the data)
+    csv = tmp_path / "lab.csv"
+    csv.write_text("\ufeff" + "\n".join(lines) + "\n")  # a spreadsheet's byte-order mark too
+    labels = read_labels(csv, log_target=True, prop="bulk_modulus")
+    assert labels.ids == [ds.records[i].material_id for i in good] and labels.values == [float(y[i]) for i in good]
+    assert labels.skipped == [f"{csv}:16: value -4 unusable (must be > 0)"]
+    csv.write_text("formula,density,source\nNaCl,2.1,lab\n")
+    with pytest.raises(InputError, match="name the structure column 'structure'"):
+        read_labels(csv, log_target=False, prop="bulk_modulus")

@@ -72,7 +72,7 @@ def labels_command(cfg: FinetuneConfig, *, spec: PropertySpec, labels: Path, ini
     """`train finetune --labels`: read, choose the start, train, calibrate where possible, report."""
     from crystalsearch.predict.labels import log_target, read_labels, train_on_labels
 
-    data = read_labels(labels, log_target=log_target(spec, cfg))
+    data = read_labels(labels, log_target=log_target(spec, cfg), prop=spec.name)
     say = (lambda _m: None) if json_out else (lambda m: console.print(m, highlight=False, markup=False))
     for line in data.skipped:
         say(f"skipped {line}")

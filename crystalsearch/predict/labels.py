@@ -1,7 +1,8 @@
 """A head from a user's own labels: ``crystalsearch train finetune --property P --labels my.csv``.
 
-The CSV has two columns, a structure (a file path, relative to the CSV's folder, or a Materials Project id
-resolved from the shipped data) and a value of property ``P`` in its registry unit; a header row is allowed.
+The CSV has a structure (a file path, relative to the CSV's folder, or a Materials Project id resolved from
+the shipped data) and a value of property ``P`` in its unit: the first two columns, or, under a header, the
+columns it names (:data:`STRUCTURE_NAMES`, :data:`VALUE_NAMES` or ``P``), other columns ignored.
 Rows that cannot be used (unreadable structure, unknown id, a value that is not a positive/finite number where
 the head needs one) are reported one line each and skipped.
 
@@ -68,40 +69,81 @@ def _structure(item: str, folder: Path) -> Any:
     return read_structure(path if path.exists() else item)
 
 
-def read_labels(path: Path, *, log_target: bool) -> LabelSet:
-    """Rows of ``path`` (see the module docstring); a missing file or no usable row is an InputError."""
+def read_labels(path: Path, *, log_target: bool, prop: str = "") -> LabelSet:
+    """Rows of ``path`` (see the module docstring); a missing file, an unreadable header or no usable row is an
+    InputError. Skipped rows are named by their line in the file."""
     path = Path(path)
     if not path.is_file():
         raise InputError(str(path), "a folder, not a labels CSV" if path.is_dir() else "labels file not found")
     out = LabelSet(path)
-    with open(path, newline="") as fh:
-        rows = [r for r in csv.reader(fh) if r and any(c.strip() for c in r) and not r[0].startswith("#")]
-    for line, row in enumerate(rows, 1):
-        if len(row) < 2:
-            out.skipped.append(f"{path}:{line}: expected two columns (structure, value), got {len(row)}")
-            continue
-        item, text = row[0].strip(), row[1].strip()
-        try:
-            value = float(text)
-        except ValueError:
-            if line > 1:
-                out.skipped.append(f"{path}:{line}: value {text!r} is not a number")
-            continue  # the header
-        if not math.isfinite(value) or (log_target and value <= 0):
-            why = "must be > 0" if log_target else "not finite"
-            out.skipped.append(f"{path}:{line}: value {text} unusable ({why})")
-            continue
-        try:
-            structure = _structure(item, path.parent)
-        except InputError as exc:
-            out.skipped.append(f"{path}:{line}: {exc}")
-            continue
-        out.ids.append(item)
-        out.records.append(_record(item, structure))
-        out.values.append(value)
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.reader(fh)
+            rows = [(reader.line_num, r) for r in reader if any(c.strip() for c in r) and not r[0].startswith("#")]
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(str(path), f"not a readable CSV text file ({exc})") from None
+    columns = (0, 1)
+    if rows and not any(_number(c) is not None for c in rows[0][1]):  # a header row
+        columns = _columns(rows[0][1], prop=prop, where=str(path))
+        rows = rows[1:]
+    for line, row in rows:
+        _add_row(out, row, line=line, columns=columns, log_target=log_target)
     if len(out.values) < MIN_LABELS:
         raise InputError(str(path), f"{len(out.values)} usable labels (at least {MIN_LABELS} needed)")
     return out
+
+
+STRUCTURE_NAMES = ("structure", "file", "filename", "path", "cif", "material_id", "mp_id", "id")
+VALUE_NAMES = ("value", "y", "target", "label")
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def _columns(header: list[str], *, prop: str, where: str) -> tuple[int, int]:
+    """(structure, value) columns named by a header: a structure name of :data:`STRUCTURE_NAMES`, the value
+    named as the property or one of :data:`VALUE_NAMES`; with two columns, one name is enough."""
+    names = [h.strip().lower() for h in header]
+    structure = next((i for i, n in enumerate(names) if n in STRUCTURE_NAMES), None)
+    value = next((i for i, n in enumerate(names) if n == prop.lower() or n in VALUE_NAMES), None)
+    if len(names) == 2:  # one recognised name places the other column
+        if structure is None:
+            structure = 0 if value is None else 1 - value
+        if value is None:
+            value = 1 - structure
+    if structure is None or value is None or structure == value:
+        also = f" or {prop!r}" if prop else ""
+        raise InputError(where, f"header {', '.join(header)}: name the structure column 'structure' (or file, "
+                         f"material_id, ...) and the value column 'value'{also}")  # fmt: skip
+    return structure, value
+
+
+def _add_row(out: LabelSet, row: list[str], *, line: int, columns: tuple[int, int], log_target: bool) -> None:
+    """One data row into ``out``, or its reason into ``out.skipped``."""
+    where = f"{out.path}:{line}"
+    if len(row) <= max(columns):
+        out.skipped.append(f"{where}: expected at least {max(columns) + 1} columns, got {len(row)}")
+        return
+    item, text = row[columns[0]].strip(), row[columns[1]].strip()
+    value = _number(text)
+    if value is None:
+        out.skipped.append(f"{where}: value {text!r} is not a number")
+        return
+    if not math.isfinite(value) or (log_target and value <= 0):
+        out.skipped.append(f"{where}: value {text} unusable ({'must be > 0' if log_target else 'not finite'})")
+        return
+    try:
+        structure = _structure(item, out.path.parent)
+    except InputError as exc:
+        out.skipped.append(f"{where}: {exc}")
+        return
+    out.ids.append(item)
+    out.records.append(_record(item, structure))
+    out.values.append(value)
 
 
 def split_labels(n: int, *, seed: int, groups: list[str] | None = None) -> dict[str, np.ndarray]:
