@@ -207,3 +207,6 @@ def test_labels_columns_are_found_by_their_header_and_rows_named_by_their_line(t
     csv.write_text("formula,density,source\nNaCl,2.1,lab\n")
     with pytest.raises(InputError, match="name the structure column 'structure'"):
         read_labels(csv, log_target=False, prop="bulk_modulus")
+    rows = [f"{ds.records[i].material_id},run {k},{y[i]}" for k, i in enumerate(good)]  # the one numeric column
+    csv.write_text("id,note,K\n" + "\n".join(rows) + "\n")
+    assert read_labels(csv, log_target=True, prop="bulk_modulus").values == [float(y[i]) for i in good]

@@ -84,7 +84,7 @@ def read_labels(path: Path, *, log_target: bool, prop: str = "") -> LabelSet:
         raise InputError(str(path), f"not a readable CSV text file ({exc})") from None
     columns = (0, 1)
     if rows and not any(_number(c) is not None for c in rows[0][1]):  # a header row
-        columns = _columns(rows[0][1], prop=prop, where=str(path))
+        columns = _columns(rows[0][1], [r for _, r in rows[1:21]], prop=prop, where=str(path))
         rows = rows[1:]
     for line, row in rows:
         _add_row(out, row, line=line, columns=columns, log_target=log_target)
@@ -104,12 +104,17 @@ def _number(text: str) -> float | None:
         return None
 
 
-def _columns(header: list[str], *, prop: str, where: str) -> tuple[int, int]:
+def _columns(header: list[str], first: list[list[str]], *, prop: str, where: str) -> tuple[int, int]:
     """(structure, value) columns named by a header: a structure name of :data:`STRUCTURE_NAMES`, the value
-    named as the property or one of :data:`VALUE_NAMES`; with two columns, one name is enough."""
+    named as the property or one of :data:`VALUE_NAMES`, else the only other column whose ``first`` rows are
+    numbers; with two columns, one name is enough."""
     names = [h.strip().lower() for h in header]
     structure = next((i for i, n in enumerate(names) if n in STRUCTURE_NAMES), None)
     value = next((i for i, n in enumerate(names) if n == prop.lower() or n in VALUE_NAMES), None)
+    if value is None and structure is not None and first:
+        numeric = [i for i in range(len(names)) if i != structure
+                   and all(len(r) > i and _number(r[i]) is not None for r in first)]  # fmt: skip
+        value = numeric[0] if len(numeric) == 1 else None
     if len(names) == 2:  # one recognised name places the other column
         if structure is None:
             structure = 0 if value is None else 1 - value
