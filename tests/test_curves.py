@@ -227,3 +227,20 @@ def test_processes_sharing_a_journal_take_the_cells_no_other_holds(tmp_path: Pat
     rows = run_curves(config, out=tmp_path, log=lines.append)  # released: this process takes it, then the blend
     assert sorted(r["method"] for r in rows) == ["blend", "finetune_pretrained", "ridge_frozen"]
     assert not (tmp_path / "partial" / key).exists()
+
+
+def test_a_long_finetuning_cell_says_where_it_is(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import crystalsearch.evaluate.curve_methods as methods
+
+    config = CurvesConfig(properties=("melting_temperature",), sizes=(25,), seeds=(0, 1),
+                          methods=("finetune_random",), passes=100, min_epochs=2, max_epochs=2, patience=2,
+                          lrs=(1e-3,))  # fmt: skip
+    quiet: list[str] = []
+    run_curves(dataclasses.replace(config, seeds=(0,)), out=tmp_path, log=quiet.append)
+    assert not any("epoch" in line for line in quiet)  # a short cell stays silent
+    monkeypatch.setattr(methods, "HEARTBEAT_S", 0.0)  # every epoch counts as long
+    lines: list[str] = []
+    run_curves(config, out=tmp_path, log=lines.append)
+    beats = [line for line in lines if "epoch" in line]
+    assert beats[0].startswith("melting_temperature 25 seed 1 finetune_random, lr 0.001: epoch 1/2, validation MAE")
+    assert len(beats) == 2

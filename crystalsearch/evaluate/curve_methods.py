@@ -6,7 +6,8 @@ predictions (units) with what it chose (learning rate, epochs, penalty, weight).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -78,9 +79,24 @@ def from_t(t: np.ndarray, log: bool) -> np.ndarray:
     return np.exp(t) if log else t
 
 
+HEARTBEAT_S = 60.0  # a long cell says where it is at most this often (short cells stay silent)
+
+
+def _heartbeat(log: Callable[[str], None] | None, what: str, epochs: int) -> Callable[[int, float, float], None]:
+    """An ``on_epoch`` that logs a progress line when :data:`HEARTBEAT_S` have passed since the last one."""
+    last = [time.perf_counter()]
+
+    def on_epoch(epoch: int, val_mae: float, best: float) -> None:
+        if log is not None and time.perf_counter() - last[0] >= HEARTBEAT_S:
+            last[0] = time.perf_counter()
+            log(f"{what}: epoch {epoch}/{epochs}, validation MAE {val_mae:.4g} (best {best:.4g})")
+
+    return on_epoch
+
+
 def finetune_cell(data: PropertyData, chosen: np.ndarray, *, seed: int, pretrained: bool, encoder: Any,
-                  config: CurvesConfig,
-                  partial: Path | None = None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:  # fmt: skip
+                  config: CurvesConfig, partial: Path | None = None, log: Callable[[str], None] | None = None,
+                  ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:  # fmt: skip
     """Fine-tune from the encoder (``pretrained``) or from random weights of its architecture; every learning
     rate of the grid runs with early stopping on the validation part, the best on validation is kept.
     Returns predictions on ``val`` and ``test`` (units) and the run's details.
@@ -117,7 +133,8 @@ def finetune_cell(data: PropertyData, chosen: np.ndarray, *, seed: int, pretrain
             earlier["earlier_wall_s"] += state["elapsed_s"]
             earlier["earlier_cpu_s"] += state["cpu_s"]
         runs[lr] = _train_one(model, data.store, data.y, fit, val, transform=transform, config=ft, lr=lr, device=device,
-                              rng=np.random.default_rng([seed, 7]), checkpoint=loop)  # fmt: skip
+                              rng=np.random.default_rng([seed, 7]), checkpoint=loop,
+                              on_epoch=_heartbeat(log, f"lr {lr:g}", epochs))  # fmt: skip
     best = min(runs, key=lambda lr: runs[lr][1])
     model, val_mae, epochs_run = runs[best]
     preds = {part: transform.inverse(predict_store(model, data.store, idx, device=device))

@@ -165,7 +165,7 @@ def _head_predictions(out: Path, data: PropertyData, size: int, seed: int, key: 
 
 
 def run_cell(data: PropertyData, size: int, seed: int, method: str, *, config: CurvesConfig, encoder: Any,
-             out: Path, keys: dict[str, str]) -> dict[str, Any]:  # fmt: skip
+             out: Path, keys: dict[str, str], log: Callable[[str], None] | None = None) -> dict[str, Any]:  # fmt: skip
     """Fit and score one cell; returns its journal row (fine-tuned predictions are saved for the blend)."""
     from crystalsearch.evaluate.curve_methods import blend_cell, finetune_cell, sklearn_cell
     from crystalsearch.structure.graph.store import atomic_write_npz
@@ -176,8 +176,9 @@ def run_cell(data: PropertyData, size: int, seed: int, method: str, *, config: C
     t0, c0 = time.perf_counter(), time.process_time()
     if method in FINETUNE:
         partial = out / PARTIAL / keys[method]
+        heartbeat = _prefixed(log, f"{data.prop} {size_label(size)} seed {seed} {method}, ")
         preds, details = finetune_cell(data, chosen, seed=seed, pretrained=method == "finetune_pretrained",
-                                       encoder=encoder, config=config, partial=partial)  # fmt: skip
+                                       encoder=encoder, config=config, partial=partial, log=heartbeat)  # fmt: skip
         path = _predictions_path(out, data.prop, size, seed, method, keys[method])
         atomic_write_npz(path, val=preds["val"], test=preds["test"])
         pred = preds["test"]
@@ -196,6 +197,10 @@ def run_cell(data: PropertyData, size: int, seed: int, method: str, *, config: C
         "n_test": len(data.test), "wall_time_s": round(wall, 2), "cpu_time_s": round(cpu, 2), "details": details,
         "date": _now(),
     }  # fmt: skip
+
+
+def _prefixed(log: Callable[[str], None] | None, prefix: str) -> Callable[[str], None] | None:
+    return None if log is None else lambda message: log(prefix + message)
 
 
 def _now() -> str:
@@ -241,7 +246,7 @@ def run_curves(config: CurvesConfig, *, out: Path, log: Callable[[str], None] = 
                     if keys[method] in done or (method == "blend" and keys["finetune_pretrained"] not in done):
                         continue  # the blend follows its fine-tuning, in the process that ran it
                     row = _claim(data, size, seed, method, config=config, encoder=encoder, out=out, keys=keys,
-                                 done=done)  # fmt: skip
+                                 done=done, log=log)  # fmt: skip
                     if row is None:
                         log(f"{prop} {size_label(size)} seed {seed} {method}: another process has it; skipped")
                         continue
@@ -251,7 +256,7 @@ def run_curves(config: CurvesConfig, *, out: Path, log: Callable[[str], None] = 
 
 
 def _claim(data: PropertyData, size: int, seed: int, method: str, *, config: CurvesConfig, encoder: Any, out: Path,
-           keys: dict[str, str], done: set[str]) -> dict[str, Any] | None:  # fmt: skip
+           keys: dict[str, str], done: set[str], log: Callable[[str], None]) -> dict[str, Any] | None:  # fmt: skip
     """Run and journal one cell unless another process holds it (then None): several processes on one ``out``
     share the cells, each taking those no other holds. ``done`` gains the cell, and any finished meanwhile."""
     from crystalsearch.atomic import LockTimeout, locked
@@ -266,7 +271,7 @@ def _claim(data: PropertyData, size: int, seed: int, method: str, *, config: Cur
             return None
         done.update(r["key"] for r in read_jsonl(out / CELLS))  # finished by another process meanwhile?
         if keys[method] not in done:
-            row = run_cell(data, size, seed, method, config=config, encoder=encoder, out=out, keys=keys)
+            row = run_cell(data, size, seed, method, config=config, encoder=encoder, out=out, keys=keys, log=log)
             row["settings"] = {k: v for k, v in asdict(config).items() if k not in ("properties", "seeds")}
             append_jsonl(out / CELLS, row)
             done.add(keys[method])
