@@ -307,23 +307,30 @@ def similarity_flags(ds: Any, parts: dict[str, np.ndarray], err: np.ndarray) -> 
 
 
 def _install(folder: Path, calibration: Calibration, model: Any, result: dict[str, Any]) -> None:
-    """Write calibration.json (with the measured numbers), composition.npz when stacking (arrays only), the
-    manifest with both files' SHA-256, and the card."""
+    """Write calibration.json (with the measured numbers), composition.npz when stacking, the manifest and the
+    card."""
     import dataclasses
 
     from crystalsearch.atomic import atomic_write_text
     from crystalsearch.predict.calibration_report import ensemble_card
+
+    measured = {k: result[k] for k in ("mae", "intervals", "ood", "nominal_coverage", "split")}
+    write_calibration(folder, dataclasses.replace(calibration, measured=measured), model=model)
+    atomic_write_text(folder / "README.md", ensemble_card(result))
+
+
+def write_calibration(folder: Path, calibration: Calibration, *, model: Any = None) -> None:
+    """A heads folder's calibration.json, its composition.npz when ``model`` stacks one (arrays only; an older
+    one is removed otherwise) and the manifest with both files' SHA-256, which ``predict`` checks."""
     from crystalsearch.predict.conformal import COMPOSITION_MODEL, FILE, save_calibration
     from crystalsearch.predict.manifest import write_manifest
     from crystalsearch.predict.stacking import save_composition
 
-    measured = {k: result[k] for k in ("mae", "intervals", "ood", "nominal_coverage", "split")}
-    save_calibration(folder, dataclasses.replace(calibration, measured=measured))
+    save_calibration(folder, calibration)
     path = folder / COMPOSITION_MODEL
     if model is not None:
         save_composition(path, model)
-    elif path.exists():
-        path.unlink()
+    else:
+        path.unlink(missing_ok=True)
     (folder / "composition.pkl").unlink(missing_ok=True)  # the pickle earlier versions wrote
     write_manifest(folder, [FILE, COMPOSITION_MODEL] if model is not None else [FILE])
-    atomic_write_text(folder / "README.md", ensemble_card(result))

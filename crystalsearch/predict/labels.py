@@ -157,10 +157,10 @@ def split_labels(n: int, *, seed: int, groups: list[str] | None = None) -> dict[
     filled group by group in a seeded order, so with all groups distinct this is a plain seeded shuffle."""
     rng = np.random.default_rng([seed, n])
     keys = list(range(n)) if groups is None else groups
-    first: dict[str, list[int]] = {}
+    by_group: dict[str, list[int]] = {}  # in order of first appearance
     for i, key in enumerate(keys):
-        first.setdefault(str(key), []).append(i)
-    members = list(first.values())
+        by_group.setdefault(str(key), []).append(i)
+    members = list(by_group.values())
     n_calib = int(round(CALIB_FRACTION * n))
     n_calib = n_calib if n_calib >= MIN_CALIBRATION else 0
     n_val = max(2, int(round(VAL_FRACTION * n)))
@@ -290,15 +290,13 @@ def _calibrate(preds: np.ndarray, y: np.ndarray, calib: np.ndarray, *, prop: str
             f"{calibration_threshold()} labels): the head predicts without a calibrated interval, and its only "
             "error estimate is the validation MAE (optimistic: the learning rate and the stopping epoch were "
             "chosen on it)")}  # fmt: skip
-    from crystalsearch.predict.conformal import COMPOSITION_MODEL, FILE, Calibration, save_calibration
-    from crystalsearch.predict.manifest import write_manifest
+    from crystalsearch.predict.calibration import write_calibration
+    from crystalsearch.predict.conformal import Calibration
 
     point = preds.mean(axis=0)
     cal = Calibration.fit(prop=prop, log=log_target, score="absolute", point=point, members=preds, y=y[calib],
                           split={"labels": len(y), "n_calib": len(calib)})  # fmt: skip
-    save_calibration(out, cal)
-    (out / COMPOSITION_MODEL).unlink(missing_ok=True)  # no composition stack here; one left by an earlier run
-    write_manifest(out, [FILE])  # predict checks the calibration against its recorded checksum
+    write_calibration(out, cal)  # no composition stack here; the manifest is what predict checks
     mae = float(np.mean(np.abs(point - y[calib])))
     q = cal.quantile(0.9)
     return {"calibrated": True, "calibration_mae": mae, "calibration_note": (

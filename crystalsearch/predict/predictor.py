@@ -149,21 +149,21 @@ class Predictor:
 
         if folder is not None and not Path(folder).is_dir():
             raise CheckpointError(f"{folder}: no such heads folder")
+        if prop is None and folder is None:
+            raise CheckpointError("no property given and no heads folder to read it from")
+        root = Path(folder) if folder is not None else heads_dir(str(prop))
+        paths = member_paths(root)
+        infos = [read_info(path) for path in paths]  # each model.json read once: property, spec and weights
         if prop is None:
-            if folder is None:
-                raise CheckpointError("no property given and no heads folder to read it from")
-            from crystalsearch.predict.conformal import heads_property
-
-            prop = heads_property(Path(folder))
+            prop = next((str(i.metadata["property"]) for i in infos if isinstance(i.metadata.get("property"), str)),
+                        None)  # fmt: skip
             if prop is None:
                 raise CheckpointError(f"{folder}: no fine-tuned heads that record their property (model.json)")
-        root = Path(folder) if folder else heads_dir(prop)
-        paths = member_paths(root)
         if prop in PROPERTIES or not paths:
             spec = property_spec(prop)
         else:  # a property of the user's own (train finetune --labels): as its heads record it
             try:
-                spec = spec_of_heads(read_info(paths[0]).metadata)
+                spec = spec_of_heads(infos[0].metadata)
             except ValueError as exc:
                 raise CheckpointError(f"{paths[0]}: {exc}") from None
         if not paths:
@@ -171,8 +171,7 @@ class Predictor:
             raise CheckpointError(f"{root}: no fine-tuned heads for {prop} (available: {have}); train them with "
                                   f"`crystalsearch train finetune --property {prop} --seeds 3`")  # fmt: skip
         members, graphs = [], set()
-        for path in paths:
-            info = read_info(path)
+        for path, info in zip(paths, infos, strict=True):
             meta = info.metadata
             if meta.get("property", prop) != prop:
                 raise CheckpointError(f"{path}: these heads were trained for {meta['property']}, not {prop}")
