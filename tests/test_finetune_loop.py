@@ -141,9 +141,14 @@ def test_loop_state_adds_up_training_time_over_resumes(
     ckpt = tmp_path / "seed0.partial.pt"
     with pytest.raises(Crash):
         run(store, y, CFG, checkpoint=ckpt, crash_after=2)
-    first = torch.load(ckpt, weights_only=True)["elapsed_s"]
+    from crystalsearch.train.loop_state import spent
+
+    assert spent(tmp_path / "none.pt") == (0.0, 0.0)
+    first, first_cpu = spent(ckpt)
+    assert first == torch.load(ckpt, weights_only=True)["elapsed_s"] and first_cpu > 0
     run(store, y, CFG, checkpoint=ckpt)
-    assert 0 < first < torch.load(ckpt, weights_only=True)["elapsed_s"]
+    wall, cpu = spent(ckpt)
+    assert 0 < first < wall and first_cpu < cpu
 
 
 def test_single_runs_refuse_a_warm_start() -> None:

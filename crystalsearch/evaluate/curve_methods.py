@@ -109,7 +109,7 @@ def finetune_cell(data: PropertyData, chosen: np.ndarray, *, seed: int, pretrain
     from crystalsearch.model.cgcnn import PropertyModel
     from crystalsearch.train.config import FinetuneConfig
     from crystalsearch.train.finetune import TargetTransform, _train_one, predict_store
-    from crystalsearch.train.loop_state import read_loop
+    from crystalsearch.train.loop_state import spent
 
     fit, val = fit_val(chosen, seed=seed, groups=data.groups_of(chosen))
     epochs, batch = budget(len(fit), config)
@@ -128,10 +128,10 @@ def finetune_cell(data: PropertyData, chosen: np.ndarray, *, seed: int, pretrain
         if pretrained:
             model.encoder.load_state_dict(encoder.model.state_dict())
         loop = None if partial is None else partial / f"lr{lr:g}.pt"
-        if loop is not None and loop.is_file():
-            state = read_loop(loop)
-            earlier["earlier_wall_s"] += state["elapsed_s"]
-            earlier["earlier_cpu_s"] += state["cpu_s"]
+        if loop is not None:
+            wall, cpu = spent(loop)
+            earlier["earlier_wall_s"] += wall
+            earlier["earlier_cpu_s"] += cpu
         runs[lr] = _train_one(model, data.store, data.y, fit, val, transform=transform, config=ft, lr=lr, device=device,
                               rng=np.random.default_rng([seed, 7]), checkpoint=loop,
                               on_epoch=_heartbeat(log, f"lr {lr:g}", epochs))  # fmt: skip

@@ -160,6 +160,7 @@ def _train_member(config: EnsembleConfig, data: _Prepared, *, seed: int, out: Pa
     """Train member ``seed`` at each learning rate of the grid (each resuming from its per-epoch loop state),
     keep the one with the lowest val MAE as ``out/seed<seed>`` and remove the loop states."""
     from crystalsearch.model.embed import flush_denormal
+    from crystalsearch.train import loop_state
     from crystalsearch.train.card import hardware_of, start_note
     from crystalsearch.train.finetune import (
         FinetuneResult,
@@ -192,7 +193,7 @@ def _train_member(config: EnsembleConfig, data: _Prepared, *, seed: int, out: Pa
     best_lr = min(results, key=lambda lr: results[lr][1])
     model, val_mae, epochs = results[best_lr]
     pred = data.transform.inverse(predict_store(model, data.store, data.test, device=device))
-    spent = sum(_elapsed(path) for path in partials.values()) or time.perf_counter() - start
+    spent = sum(loop_state.spent(path)[0] for path in partials.values()) or time.perf_counter() - start
     result = FinetuneResult(
         property=spec.name, init=ft.init, lr=best_lr, epochs_run=epochs, val_mae=val_mae,
         test_mae=float(np.mean(np.abs(pred - y[data.test]))), unit=spec.unit, n_train=len(data.train),
@@ -224,15 +225,6 @@ def _epoch_logger(log: Callable[[str], None], prop: str, seed: int, unit: str,
             f"{(time.perf_counter() - t0) / 60:.1f} min")  # fmt: skip
 
     return on_epoch
-
-
-def _elapsed(partial: Path) -> float:
-    """Training seconds a member's loop state records over all the processes that ran it (0 if none)."""
-    from crystalsearch.train.loop_state import read_loop
-
-    if not partial.is_file():
-        return 0.0
-    return float(read_loop(partial)["elapsed_s"])
 
 
 def warm_history(source: str, seed: int) -> list[dict[str, Any]]:

@@ -19,7 +19,7 @@ from crystalsearch.errors import CheckpointError
 if TYPE_CHECKING:
     from crystalsearch.model.cgcnn import PropertyModel
 
-__all__ = ["LOOP_KEYS", "read_loop", "save_loop"]
+__all__ = ["LOOP_KEYS", "read_loop", "save_loop", "spent"]
 
 
 def save_loop(path: Path, *, model: PropertyModel, opt: torch.optim.Optimizer,
@@ -63,3 +63,12 @@ def read_loop(path: Path) -> dict[str, Any]:
         }
     except (ValueError, TypeError) as exc:
         raise CheckpointError(f"{path}: cannot resume from it ({exc})") from None
+
+
+def spent(path: Path) -> tuple[float, float]:
+    """Wall and CPU seconds a member's resume state at ``path`` records over every process that ran it
+    (``(0.0, 0.0)`` when there is none)."""
+    if not path.is_file():
+        return 0.0, 0.0
+    state = read_loop(path)
+    return state["elapsed_s"], state["cpu_s"]
