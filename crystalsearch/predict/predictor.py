@@ -184,7 +184,7 @@ class Predictor:
             raise CheckpointError(
                 f"{root}: the heads were trained on graphs built differently ({sorted(map(str, graphs))})"
             )
-        calibration, composition = _calibration_of(root)
+        calibration, composition = _calibration_of(root, prop=prop)
         return cls(prop, members, column=spec.column, unit=spec.unit, folder=root, graph=graphs.pop(),
                    calibration=calibration, composition=composition)  # fmt: skip
 
@@ -298,9 +298,9 @@ class Predictor:
         return threshold
 
 
-def _calibration_of(folder: Path) -> tuple[Calibration | None, Any]:
-    """The heads folder's conformal calibration and stacked composition model (``None`` when absent), each
-    file checked against the folder's ``manifest.json`` first (:mod:`crystalsearch.predict.manifest`)."""
+def _calibration_of(folder: Path, *, prop: str) -> tuple[Calibration | None, Any]:
+    """The heads folder's conformal calibration of ``prop`` and stacked composition model (``None`` when
+    absent), each file checked against the folder's ``manifest.json`` first (:mod:`crystalsearch.predict.manifest`)."""
     from crystalsearch.predict.conformal import COMPOSITION_MODEL, FILE, load_calibration
     from crystalsearch.predict.manifest import verify
     from crystalsearch.predict.stacking import load_composition
@@ -310,7 +310,7 @@ def _calibration_of(folder: Path) -> tuple[Calibration | None, Any]:
                               "can run code); rewrite it with `crystalsearch evaluate calibration --fit`")  # fmt: skip
     verify(folder, [FILE, COMPOSITION_MODEL])
     try:
-        calibration = load_calibration(folder)
+        calibration = load_calibration(folder, prop=prop)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise CheckpointError(f"{folder / FILE}: unreadable calibration.json ({exc})") from None
     if calibration is None or not calibration.stacked():
